@@ -35,7 +35,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, model: str = "b
     elif model == "word":
         tok = Tokenizer(models.WordLevel(unk_token=SPECIAL_TOKENS["unk_token"]))
         tok.pre_tokenizer = pre_tokenizers.Whitespace()
-        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=vocab_size, special_tokens=specials, show_progress=False
+        )
     else:
         raise ValueError(f"model must be 'bpe' or 'word', got {model!r}")
     tok.train_from_iterator(list(texts), trainer=trainer)
@@ -43,7 +45,12 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, model: str = "b
 
 
 def tiny_classifier(
-    tokenizer, num_labels: int = 2, hidden_size: int = 32, num_layers: int = 2, max_length: int = 128, seed: int = 0
+    tokenizer,
+    num_labels: int = 2,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    max_length: int = 128,
+    seed: int = 0,
 ):
     """A small BERT sequence classifier sized to ``tokenizer``'s vocabulary."""
     import torch
@@ -65,7 +72,9 @@ def tiny_classifier(
     return BertForSequenceClassification(config)
 
 
-def tiny_causal_lm(tokenizer, hidden_size: int = 32, num_layers: int = 2, max_length: int = 128, seed: int = 0):
+def tiny_causal_lm(
+    tokenizer, hidden_size: int = 32, num_layers: int = 2, max_length: int = 128, seed: int = 0
+):
     """A small GPT-2 causal LM sized to ``tokenizer``'s vocabulary (bos/eos/pad ids set from it)."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel

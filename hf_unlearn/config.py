@@ -1,0 +1,144 @@
+"""``UnlearningConfig``: ``TrainingArguments`` plus the unlearning method and its hyperparameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .methods import METHODS
+
+DR_VARIANTS = ("kl", "ce")
+NOISE_SCHEDULES = ("constant", "linear", "cosine")
+INFLUENCE_REMOVALS = ("none", "mask")
+
+
+@dataclass
+class UnlearningConfig(TrainingArguments):
+    """Configuration of ``UnlearningTrainer``.
+
+    Every ``transformers.TrainingArguments`` field applies (learning rate, batch size, ``max_steps``,
+    gradient accumulation, ...). The retain set plays the role of the training set: an epoch is one pass
+    over the retain set (or over the forget set when it is the larger), each step pairing one retain batch
+    with one forget batch of ``per_device_train_batch_size`` examples.
+    """
+
+    method: str = field(
+        default="grad_diff",
+        metadata={
+            "help": "Unlearning method: 'ft' (fine-tune on retain), 'ga' (gradient ascent), 'grad_diff', 'npo', "
+            "'rl' (random labels), 'dr' (discriminative regularization) or 'ieu' (influence eliminating "
+            "unlearning).",
+            "choices": sorted(METHODS),
+        },
+    )
+    forget_weight: float = field(
+        default=1.0, metadata={"help": "gamma: weight of the forget term (ga, grad_diff, npo, rl, ieu)."}
+    )
+    retain_weight: float = field(
+        default=1.0, metadata={"help": "w_r: weight of the retain loss (grad_diff, npo, rl, ieu)."}
+    )
+    dr_alpha: float = field(
+        default=0.5,
+        metadata={
+            "help": "alpha in (0, 1]: weight of the discriminative regularizer; never above the retain loss."
+        },
+    )
+    dr_variant: str = field(
+        default="kl",
+        metadata={
+            "help": "DR regularizer: 'kl' (KL from the uniform wrong-label distribution to the prediction) or "
+            "'ce' (cross-entropy on a sampled wrong label, or on the 'alternative' completion).",
+            "choices": list(DR_VARIANTS),
+        },
+    )
+    npo_beta: float = field(default=0.1, metadata={"help": "beta > 0 of NPO."})
+    ieu_decay: float = field(
+        default=1.0,
+        metadata={
+            "help": "lambda >= 0: after each optimizer step the trainable weights are multiplied by "
+            "(1 - lr_t * lambda). At Adam learning rates (1e-4) lambda must be large (1-100) to matter."
+        },
+    )
+    ieu_noise_std: float = field(
+        default=1e-3,
+        metadata={
+            "help": "sigma >= 0: std of the Gaussian noise added to every trainable weight after each step."
+        },
+    )
+    ieu_noise_schedule: str = field(
+        default="constant",
+        metadata={
+            "help": "How sigma changes over training: 'constant', 'linear' (to 0) or 'cosine' (to 0).",
+            "choices": list(NOISE_SCHEDULES),
+        },
+    )
+    ieu_noise_every: int = field(
+        default=1,
+        metadata={
+            "help": "Inject noise every k optimizer steps with std sigma * sqrt(k) (the same Gaussian diffusion, "
+            "k times fewer random draws)."
+        },
+    )
+    forget_loss_cap: float | None = field(
+        default=5.0,
+        metadata={
+            "help": "Upper bound (nats) on each forget example's loss inside ascent terms (ga, grad_diff, ieu): "
+            "examples past it stop being pushed, so ascent cannot diverge. None disables the cap."
+        },
+    )
+    influence_removal: str = field(
+        default="none",
+        metadata={
+            "help": "'mask': before unlearning, zero the mask_ratio fraction of weights whose forget-set "
+            "gradient is largest relative to their retain-set gradient ('forget-only' weights).",
+            "choices": list(INFLUENCE_REMOVALS),
+        },
+    )
+    mask_ratio: float = field(
+        default=0.01,
+        metadata={"help": "Fraction in (0, 1) of trainable weights reset by influence_removal='mask'."},
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Truncate tokenized sequences to this length (default: the model's maximum)."},
+    )
+    # TrainingArguments defaults that do not fit unlearning
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={"help": "Kept False: the trainer builds its own paired retain/forget batches."},
+    )
+    learning_rate: float = field(default=1e-4, metadata={"help": "Initial learning rate (AdamW)."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
+
+    def __post_init__(self):
+        self._validate_unlearning_fields()
+        super().__post_init__()
+
+    def _validate_unlearning_fields(self) -> None:
+        _check_choice("method", self.method, sorted(METHODS))
+        _check_choice("dr_variant", self.dr_variant, DR_VARIANTS)
+        _check_choice("ieu_noise_schedule", self.ieu_noise_schedule, NOISE_SCHEDULES)
+        _check_choice("influence_removal", self.influence_removal, INFLUENCE_REMOVALS)
+        if not 0 < self.dr_alpha <= 1:
+            raise ValueError(f"UnlearningConfig.dr_alpha must be in (0, 1], got {self.dr_alpha}.")
+        if not 0 < self.mask_ratio < 1:
+            raise ValueError(f"UnlearningConfig.mask_ratio must be in (0, 1), got {self.mask_ratio}.")
+        for name in ("forget_weight", "retain_weight", "ieu_decay", "ieu_noise_std"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"UnlearningConfig.{name} must be >= 0, got {getattr(self, name)}.")
+        if self.npo_beta <= 0:
+            raise ValueError(f"UnlearningConfig.npo_beta must be > 0, got {self.npo_beta}.")
+        if self.ieu_noise_every < 1:
+            raise ValueError(f"UnlearningConfig.ieu_noise_every must be >= 1, got {self.ieu_noise_every}.")
+        if self.forget_loss_cap is not None and self.forget_loss_cap <= 0:
+            raise ValueError(
+                f"UnlearningConfig.forget_loss_cap must be > 0 or None, got {self.forget_loss_cap}."
+            )
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"UnlearningConfig.max_length must be >= 2, got {self.max_length}.")
+
+
+def _check_choice(name: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"UnlearningConfig.{name} must be one of {list(allowed)}, got {value!r}.")

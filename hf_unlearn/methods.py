@@ -1,0 +1,180 @@
+"""Registry of unlearning methods: each binds the pure losses of ``losses.py`` to the batch parts.
+
+The trainer runs the retain, forget (and, when the forget set has an ``alternative`` column, the
+forget-alternative) batches through the model in one forward pass and hands the method a ``StepInputs``;
+the method returns the loss and the numbers to log. Adding a method is one class with ``@register_method``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from . import losses
+from .data import CLASSIFICATION
+
+
+@dataclass
+class Part:
+    """Model outputs for one part of the batch."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    index: torch.Tensor | None = None
+    wrong_label: torch.Tensor | None = None
+
+
+@dataclass
+class StepInputs:
+    retain: Part
+    forget: Part
+    forget_alt: Part | None = None
+    step: int = 0
+    ref_logprob: torch.Tensor | None = None  # cached reference log-probs of the forget batch (NPO)
+
+
+@dataclass
+class MethodOutput:
+    loss: torch.Tensor
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+METHODS: dict[str, type[UnlearningMethod]] = {}
+
+
+def register_method(name: str) -> Callable[[type], type]:
+    def wrap(cls: type) -> type:
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_method(name: str) -> type[UnlearningMethod]:
+    if name not in METHODS:
+        raise ValueError(f"Unknown unlearning method {name!r}; choose one of {sorted(METHODS)}.")
+    return METHODS[name]
+
+
+class UnlearningMethod:
+    """Base class. ``args`` is the ``UnlearningConfig``; ``task`` is ``"classification"`` or ``"causal_lm"``."""
+
+    name: ClassVar[str] = ""
+    needs_reference: ClassVar[bool] = False  # cache reference log-probs of the forget set before training
+
+    def __init__(self, args: Any, task: str):
+        self.args, self.task = args, task
+
+    def compute(self, inputs: StepInputs) -> MethodOutput:
+        retain_nll = losses.per_example_nll(inputs.retain.logits, inputs.retain.labels)
+        forget_nll = losses.per_example_nll(inputs.forget.logits, inputs.forget.labels)
+        loss, extra = self.loss(inputs, retain_nll, forget_nll)
+        metrics = {
+            "retain_loss": retain_nll.detach().mean(),
+            "forget_loss": forget_nll.detach().mean(),
+            **extra,
+        }
+        return MethodOutput(loss=loss, metrics=metrics)
+
+    def loss(
+        self, inputs: StepInputs, retain_nll: torch.Tensor, forget_nll: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def post_step_hook_enabled(self) -> bool:
+        """Whether the decay + noise optimizer hook (``influence.DecayNoiseHook``) runs after each step."""
+        return False
+
+    # helpers shared by several methods
+    def retain_term(self, retain_nll: torch.Tensor) -> torch.Tensor:
+        return self.args.retain_weight * retain_nll.mean()
+
+    def ascent_term(self, forget_nll: torch.Tensor) -> torch.Tensor:
+        return self.args.forget_weight * losses.capped_ascent(forget_nll, self.args.forget_loss_cap)
+
+    def wrong_target_nll(self, inputs: StepInputs) -> torch.Tensor:
+        """Per-example loss on a wrong target: the ``alternative`` completion, the fixed random wrong label
+        (classifiers) or random wrong tokens drawn from a generator seeded by (seed, step) (LMs)."""
+        if inputs.forget_alt is not None:
+            return losses.per_example_nll(inputs.forget_alt.logits, inputs.forget_alt.labels)
+        forget = inputs.forget
+        if self.task == CLASSIFICATION:
+            return losses.per_example_nll(forget.logits, forget.wrong_label)
+        generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + inputs.step)
+        wrong = losses.random_wrong_targets(forget.labels, forget.logits.shape[-1], generator)
+        return losses.per_example_nll(forget.logits, wrong)
+
+
+@register_method("ft")
+class FineTune(UnlearningMethod):
+    """Naive fine-tuning on the retain set: ``l(B_r)``."""
+
+    def loss(self, inputs, retain_nll, forget_nll):
+        return retain_nll.mean(), {}
+
+
+@register_method("ga")
+class GradientAscent(UnlearningMethod):
+    """Gradient ascent on the forget set: ``-gamma * min(l(B_f), cap)``."""
+
+    def loss(self, inputs, retain_nll, forget_nll):
+        return self.ascent_term(forget_nll), {}
+
+
+@register_method("grad_diff")
+class GradientDifference(UnlearningMethod):
+    """``-gamma * min(l(B_f), cap) + w_r * l(B_r)``."""
+
+    def loss(self, inputs, retain_nll, forget_nll):
+        return self.ascent_term(forget_nll) + self.retain_term(retain_nll), {}
+
+
+@register_method("npo")
+class NegativePreferenceOptimization(UnlearningMethod):
+    """NPO on the forget set against cached reference log-probs, plus ``w_r * l(B_r)``."""
+
+    needs_reference = True
+
+    def loss(self, inputs, retain_nll, forget_nll):
+        logprob = losses.per_example_logprob(inputs.forget.logits, inputs.forget.labels)
+        npo = losses.npo_loss(logprob, inputs.ref_logprob.to(logprob), self.args.npo_beta)
+        return self.args.forget_weight * npo + self.retain_term(retain_nll), {"npo_loss": npo.detach()}
+
+
+@register_method("rl")
+class RandomLabels(UnlearningMethod):
+    """Train the forget set towards random wrong labels (SalUn-style), plus ``w_r * l(B_r)``."""
+
+    def loss(self, inputs, retain_nll, forget_nll):
+        wrong = self.wrong_target_nll(inputs).mean()
+        return self.args.forget_weight * wrong + self.retain_term(retain_nll), {
+            "wrong_label_loss": wrong.detach()
+        }
+
+
+@register_method("dr")
+class DiscriminativeRegularization(UnlearningMethod):
+    """``l(B_r) + alpha * R(B_f)``: ``R`` is KL to the wrong-label distribution (``dr_variant="kl"``) or
+    cross-entropy on a sampled wrong label / the ``alternative`` completion (``dr_variant="ce"``)."""
+
+    def loss(self, inputs, retain_nll, forget_nll):
+        if self.args.dr_variant == "kl" and inputs.forget_alt is None:
+            reg = losses.wrong_label_kl(inputs.forget.logits, inputs.forget.labels).mean()
+        else:
+            reg = self.wrong_target_nll(inputs).mean()
+        return retain_nll.mean() + self.args.dr_alpha * reg, {"dr_regularizer": reg.detach()}
+
+
+@register_method("ieu")
+class InfluenceEliminatingUnlearning(UnlearningMethod):
+    """``w_r * l(B_r) - gamma * min(l(B_f), cap)``, then weight decay + noise after every optimizer step."""
+
+    def loss(self, inputs, retain_nll, forget_nll):
+        return self.ascent_term(forget_nll) + self.retain_term(retain_nll), {}
+
+    def post_step_hook_enabled(self) -> bool:
+        return self.args.ieu_decay > 0 or self.args.ieu_noise_std > 0

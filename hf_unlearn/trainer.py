@@ -1,0 +1,247 @@
+"""``UnlearningTrainer``: a ``transformers.Trainer`` that trains on paired retain/forget batches.
+
+Each step runs one retain batch and one forget batch (plus the alternative completions of the forget batch,
+when there are any) through the model in a single forward pass, and hands the logits to the configured
+method of ``hf_unlearn.methods``. The optimizer step hook of ``hf_unlearn.influence`` runs after every
+optimizer step for methods that use it (IEU).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import Trainer
+
+from . import influence, losses
+from .config import UnlearningConfig
+from .data import CLASSIFICATION, PairedDataset, RowsDataset, build_preparer
+from .methods import Part, StepInputs, get_method
+
+logger = logging.getLogger(__name__)
+
+PART_NAMES = ("retain", "forget", "forget_alt")
+
+
+class UnlearningTrainer(Trainer):
+    """Unlearn ``forget_dataset`` from ``model`` while keeping what ``retain_dataset`` taught it.
+
+    Args:
+        model: a ``transformers`` sequence classifier or causal LM (the *original* model).
+        args: an ``UnlearningConfig``.
+        forget_dataset: the data to remove. Classifier ``{"text", "label"}``; causal LM ``{"prompt",
+            "completion"}`` or ``{"text"}`` (optionally with an ``alternative`` column); or pre-tokenized
+            ``{"input_ids", "labels"}``. A ``datasets.Dataset``, a list of dicts or a dict of lists.
+        retain_dataset: the data to keep, in the same formats; it is the training set of the run.
+        processing_class: the tokenizer, required for raw-text datasets.
+        eval_dataset: optional data for ``evaluate()`` (same formats; a dict of them is accepted).
+        peft_config: a ``peft`` config (e.g. ``LoraConfig``): unlearning then trains adapters only.
+        ref_model: reference model for NPO; defaults to the model itself before unlearning (adapters
+            disabled with PEFT). Only its forget-set log-probs are kept, computed once before training.
+        callbacks: ``TrainerCallback`` list, as for ``Trainer``.
+        **kwargs: passed to ``Trainer`` (e.g. ``compute_metrics``, ``optimizers``).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        args: UnlearningConfig | None = None,
+        forget_dataset: Any = None,
+        retain_dataset: Any = None,
+        processing_class: Any = None,
+        eval_dataset: Any = None,
+        peft_config: Any = None,
+        ref_model: torch.nn.Module | None = None,
+        callbacks: list | None = None,
+        **kwargs: Any,
+    ):
+        args = _check_args(args)
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError(
+                f"model must be a transformers model instance, got {type(model).__name__}; load it first, "
+                "e.g. AutoModelForSequenceClassification.from_pretrained(path)."
+            )
+        if forget_dataset is None or retain_dataset is None:
+            raise ValueError("UnlearningTrainer needs both forget_dataset and retain_dataset.")
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+        preparer, collator = build_preparer(model, processing_class, args.max_length, args.seed)
+        self.task = preparer.task
+        self.method = get_method(args.method)(args, self.task)
+        self.forget_rows = preparer(
+            forget_dataset, "forget_dataset", with_wrong_labels=self.task == CLASSIFICATION
+        )
+        self.retain_rows = preparer(retain_dataset, "retain_dataset")
+        if args.label_names is None:
+            args.label_names = ["labels"]
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=collator,
+            train_dataset=PairedDataset(self.retain_rows, self.forget_rows),
+            eval_dataset=_prepare_eval(preparer, eval_dataset),
+            processing_class=processing_class,
+            callbacks=callbacks,
+            **kwargs,
+        )
+        self.loss_is_scaled_for_ga = False  # our losses are per-batch means; Trainer divides by GA steps
+        self.ref_model = ref_model
+        self.ref_logprob: torch.Tensor | None = None
+        self.influence_removed = 0
+        self._step_metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._hook_handle = None
+
+    # -- set-up before the first step --------------------------------------------------------------
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        """Run unlearning. Caches NPO reference log-probs and applies influence removal first."""
+        if self.method.needs_reference and self.ref_logprob is None:
+            self.ref_logprob = self.reference_logprobs()
+        if (
+            self.args.influence_removal == "mask"
+            and not self.influence_removed
+            and not resume_from_checkpoint
+        ):
+            self.influence_removed = self.remove_influence()
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def reference_logprobs(self) -> torch.Tensor:
+        """``log p_ref(y | x)`` of every forget example, from ``ref_model`` or the model as it is now (with PEFT
+        adapters disabled). Computed once; no second model stays in memory."""
+        model = self.ref_model if self.ref_model is not None else self.model
+        model.to(self.args.device)
+        disable = getattr(model, "disable_adapter", None) if self.ref_model is None else None
+        values = []
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), disable() if disable else nullcontext():
+            for batch in self._batches(self.forget_rows, "NPO reference"):
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                values.append(losses.per_example_logprob(logits, batch["labels"]).float().cpu())
+        model.train(was_training)
+        if self.ref_model is not None:
+            self.ref_model = None  # only the cache is needed from now on
+        return torch.cat(values)
+
+    def remove_influence(self) -> int:
+        """Zero the ``mask_ratio`` fraction of weights that only the forget set moves. Returns their count."""
+        model = self.model.to(self.args.device)
+
+        def loss_fn(m, batch):
+            logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            return losses.per_example_nll(logits, batch["labels"]).sum()
+
+        forget = influence.gradient_magnitudes(
+            model, self._batches(self.forget_rows, "forget gradients"), loss_fn
+        )
+        retain = influence.gradient_magnitudes(
+            model, self._batches(self.retain_rows, "retain gradients"), loss_fn
+        )
+        scores = influence.forget_only_scores(forget, retain, len(self.forget_rows), len(self.retain_rows))
+        count = influence.mask_top_scores(model, scores, self.args.mask_ratio)
+        logger.info("influence_removal='mask': reset %d forget-only weights.", count)
+        return count
+
+    def _batches(self, rows: list[dict], desc: str):
+        loader = DataLoader(
+            RowsDataset(rows), batch_size=self.args.per_device_eval_batch_size, collate_fn=self.data_collator
+        )
+        disable = self.args.disable_tqdm or not self.is_world_process_zero()
+        for batch in tqdm(loader, desc=desc, disable=disable, leave=False):
+            yield {k: v.to(self.args.device) for k, v in batch.items()}
+
+    def create_optimizer(self, *args: Any, **kwargs: Any) -> torch.optim.Optimizer:
+        optimizer = super().create_optimizer(*args, **kwargs)
+        if self.method.post_step_hook_enabled() and self._hook_handle is None:
+            sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
+            hook = influence.DecayNoiseHook(
+                decay=self.args.ieu_decay,
+                noise_std=self.args.ieu_noise_std,
+                schedule=self.args.ieu_noise_schedule,
+                seed=self.args.seed,
+                step_fn=lambda: self.state.global_step,
+                max_steps_fn=lambda: self.state.max_steps,
+                every=self.args.ieu_noise_every,
+                rank_offset=self.args.process_index if sharded else 0,
+            )
+            self._hook_handle = optimizer.register_step_post_hook(hook)
+        return optimizer
+
+    # -- the step ----------------------------------------------------------------------------------
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ):
+        if "forget" not in inputs:
+            return self._plain_loss(model, inputs, return_outputs)
+        names = [name for name in PART_NAMES if name in inputs]
+        logits = model(
+            input_ids=torch.cat([inputs[n]["input_ids"] for n in names]),
+            attention_mask=torch.cat([inputs[n]["attention_mask"] for n in names]),
+        ).logits
+        chunks = logits.split([inputs[n]["input_ids"].shape[0] for n in names])
+        parts = {
+            name: Part(
+                logits=chunk,
+                labels=inputs[name]["labels"],
+                index=inputs[name].get("index"),
+                wrong_label=inputs[name].get("wrong_label"),
+            )
+            for name, chunk in zip(names, chunks)
+        }
+        ref = None
+        if self.ref_logprob is not None:
+            ref = self.ref_logprob[parts["forget"].index.cpu()].to(logits.device)
+        output = self.method.compute(StepInputs(**parts, step=self.state.global_step, ref_logprob=ref))
+        for key, value in output.metrics.items():
+            self._step_metrics[key].append(value.detach())
+        return (output.loss, {"logits": logits}) if return_outputs else output.loss
+
+    def _plain_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool):
+        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        loss = losses.per_example_nll(logits, inputs["labels"]).mean()
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """Adds the mean of each method metric (``retain_loss``, ``forget_loss``, ...) since the last log."""
+        if self._step_metrics and not any(key.startswith("eval_") for key in logs):
+            for key, values in self._step_metrics.items():
+                mean = torch.stack(values).float().mean().reshape(1)
+                logs[key] = round(float(self.accelerator.gather(mean).mean()), 6)
+            self._step_metrics.clear()
+        super().log(logs, *args, **kwargs)
+
+
+def _check_args(args: UnlearningConfig | None) -> UnlearningConfig:
+    if args is None:
+        return UnlearningConfig(output_dir="unlearning_output")
+    if not isinstance(args, UnlearningConfig):
+        raise ValueError(f"args must be an UnlearningConfig, got {type(args).__name__}.")
+    return args
+
+
+def _prepare_eval(preparer, eval_dataset: Any):
+    if eval_dataset is None:
+        return None
+    if isinstance(eval_dataset, dict) and all(_is_dataset(v) for v in eval_dataset.values()):
+        return {
+            name: RowsDataset(preparer(data, f"eval_dataset[{name!r}]"))
+            for name, data in eval_dataset.items()
+        }
+    return RowsDataset(preparer(eval_dataset, "eval_dataset"))
+
+
+def _is_dataset(value: Any) -> bool:
+    """A dataset-like value (``datasets.Dataset`` or list of dicts), as opposed to one column of data."""
+    return hasattr(value, "column_names") or (
+        isinstance(value, list) and bool(value) and isinstance(value[0], dict)
+    )
