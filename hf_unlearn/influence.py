@@ -66,16 +66,16 @@ class DecayNoiseHook:
         self._generators: dict[torch.device, torch.Generator] = {}
 
     def __call__(self, optimizer: torch.optim.Optimizer, *args, **kwargs) -> None:
-        with torch.no_grad():
-            if self.decay > 0:
-                self.apply_decay(optimizer.param_groups)
-            step = self.step_fn()
-            if self.noise_std > 0 and (step + 1) % self.every == 0:
-                sigma = self.noise_std * math.sqrt(self.every)
-                sigma *= noise_schedule(self.schedule, step, self.max_steps_fn())
-                if sigma > 0:
-                    self.apply_noise(optimizer.param_groups, sigma, step)
+        if self.decay > 0:
+            self.apply_decay(optimizer.param_groups)
+        step = self.step_fn()
+        if self.noise_std > 0 and (step + 1) % self.every == 0:
+            sigma = self.noise_std * math.sqrt(self.every)
+            sigma *= noise_schedule(self.schedule, step, self.max_steps_fn())
+            if sigma > 0:
+                self.apply_noise(optimizer.param_groups, sigma, step)
 
+    @torch.no_grad()
     def apply_decay(self, param_groups: Iterable[dict]) -> None:
         for group in param_groups:
             params = [p for p in group["params"] if p.requires_grad]
@@ -83,6 +83,7 @@ class DecayNoiseHook:
             if params and factor != 1.0:
                 torch._foreach_mul_(params, factor)
 
+    @torch.no_grad()
     def apply_noise(self, param_groups: Iterable[dict], sigma: float, step: int) -> None:
         buckets: dict[tuple, list[torch.Tensor]] = defaultdict(list)
         for group in param_groups:

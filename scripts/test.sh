@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs (if needed) and runs the test suite: bash scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+. .venv/bin/activate
+python -m pytest -q "$@"

@@ -1,0 +1,273 @@
+import copy
+import math
+
+import pytest
+import torch
+from conftest import make_config
+
+from hf_unlearn import UnlearningTrainer
+from hf_unlearn.data import build_preparer
+from hf_unlearn.tiny import tiny_causal_lm, tiny_classifier
+
+METHODS = ["ft", "ga", "grad_diff", "npo", "rl", "dr", "ieu"]
+
+
+def _lora(kind):
+    from peft import LoraConfig
+
+    if kind == "classifier":
+        return LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"])
+    return LoraConfig(
+        task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True
+    )
+
+
+def _setup(kind, mislabeled, qa):
+    if kind == "classifier":
+        return tiny_classifier(mislabeled.tokenizer), mislabeled
+    return tiny_causal_lm(qa.tokenizer), qa
+
+
+def _trainable(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("use_lora", [False, True], ids=["full", "lora"])
+@pytest.mark.parametrize("kind", ["classifier", "causal_lm"])
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_runs_with_finite_losses_and_changes_trainable_weights(
+    tmp_path, mislabeled, qa, method, kind, use_lora
+):
+    model, task = _setup(kind, mislabeled, qa)
+    # An untrained LM's forget NLL (~log V) is above the default cap, which would stop ascent at once.
+    args = make_config(tmp_path, method=method, learning_rate=1e-2, forget_loss_cap=50.0)
+    trainer = UnlearningTrainer(
+        model,
+        args,
+        forget_dataset=task.forget,
+        retain_dataset=task.retain,
+        processing_class=task.tokenizer,
+        peft_config=_lora(kind) if use_lora else None,
+    )
+    before = _trainable(trainer.model)
+    if use_lora:
+        assert all("lora" in n or "modules_to_save" in n for n in before)
+    trainer.train()
+    steps = [row for row in trainer.state.log_history if "loss" in row]
+    assert len(steps) == 3
+    for row in steps:
+        assert (
+            math.isfinite(row["loss"])
+            and math.isfinite(row["forget_loss"])
+            and math.isfinite(row["retain_loss"])
+        )
+    after = _trainable(trainer.model)
+    changed = [n for n in before if not torch.equal(before[n], after[n])]
+    assert changed, "no trainable weight changed"
+
+
+def _one_update(tmp_path, mislabeled, init, batch_size, accumulation):
+    model = copy.deepcopy(init)
+    args = make_config(
+        tmp_path,
+        method="grad_diff",
+        max_steps=1,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        optim="sgd",
+        learning_rate=0.5,
+        lr_scheduler_type="constant",
+        forget_loss_cap=None,
+    )
+    UnlearningTrainer(
+        model,
+        args,
+        forget_dataset=mislabeled.forget,
+        retain_dataset=mislabeled.retain,
+        processing_class=mislabeled.tokenizer,
+    ).train()
+    return {n: p.detach() for n, p in model.named_parameters()}
+
+
+def test_gradient_accumulation_keeps_the_update_of_the_full_batch(tmp_path, mislabeled):
+    init = tiny_classifier(mislabeled.tokenizer)
+    start = {n: p.detach().clone() for n, p in init.named_parameters()}
+    full = _one_update(tmp_path, mislabeled, init, batch_size=8, accumulation=1)
+    accumulated = _one_update(tmp_path, mislabeled, init, batch_size=2, accumulation=4)
+    moved = max((full[n] - start[n]).abs().max().item() for n in full)
+    assert moved > 1e-3
+    for name in full:
+        torch.testing.assert_close(accumulated[name], full[name], atol=1e-5, rtol=0)
+
+
+def test_forget_and_retain_losses_are_logged_separately(tmp_path, mislabeled):
+    trainer = UnlearningTrainer(
+        tiny_classifier(mislabeled.tokenizer),
+        make_config(tmp_path, method="grad_diff"),
+        forget_dataset=mislabeled.forget,
+        retain_dataset=mislabeled.retain,
+        processing_class=mislabeled.tokenizer,
+    )
+    trainer.train()
+    rows = [r for r in trainer.state.log_history if "loss" in r]
+    assert all("forget_loss" in r and "retain_loss" in r for r in rows)
+    # grad_diff: loss = -min(l_f, cap) + l_r
+    assert rows[0]["loss"] == pytest.approx(rows[0]["retain_loss"] - rows[0]["forget_loss"], abs=1e-4)
+
+
+def test_evaluate_reports_plain_loss_on_an_eval_set(tmp_path, mislabeled):
+    trainer = UnlearningTrainer(
+        tiny_classifier(mislabeled.tokenizer),
+        make_config(tmp_path, method="ft"),
+        forget_dataset=mislabeled.forget,
+        retain_dataset=mislabeled.retain,
+        processing_class=mislabeled.tokenizer,
+        eval_dataset={"forget": mislabeled.forget, "test": mislabeled.test},
+    )
+    metrics = trainer.evaluate()
+    assert math.isfinite(metrics["eval_forget_loss"]) and math.isfinite(metrics["eval_test_loss"])
+
+
+def test_npo_caches_reference_logprobs_of_the_original_model_once(tmp_path, qa):
+    model = tiny_causal_lm(qa.tokenizer)
+    trainer = UnlearningTrainer(
+        model,
+        make_config(tmp_path, method="npo", max_steps=2),
+        forget_dataset=qa.forget,
+        retain_dataset=qa.retain,
+        processing_class=qa.tokenizer,
+    )
+    trainer.train()
+    ref = trainer.ref_logprob
+    assert ref.shape == (len(qa.forget),) and torch.isfinite(ref).all() and (ref < 0).all()
+    # The first logged NPO term is at the reference: (2 / beta) * log 2.
+    first = next(r for r in trainer.state.log_history if "npo_loss" in r)
+    assert first["npo_loss"] == pytest.approx(2 / 0.1 * math.log(2), rel=1e-3)
+
+
+def test_influence_removal_mask_zeroes_forget_only_weights(tmp_path, mislabeled):
+    model = tiny_classifier(mislabeled.tokenizer)
+    args = make_config(
+        tmp_path, method="ft", max_steps=1, influence_removal="mask", mask_ratio=0.02, learning_rate=0.0
+    )
+    trainer = UnlearningTrainer(
+        model,
+        args,
+        forget_dataset=mislabeled.forget,
+        retain_dataset=mislabeled.retain,
+        processing_class=mislabeled.tokenizer,
+    )
+    trainer.train()
+    total = sum(p.numel() for p in model.parameters())
+    assert trainer.influence_removed == pytest.approx(0.02 * total, rel=0.05)
+    # Word embeddings of tokens that appear only in forget sentences get retain gradient 0: reset first.
+    prep, _ = build_preparer(model, mislabeled.tokenizer)
+    forget_ids = {t for r in prep(mislabeled.forget, "f") for t in r["input_ids"]}
+    retain_ids = {t for r in prep(mislabeled.retain, "r") for t in r["input_ids"]}
+    only_forget = sorted(forget_ids - retain_ids)
+    assert only_forget
+    rows = model.bert.embeddings.word_embeddings.weight[only_forget]
+    assert (rows == 0).float().mean() > 0.5
+
+
+@pytest.mark.parametrize(
+    "forget, retain, match",
+    [
+        ([], None, "forget_dataset is empty"),
+        ([{"text": "a b"}], None, "no label column"),
+        ([{"text": "w1 w2", "label": 7}], None, r"outside \[0, 2\)"),
+    ],
+)
+def test_bad_classifier_input_raises_clear_value_errors(tmp_path, mislabeled, forget, retain, match):
+    with pytest.raises(ValueError, match=match):
+        UnlearningTrainer(
+            tiny_classifier(mislabeled.tokenizer),
+            make_config(tmp_path),
+            forget_dataset=forget,
+            retain_dataset=retain or mislabeled.retain,
+            processing_class=mislabeled.tokenizer,
+        )
+
+
+def test_lm_dataset_without_text_or_prompt_completion_is_rejected(tmp_path, qa):
+    with pytest.raises(ValueError, match="neither 'text' nor 'prompt'/'completion'"):
+        UnlearningTrainer(
+            tiny_causal_lm(qa.tokenizer),
+            make_config(tmp_path),
+            forget_dataset=[{"question": "who?"}],
+            retain_dataset=qa.retain,
+            processing_class=qa.tokenizer,
+        )
+
+
+def test_raw_text_without_tokenizer_and_missing_datasets_are_rejected(tmp_path, mislabeled):
+    model = tiny_classifier(mislabeled.tokenizer)
+    with pytest.raises(ValueError, match="processing_class"):
+        UnlearningTrainer(
+            model, make_config(tmp_path), forget_dataset=mislabeled.forget, retain_dataset=mislabeled.retain
+        )
+    with pytest.raises(ValueError, match="forget_dataset and retain_dataset"):
+        UnlearningTrainer(model, make_config(tmp_path), retain_dataset=mislabeled.retain)
+
+
+def test_unknown_method_is_rejected_at_config_time(tmp_path):
+    with pytest.raises(ValueError, match="method"):
+        make_config(tmp_path, method="retrain")
+
+
+def _accuracy(model, rows, tokenizer):
+    prep, collate = build_preparer(model, tokenizer)
+    batch = collate(prep(rows, "rows"))
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return (logits.argmax(-1) == batch["labels"]).float().mean().item()
+
+
+def _fit(tmp_path, model, task, retain, method, steps, lr, seed=0):
+    args = make_config(
+        tmp_path,
+        method=method,
+        max_steps=steps,
+        per_device_train_batch_size=16,
+        learning_rate=lr,
+        lr_scheduler_type="constant",
+        logging_steps=1000,
+        seed=seed,
+    )
+    UnlearningTrainer(
+        model, args, forget_dataset=task.forget, retain_dataset=retain, processing_class=task.tokenizer
+    ).train()
+    return model
+
+
+@pytest.fixture(scope="module")
+def memorized(tmp_path_factory, mislabeled):
+    """Original (memorized 10% flipped labels) and golden (same init, retain only) classifiers."""
+    tmp = tmp_path_factory.mktemp("memorized")
+    init = tiny_classifier(mislabeled.tokenizer, hidden_size=64)
+    # method "ft" trains on the retain argument only: the whole training set for the original.
+    original = _fit(tmp, copy.deepcopy(init), mislabeled, mislabeled.train, "ft", 300, 3e-3)
+    golden = _fit(tmp, copy.deepcopy(init), mislabeled, mislabeled.retain, "ft", 300, 3e-3)
+    return original, golden
+
+
+def test_mislabeled_data_ft_keeps_flipped_labels_while_dr_and_ieu_reach_golden(
+    tmp_path, mislabeled, memorized
+):
+    original, golden = memorized
+    tok = mislabeled.tokenizer
+    forget_acc = {
+        "original": _accuracy(original, mislabeled.forget, tok),
+        "golden": _accuracy(golden, mislabeled.forget, tok),
+    }
+    retain_acc = {"original": _accuracy(original, mislabeled.retain, tok)}
+    assert forget_acc["original"] >= 0.9 and forget_acc["golden"] <= 0.3  # memorized vs never seen
+    for method in ("ft", "dr", "ieu"):
+        model = _fit(tmp_path, copy.deepcopy(original), mislabeled, mislabeled.retain, method, 100, 1e-3)
+        forget_acc[method] = _accuracy(model, mislabeled.forget, tok)
+        retain_acc[method] = _accuracy(model, mislabeled.retain, tok)
+    assert forget_acc["ft"] >= forget_acc["original"] - 0.2, forget_acc  # naive FT does not forget
+    for method in ("dr", "ieu"):
+        assert abs(forget_acc[method] - forget_acc["golden"]) <= 0.15, forget_acc
+        assert retain_acc[method] >= retain_acc["original"] - 0.02, retain_acc
