@@ -103,6 +103,10 @@ class UnlearningConfig(TrainingArguments):
         default=None,
         metadata={"help": "Truncate tokenized sequences to this length (default: the model's maximum)."},
     )
+    allow_overlap: bool = field(
+        default=False,
+        metadata={"help": "Allow exact duplicates between the forget and retain sets (an error by default)."},
+    )
     # TrainingArguments defaults that do not fit unlearning
     remove_unused_columns: bool = field(
         default=False,

@@ -9,6 +9,7 @@ optimizer step for methods that use it (IEU).
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from contextlib import nullcontext
 from typing import Any
@@ -26,6 +27,11 @@ from .methods import Part, StepInputs, get_method
 logger = logging.getLogger(__name__)
 
 PART_NAMES = ("retain", "forget", "forget_alt")
+REFERENCE_FILE = "npo_reference.safetensors"
+
+
+class UnlearningDivergedError(RuntimeError):
+    """Raised when the unlearning loss stops being finite."""
 
 
 class UnlearningTrainer(Trainer):
@@ -79,6 +85,7 @@ class UnlearningTrainer(Trainer):
             forget_dataset, "forget_dataset", with_wrong_labels=self.task == CLASSIFICATION
         )
         self.retain_rows = preparer(retain_dataset, "retain_dataset")
+        _check_overlap(self.forget_rows, self.retain_rows, args.allow_overlap)
         if args.label_names is None:
             args.label_names = ["labels"]
         super().__init__(
@@ -100,16 +107,40 @@ class UnlearningTrainer(Trainer):
 
     # -- set-up before the first step --------------------------------------------------------------
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
-        """Run unlearning. Caches NPO reference log-probs and applies influence removal first."""
+        """Run unlearning. Caches NPO reference log-probs and applies influence removal first.
+
+        With ``resume_from_checkpoint`` the run continues bit-for-bit where it stopped: the batch order and
+        optimizer come back through ``Trainer``, the IEU noise and random wrong labels are functions of
+        (seed, step), and the reference cache is read back from the checkpoint.
+        """
+        checkpoint = self._resolve_checkpoint(resume_from_checkpoint)
         if self.method.needs_reference and self.ref_logprob is None:
-            self.ref_logprob = self.reference_logprobs()
-        if (
-            self.args.influence_removal == "mask"
-            and not self.influence_removed
-            and not resume_from_checkpoint
-        ):
+            self.ref_logprob = _load_reference(checkpoint) if checkpoint else None
+            if self.ref_logprob is None:
+                self.ref_logprob = self.reference_logprobs()
+        if self.args.influence_removal == "mask" and not self.influence_removed and not checkpoint:
             self.influence_removed = self.remove_influence()
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        return super().train(resume_from_checkpoint=checkpoint, **kwargs)
+
+    def _resolve_checkpoint(self, resume_from_checkpoint: str | bool | None) -> str | None:
+        if resume_from_checkpoint is True:
+            from transformers.trainer_utils import get_last_checkpoint
+
+            found = get_last_checkpoint(self.args.output_dir)
+            if found is None:
+                raise ValueError(
+                    f"No checkpoint found in output_dir {self.args.output_dir!r} to resume from."
+                )
+            return found
+        return resume_from_checkpoint or None
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.ref_logprob is not None and self.args.should_save:
+            from safetensors.torch import save_file
+
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            save_file({"ref_logprob": self.ref_logprob.contiguous()}, os.path.join(folder, REFERENCE_FILE))
 
     def reference_logprobs(self) -> torch.Tensor:
         """``log p_ref(y | x)`` of every forget example, from ``ref_model`` or the model as it is now (with PEFT
@@ -202,9 +233,19 @@ class UnlearningTrainer(Trainer):
         if self.ref_logprob is not None:
             ref = self.ref_logprob[parts["forget"].index.cpu()].to(logits.device)
         output = self.method.compute(StepInputs(**parts, step=self.state.global_step, ref_logprob=ref))
+        self._check_finite(output.loss)
         for key, value in output.metrics.items():
             self._step_metrics[key].append(value.detach())
         return (output.loss, {"logits": logits}) if return_outputs else output.loss
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        # One host sync per step: the price of stopping before a NaN reaches the weights or a checkpoint.
+        if not bool(torch.isfinite(loss.detach())):
+            raise UnlearningDivergedError(
+                f"Unlearning diverged: method {self.args.method!r} gave a non-finite loss ({loss.item()}) at step "
+                f"{self.state.global_step + 1}. This step did not update the weights, and checkpoints already in "
+                f"{self.args.output_dir!r} are intact. Lower learning_rate or set forget_loss_cap."
+            )
 
     def _plain_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool):
         logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
@@ -245,3 +286,30 @@ def _is_dataset(value: Any) -> bool:
     return hasattr(value, "column_names") or (
         isinstance(value, list) and bool(value) and isinstance(value[0], dict)
     )
+
+
+def _load_reference(checkpoint: str) -> torch.Tensor | None:
+    path = os.path.join(checkpoint, REFERENCE_FILE)
+    if not os.path.isfile(path):
+        return None
+    from safetensors.torch import load_file
+
+    return load_file(path)["ref_logprob"]
+
+
+def _row_key(row: dict) -> tuple:
+    labels = row["labels"]
+    return tuple(row["input_ids"]), tuple(labels) if isinstance(labels, list) else labels
+
+
+def _check_overlap(forget_rows: list[dict], retain_rows: list[dict], allow: bool) -> None:
+    """Exact duplicates (same tokens, same labels) in both sets make the goal contradictory."""
+    forget_keys = {_row_key(row) for row in forget_rows}
+    shared = sum(_row_key(row) in forget_keys for row in retain_rows)
+    if shared and not allow:
+        raise ValueError(
+            f"{shared} retain example(s) are exact duplicates of forget examples: the run would learn and "
+            "unlearn the same data. Remove them from the retain set, or set allow_overlap=True to proceed."
+        )
+    if shared:
+        logger.warning("%d retain example(s) duplicate forget examples (allow_overlap=True).", shared)

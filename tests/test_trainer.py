@@ -224,16 +224,16 @@ def _accuracy(model, rows, tokenizer):
     return (logits.argmax(-1) == batch["labels"]).float().mean().item()
 
 
-def _fit(tmp_path, model, task, retain, method, steps, lr, seed=0):
+def _fit(tmp_path, model, task, retain, method, steps, lr, allow_overlap=False):
     args = make_config(
         tmp_path,
+        allow_overlap=allow_overlap,
         method=method,
         max_steps=steps,
         per_device_train_batch_size=16,
         learning_rate=lr,
         lr_scheduler_type="constant",
         logging_steps=1000,
-        seed=seed,
     )
     UnlearningTrainer(
         model, args, forget_dataset=task.forget, retain_dataset=retain, processing_class=task.tokenizer
@@ -247,7 +247,9 @@ def memorized(tmp_path_factory, mislabeled):
     tmp = tmp_path_factory.mktemp("memorized")
     init = tiny_classifier(mislabeled.tokenizer, hidden_size=64)
     # method "ft" trains on the retain argument only: the whole training set for the original.
-    original = _fit(tmp, copy.deepcopy(init), mislabeled, mislabeled.train, "ft", 300, 3e-3)
+    original = _fit(
+        tmp, copy.deepcopy(init), mislabeled, mislabeled.train, "ft", 300, 3e-3, allow_overlap=True
+    )
     golden = _fit(tmp, copy.deepcopy(init), mislabeled, mislabeled.retain, "ft", 300, 3e-3)
     return original, golden
 
@@ -271,3 +273,38 @@ def test_mislabeled_data_ft_keeps_flipped_labels_while_dr_and_ieu_reach_golden(
     for method in ("dr", "ieu"):
         assert abs(forget_acc[method] - forget_acc["golden"]) <= 0.15, forget_acc
         assert retain_acc[method] >= retain_acc["original"] - 0.02, retain_acc
+
+
+def test_forget_retain_duplicates_are_an_error_unless_allowed(tmp_path, mislabeled):
+    model = tiny_classifier(mislabeled.tokenizer)
+    retain = mislabeled.retain + mislabeled.forget[:3]
+    with pytest.raises(ValueError, match="3 retain example"):
+        UnlearningTrainer(
+            model,
+            make_config(tmp_path),
+            forget_dataset=mislabeled.forget,
+            retain_dataset=retain,
+            processing_class=mislabeled.tokenizer,
+        )
+    UnlearningTrainer(
+        model,
+        make_config(tmp_path, allow_overlap=True),
+        forget_dataset=mislabeled.forget,
+        retain_dataset=retain,
+        processing_class=mislabeled.tokenizer,
+    )
+
+
+def test_non_finite_loss_stops_with_a_message_naming_step_and_method(tmp_path, mislabeled):
+    model = tiny_classifier(mislabeled.tokenizer)
+    trainer = UnlearningTrainer(
+        model,
+        make_config(tmp_path, method="grad_diff"),
+        forget_dataset=mislabeled.forget,
+        retain_dataset=mislabeled.retain,
+        processing_class=mislabeled.tokenizer,
+    )
+    with torch.no_grad():
+        model.classifier.bias.fill_(float("nan"))
+    with pytest.raises(RuntimeError, match=r"'grad_diff'.*step 1"):
+        trainer.train()
