@@ -1,0 +1,208 @@
+"""Hub model card and unlearning report.
+
+The card's ``model-index`` carries the unlearning results. It never contains forget-set content: only the
+number of forget examples and a SHA-256 fingerprint of them, so that an auditor holding the forget set can
+check which set was removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "unlearning_report.json"
+# The seed papers, described by their content (see the abstracts shipped with the project).
+CITATIONS = """\
+@misc{hf_unlearn_seed_ft_theory,
+  note = {Theoretical analysis of fine-tuning for machine unlearning in over-parameterized linear regression
+          (distinct and overlapping features), with a discriminative regularization term}
+}
+@misc{hf_unlearn_seed_ieu,
+  note = {Influence Eliminating Unlearning (forget-set degradation, weight decay and noise injection) and the
+          relearning convergence delay metric}
+}"""
+
+# (report key, metric name on the card); "model-index" gets one entry per metric present.
+CARD_METRICS = [
+    ("forget/accuracy", "forget_accuracy"),
+    ("retain/accuracy", "retain_accuracy"),
+    ("test/accuracy", "test_accuracy"),
+    ("forget/loss", "forget_loss"),
+    ("retain/loss", "retain_loss"),
+    ("test/loss", "test_loss"),
+    ("forget/perplexity", "forget_perplexity"),
+    ("retain/perplexity", "retain_perplexity"),
+    ("test/perplexity", "test_perplexity"),
+    ("forget/token_accuracy", "forget_token_accuracy"),
+    ("retain/token_accuracy", "retain_token_accuracy"),
+    ("mia/auc", "mia_auc"),
+    ("mia/min_k_auc", "mia_min_k_auc"),
+    ("forget_quality/ks_pvalue", "forget_quality_ks_pvalue"),
+    ("rcd/steps", "relearning_steps"),
+    ("rcd/ratio_to_golden", "rcd_ratio_to_golden"),
+]
+
+
+def forget_fingerprint(examples: Any) -> dict:
+    """Count and SHA-256 of a dataset (order-independent): the hash of the sorted per-example hashes of each
+    example's canonical JSON. Reveals nothing of the content; anyone holding the set can recompute it."""
+    rows = examples.to_list() if hasattr(examples, "to_list") else list(examples)
+    digests = sorted(hashlib.sha256(json.dumps(r, sort_keys=True, default=str).encode()).hexdigest() for r in rows)
+    return {"count": len(rows), "sha256": hashlib.sha256("".join(digests).encode()).hexdigest()}
+
+
+def build_model_card(report: dict) -> Any:
+    """A ``huggingface_hub.ModelCard`` from an unlearning report (see ``write_report``)."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    task = report.get("task", "classification")
+    task_type = "text-classification" if task == "classification" else "text-generation"
+    dataset_name = report.get("scenario") or "custom"
+    metrics = report.get("metrics", {}).get("unlearned", {})
+    eval_results = [
+        EvalResult(
+            task_type=task_type,
+            dataset_type=dataset_name,
+            dataset_name=dataset_name,
+            metric_type=name,
+            metric_value=float(metrics[key]),
+        )
+        for key, name in CARD_METRICS
+        if isinstance(metrics.get(key), (int, float))
+    ]
+    card_data = ModelCardData(
+        base_model=report.get("base_model"),
+        library_name="transformers",
+        license=report.get("license", "apache-2.0"),
+        model_name=report.get("model_name", f"unlearned-{report.get('method', 'model')}"),
+        tags=["hf_unlearn", "machine-unlearning", f"unlearning-{report.get('method')}"],
+        eval_results=eval_results or None,
+        pipeline_tag=task_type,
+    )
+    return ModelCard.from_template(card_data, template_str=_TEMPLATE, **_template_fields(report))
+
+
+def _template_fields(report: dict) -> dict:
+    rows = report.get("metrics", {})
+    keys = sorted({k for m in rows.values() for k, v in m.items() if isinstance(v, (int, float))})
+    table = ["| model | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, values in rows.items():
+        cells = [_fmt(values.get(k)) for k in keys]
+        table.append(f"| {name} | " + " | ".join(cells) + " |")
+    return {
+        "model_name": report.get("model_name", f"unlearned-{report.get('method', 'model')}"),
+        "method": report.get("method"),
+        "hyperparameters": json.dumps(report.get("hyperparameters", {}), indent=2, sort_keys=True),
+        "fingerprint": report.get("forget_fingerprint", {}),
+        "results_table": "\n".join(table),
+        "flags": report.get("flags", []),
+        "versions": report.get("versions", {}),
+        "scenario": report.get("scenario") or "user data",
+        "citations": CITATIONS,
+    }
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def write_report(output_dir: str, report: dict) -> dict:
+    """Write ``unlearning_report.json`` and the model card ``README.md`` into ``output_dir``."""
+    os.makedirs(output_dir, exist_ok=True)
+    report = {**report, "versions": report.get("versions") or framework_versions()}
+    with open(os.path.join(output_dir, REPORT_FILE), "w") as f:
+        json.dump(report, f, indent=2, sort_keys=True, default=_json_default)
+    build_model_card(report).save(os.path.join(output_dir, "README.md"))
+    return report
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def framework_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("hf-unlearn", "transformers", "torch", "peft", "accelerate", "datasets", "huggingface_hub"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def push_to_hub(output_dir: str, repo_id: str, token: str | None = None, private: bool = True) -> str | None:
+    """Upload ``output_dir`` (weights, card, report, plots) to the Hub. Returns the repo URL, or ``None`` when
+    offline. Raises ``ValueError`` when no token is available."""
+    from huggingface_hub import HfApi, get_token
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        logger.warning("HF_HUB_OFFLINE is set: skipping push_to_hub of %s.", output_dir)
+        return None
+    token = token or get_token()
+    if not token:
+        raise ValueError("push_to_hub needs a Hugging Face token: run `hf auth login` or set HF_TOKEN.")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    api.upload_folder(folder_path=output_dir, repo_id=repo_id, ignore_patterns=["checkpoint-*", "*.pt", "*.pth"])
+    return f"https://huggingface.co/{repo_id}"
+
+
+_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ model_name }}
+
+This model was produced with `hf_unlearn` by **machine unlearning** (`{{ method }}`):
+the influence of a forget set was removed from the original model ({{ scenario }}) without retraining,
+and the result was compared with the *golden* model, retrained from the same initialization without the
+forget set.
+
+## Forget set (fingerprint only)
+
+The forget set's content is not part of this card. It held **{{ fingerprint.count }}** examples;
+SHA-256 fingerprint (sorted per-example hashes of the canonical JSON of each example):
+`{{ fingerprint.sha256 }}`.
+
+## Results
+
+Rows: the original model, the golden model, and this unlearned model. Forget-set accuracy should be close
+to the golden model's, not to zero; `rcd/ratio_to_golden` is the relearning convergence delay relative to
+the golden model (1.0 is ideal, near 0 means the forgotten data is still recoverable); always read it
+next to retain utility.
+
+{{ results_table }}
+{% if flags %}
+**Warnings:**
+{% for flag in flags %}- {{ flag }}
+{% endfor %}{% endif %}
+
+## Unlearning hyperparameters
+
+```json
+{{ hyperparameters }}
+```
+
+## Framework versions
+{% for name, v in versions.items() %}
+- {{ name }}: {{ v }}{% endfor %}
+
+## Citation
+
+```bibtex
+{{ citations }}
+```
+"""

@@ -1,0 +1,315 @@
+"""The end-to-end job behind ``hf-unlearn run`` and ``hf-unlearn quickstart``: load, unlearn, evaluate
+against the original and golden models, write the model, report, plots and model card."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+UTILITY_DROP = 0.02  # retain accuracy (or token accuracy) drop below the original that gets flagged
+
+
+@dataclass
+class RunArguments:
+    """What to unlearn from what: a built-in scenario, or a local model directory with dataset files."""
+
+    scenario: str | None = field(
+        default=None,
+        metadata={"help": "Built-in scenario (polarity-minilm, news-gpt2, authors-qa): model, data, original, golden."},
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Local model directory (safetensors) to unlearn, when no scenario is given."}
+    )
+    golden_model_path: str | None = field(
+        default=None, metadata={"help": "Local golden model directory (retrained without the forget set)."}
+    )
+    forget_dataset: str | None = field(
+        default=None, metadata={"help": "Forget set: a .json/.jsonl/.csv file or a datasets.save_to_disk folder."}
+    )
+    retain_dataset: str | None = field(default=None, metadata={"help": "Retain set, same formats."})
+    test_dataset: str | None = field(default=None, metadata={"help": "Held-out set for test metrics and the MIA."})
+    scenario_cache_dir: str = field(
+        default="outputs/scenarios", metadata={"help": "Where scenario original/golden models are cached."}
+    )
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank; 0 trains the full weights."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Modules to adapt (default: PEFT's choice for the architecture)."}
+    )
+    evaluate: bool = field(default=True, metadata={"help": "Compute evaluate_unlearning metrics after unlearning."})
+    relearn: bool = field(default=True, metadata={"help": "Compute the relearning convergence delay (RCD)."})
+    relearn_max_steps: int = field(default=100, metadata={"help": "RCD: relearning step budget."})
+    relearn_learning_rate: float = field(default=1e-4, metadata={"help": "RCD: relearning learning rate."})
+    relearn_batch_size: int = field(default=8, metadata={"help": "RCD: relearning batch size."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into a non-empty output_dir."}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom model code from the model directory (off by default)."}
+    )
+
+
+@dataclass
+class LoadedJob:
+    model: Any
+    tokenizer: Any
+    forget: Any
+    retain: Any
+    test: Any = None
+    golden: Any = None
+    original: Any = None
+    task: str = "classification"
+    info: dict = field(default_factory=dict)
+    make_model: Any = None  # returns a fresh copy of the original model
+    defaults: dict = field(default_factory=dict)  # suggested UnlearningConfig values (scenarios)
+
+
+def check_output_dir(output_dir: str, overwrite: bool) -> None:
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+        raise ValueError(
+            f"output_dir {output_dir!r} exists and is not empty; choose another one or pass --overwrite_output_dir."
+        )
+
+
+def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> LoadedJob:
+    """Resolve the model, tokenizer, datasets and reference models of a run."""
+    if run_args.scenario:
+        from .scenarios import load_scenario
+
+        sc = load_scenario(run_args.scenario, output_dir=run_args.scenario_cache_dir, seed=seed, progress=progress)
+        return LoadedJob(
+            model=sc.original_model(),
+            tokenizer=sc.tokenizer,
+            forget=sc.forget,
+            retain=sc.retain,
+            test=sc.test,
+            golden=sc.golden_model(),
+            original=sc.original_model(),
+            task=sc.task,
+            info={"scenario": sc.name, "sizes": sc.sizes, "train_seconds": sc.train_seconds,
+                  "base_model": None, "description": sc.description},
+            make_model=sc.original_model,
+            defaults=dict(sc.unlearning_defaults),
+        )
+    if not run_args.model_name_or_path:
+        raise ValueError("Give either scenario or model_name_or_path.")
+    if not (run_args.forget_dataset and run_args.retain_dataset):
+        raise ValueError("With model_name_or_path, forget_dataset and retain_dataset are required.")
+    from .loading import load_dataset_file, load_model, load_tokenizer
+
+    model = load_model(run_args.model_name_or_path, trust_remote_code=run_args.trust_remote_code)
+    golden = None
+    if run_args.golden_model_path:
+        golden = load_model(run_args.golden_model_path, trust_remote_code=run_args.trust_remote_code)
+    from .data import infer_task
+
+    original = copy.deepcopy(model)
+    return LoadedJob(
+        model=model,
+        tokenizer=load_tokenizer(run_args.model_name_or_path),
+        forget=load_dataset_file(run_args.forget_dataset),
+        retain=load_dataset_file(run_args.retain_dataset),
+        test=load_dataset_file(run_args.test_dataset) if run_args.test_dataset else None,
+        golden=golden,
+        original=original,
+        task=infer_task(model),
+        info={"scenario": None, "base_model": run_args.model_name_or_path},
+        make_model=lambda: copy.deepcopy(original),
+    )
+
+
+def peft_config_of(run_args: RunArguments, task: str):
+    if run_args.lora_r <= 0:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        task_type="SEQ_CLS" if task == "classification" else "CAUSAL_LM",
+        r=run_args.lora_r,
+        lora_alpha=run_args.lora_alpha,
+        lora_dropout=run_args.lora_dropout,
+        target_modules=run_args.lora_target_modules,
+    )
+
+
+def unlearn(job: LoadedJob, config: Any, run_args: RunArguments):
+    """Run ``UnlearningTrainer`` on the job; returns ``(trainer, seconds)``."""
+    from .trainer import UnlearningTrainer
+
+    trainer = UnlearningTrainer(
+        job.model,
+        config,
+        forget_dataset=job.forget,
+        retain_dataset=job.retain,
+        processing_class=job.tokenizer,
+        peft_config=peft_config_of(run_args, job.task),
+    )
+    start = time.perf_counter()
+    trainer.train()
+    return trainer, time.perf_counter() - start
+
+
+def evaluate_models(job: LoadedJob, models: dict[str, Any], run_args: RunArguments, seed: int = 0,
+                    progress: bool = True, golden_rcd: Any = None) -> tuple[dict, dict]:
+    """``evaluate_unlearning`` + RCD for each named model. Returns ``(metrics, relearn_results)``."""
+    from .metrics import RelearnConfig, evaluate_unlearning, relearning_convergence_delay
+
+    metrics, relearn = {}, {}
+    relearn_config = RelearnConfig(
+        learning_rate=run_args.relearn_learning_rate,
+        batch_size=run_args.relearn_batch_size,
+        max_steps=run_args.relearn_max_steps,
+        seed=seed,
+        progress_bar=progress,
+    )
+    for name, model in models.items():
+        row = {}
+        if run_args.evaluate:
+            row.update(
+                evaluate_unlearning(
+                    model,
+                    forget_dataset=job.forget,
+                    retain_dataset=job.retain,
+                    test_dataset=job.test,
+                    original_model=job.original,
+                    golden_model=job.golden,
+                    processing_class=job.tokenizer,
+                )
+            )
+        if run_args.relearn:
+            result = relearning_convergence_delay(
+                model,
+                job.forget,
+                original_model=job.original,
+                golden_model=job.golden if name != "golden" else None,
+                processing_class=job.tokenizer,
+                config=relearn_config,
+            )
+            relearn[name] = result
+            row["rcd/steps"] = result.steps
+            row["rcd/recovered"] = float(result.recovered)
+            row["rcd/start_distance"] = result.start_distance
+            row["rcd/weight_path"] = result.weight_path
+            if name == "golden":
+                row["rcd/ratio_to_golden"] = 1.0
+            elif result.ratio_to_golden is not None:
+                row["rcd/ratio_to_golden"] = result.ratio_to_golden
+        metrics[name] = row
+    return metrics, relearn
+
+
+def utility_flags(metrics: dict) -> list[str]:
+    """Warnings for results whose retain utility dropped (a wrecked model relearns slowly too)."""
+    flags = []
+    original = metrics.get("original", {})
+    for key in ("retain/accuracy", "retain/token_accuracy"):
+        if key not in original:
+            continue
+        for name, row in metrics.items():
+            if name not in ("original", "golden") and key in row and row[key] < original[key] - UTILITY_DROP:
+                flags.append(
+                    f"{name}: {key} fell from {original[key]:.3f} (original) to {row[key]:.3f}; read its forgetting "
+                    "and RCD numbers with care."
+                )
+    return flags
+
+
+def write_plots(output_dir: str, metrics: dict, relearn: dict, task: str) -> list[str]:
+    from .metrics.plots import plot_relearning_curves
+    from .plots import plot_metric_bars
+
+    paths = []
+    if relearn:
+        path = os.path.join(output_dir, "relearning_curves.png")
+        plot_relearning_curves(relearn, path, metric="accuracy" if task == "classification" else "loss")
+        paths.append(path)
+    if metrics:
+        path = os.path.join(output_dir, "metrics.png")
+        plot_metric_bars(metrics, path)
+        paths.append(path)
+    return paths
+
+
+def build_report(job: LoadedJob, config: Any, run_args: RunArguments, metrics: dict, relearn: dict,
+                 seconds: float) -> dict:
+    """The JSON report of one unlearning run (never any forget-set content: counts and a fingerprint)."""
+    from .hub import forget_fingerprint
+
+    return {
+        "method": config.method,
+        "task": job.task,
+        "scenario": job.info.get("scenario"),
+        "base_model": _base_model_name(job.info.get("base_model")),
+        "hyperparameters": hyperparameters(config, run_args),
+        "forget_fingerprint": forget_fingerprint(job.forget),
+        "sizes": job.info.get("sizes") or {"n_forget": len(job.forget), "n_retain": len(job.retain)},
+        "timing": {"unlearning_seconds": seconds, "reference_train_seconds": job.info.get("train_seconds")},
+        "metrics": metrics,
+        "relearning": {name: r.to_dict() for name, r in relearn.items()},
+        "flags": utility_flags(metrics),
+    }
+
+
+def write_outputs(output_dir: str, report: dict, relearn: dict) -> dict:
+    """Plots, ``unlearning_report.json`` and the model card ``README.md``."""
+    from . import hub
+
+    report["plots"] = [os.path.basename(p) for p in write_plots(output_dir, report["metrics"], relearn, report["task"])]
+    return hub.write_report(output_dir, report)
+
+
+def save_unlearned(trainer: Any, job: LoadedJob, output_dir: str) -> None:
+    trainer.save_model(output_dir)
+    if job.tokenizer is not None:
+        job.tokenizer.save_pretrained(output_dir)
+
+
+def run(run_args: RunArguments, config: Any) -> dict:
+    """``hf-unlearn run``: unlearn, save the model, evaluate, write the report and card. Returns the report."""
+    check_output_dir(config.output_dir, run_args.overwrite_output_dir)
+    progress = not config.disable_tqdm
+    job = load_job(run_args, seed=config.seed, progress=progress)
+    trainer, seconds = unlearn(job, config, run_args)
+    report: dict[str, Any] = {}
+    if trainer.is_world_process_zero():
+        save_unlearned(trainer, job, config.output_dir)
+        models = {"original": job.original, "golden": job.golden, "unlearned": trainer.model}
+        models = {name: model for name, model in models.items() if model is not None}
+        metrics, relearn = evaluate_models(job, models, run_args, seed=config.seed, progress=progress)
+        report = write_outputs(config.output_dir, build_report(job, config, run_args, metrics, relearn, seconds),
+                               relearn)
+        if config.push_to_hub:
+            from . import hub
+
+            hub.push_to_hub(config.output_dir, config.hub_model_id or os.path.basename(config.output_dir))
+    trainer.accelerator.wait_for_everyone()
+    return report
+
+
+def _base_model_name(path: str | None) -> str | None:
+    # A local path says nothing to a Hub reader and can leak a user's directory layout.
+    return None if path is None or os.path.isabs(path) or path.startswith(".") else path
+
+
+UNLEARNING_FIELDS = (
+    "method", "learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "forget_weight", "retain_weight", "dr_alpha", "dr_variant", "npo_beta",
+    "ieu_decay", "ieu_noise_std", "ieu_noise_schedule", "ieu_noise_every", "forget_loss_cap",
+    "influence_removal", "mask_ratio", "seed", "lr_scheduler_type", "weight_decay",
+)
+
+
+def hyperparameters(config: Any, run_args: RunArguments) -> dict:
+    values = {name: getattr(config, name) for name in UNLEARNING_FIELDS}
+    values["lr_scheduler_type"] = str(values["lr_scheduler_type"]).split(".")[-1].lower()
+    lora = {k: v for k, v in asdict(run_args).items() if k.startswith("lora_")}
+    if run_args.lora_r > 0:
+        values["lora"] = lora
+    return values

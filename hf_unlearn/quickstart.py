@@ -1,0 +1,91 @@
+"""``hf-unlearn quickstart``: unlearn a built-in scenario with several methods and compare them with the
+original and golden models in one table."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from .pipeline import (
+    RunArguments,
+    build_report,
+    check_output_dir,
+    evaluate_models,
+    load_job,
+    save_unlearned,
+    unlearn,
+    write_outputs,
+    write_plots,
+)
+
+TABLE_KEYS = {
+    "classification": ["forget/accuracy", "retain/accuracy", "test/accuracy", "mia/auc",
+                       "forget_quality/ks_pvalue", "rcd/steps", "rcd/ratio_to_golden"],
+    "causal_lm": ["forget/loss", "retain/token_accuracy", "test/perplexity", "mia/auc",
+                  "forget_quality/ks_pvalue", "rcd/steps", "rcd/ratio_to_golden"],
+}
+
+
+def quickstart(
+    output_dir: str = "outputs/quickstart",
+    scenario: str = "polarity-minilm",
+    methods: list[str] | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Returns ``{"metrics", "table", "seconds"}`` and writes, under ``output_dir``: one folder per method
+    (model, report, card, plots), ``summary.md``, ``summary.json`` and the comparison plots."""
+    from .config import UnlearningConfig
+
+    methods = methods or ["ft", "dr", "ieu"]
+    check_output_dir(output_dir, overwrite)
+    start = time.perf_counter()
+    run_args = RunArguments(scenario=scenario, scenario_cache_dir=os.path.join(output_dir, "scenarios"))
+    job = load_job(run_args, seed=seed, progress=progress)
+    metrics, relearn = evaluate_models(
+        job, {"original": job.original, "golden": job.golden}, run_args, seed=seed, progress=progress
+    )
+    for method in methods:
+        config = UnlearningConfig(
+            output_dir=os.path.join(output_dir, method), method=method, seed=seed, report_to=[],
+            save_strategy="no", disable_tqdm=not progress, **job.defaults,
+        )
+        job.model = job.make_model()
+        trainer, seconds = unlearn(job, config, run_args)
+        save_unlearned(trainer, job, config.output_dir)
+        row, curves = evaluate_models(job, {method: trainer.model}, run_args, seed=seed, progress=progress)
+        metrics.update(row)
+        relearn.update(curves)
+        per_run = {"original": metrics["original"], "golden": metrics["golden"], "unlearned": row[method]}
+        write_outputs(config.output_dir, build_report(job, config, run_args, per_run, curves, seconds),
+                      {"original": relearn["original"], "golden": relearn["golden"], method: curves[method]})
+        metrics[method]["seconds"] = seconds
+    table = comparison_table(metrics, TABLE_KEYS[job.task])
+    summary = {"scenario": scenario, "sizes": job.info.get("sizes"), "metrics": metrics,
+               "reference_train_seconds": job.info.get("train_seconds"), "seconds": time.perf_counter() - start}
+    write_plots(output_dir, metrics, relearn, job.task)
+    with open(os.path.join(output_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2, default=str)
+    with open(os.path.join(output_dir, "summary.md"), "w") as f:
+        f.write(f"# hf-unlearn quickstart: {scenario}\n\n{job.info.get('description', '')}\n\n{table}\n")
+    return {"metrics": metrics, "table": table, "seconds": time.perf_counter() - start}
+
+
+def comparison_table(metrics: dict[str, dict], keys: list[str]) -> str:
+    """A markdown table: one row per model, one column per metric."""
+    keys = [k for k in keys if any(k in row for row in metrics.values())]
+    lines = ["| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    for name, row in metrics.items():
+        cells = [_cell(row.get(k)) for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.3g}"
+    return str(value)
