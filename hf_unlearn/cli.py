@@ -30,8 +30,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_quickstart(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="hf-unlearn quickstart", description="Unlearn a built-in scenario "
-                                     "with several methods and compare them with the original and golden models.")
+    parser = argparse.ArgumentParser(
+        prog="hf-unlearn quickstart",
+        description="Unlearn a built-in scenario "
+        "with several methods and compare them with the original and golden models.",
+    )
     parser.add_argument("--output_dir", default="outputs/quickstart")
     parser.add_argument("--scenario", default="polarity-minilm")
     parser.add_argument("--methods", default="ft,dr,ieu", help="comma-separated unlearning methods")
@@ -82,12 +85,23 @@ def read_recipe(path: str, parser: argparse.ArgumentParser) -> dict:
         raise ValueError(f"recipe {path!r} is not valid YAML: {err}") from None
     if not isinstance(recipe, dict):
         raise ValueError(f"recipe {path!r} must be a mapping of option: value.")
-    known = {action.dest for action in parser._actions}
+    actions = {action.dest: action for action in parser._actions}
     for key in recipe:
-        if key not in known:
+        if key not in actions:
             raise ValueError(f"recipe {path!r}: unknown key {key!r} (see `hf-unlearn run --help`).")
-    # argparse converts string defaults with the option's type; YAML reads 1e-4 as a string anyway.
-    return {k: (str(v) if isinstance(v, float) else v) for k, v in recipe.items()}
+    return {key: _recipe_value(value, actions[key]) for key, value in recipe.items()}
+
+
+def _recipe_value(value, action):
+    # YAML 1.1 reads an unquoted `no` as False: give string options their word back.
+    if (
+        isinstance(value, bool)
+        and action.type not in (None, bool)
+        and action.type.__name__ != "string_to_bool"
+    ):
+        return "no" if not value else "yes"
+    # argparse converts string defaults with the option's type (YAML reads 1e-4 as a string anyway).
+    return str(value) if isinstance(value, float) else value
 
 
 def cmd_run(argv: list[str]) -> int:
@@ -102,11 +116,15 @@ def cmd_run(argv: list[str]) -> int:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="hf-unlearn eval", description="Unlearning metrics of a model directory.")
+    parser = argparse.ArgumentParser(
+        prog="hf-unlearn eval", description="Unlearning metrics of a model directory."
+    )
     parser.add_argument("--model", required=True, help="model directory (safetensors)")
     parser.add_argument("--golden", help="golden model directory")
     parser.add_argument("--original", help="original model directory")
-    parser.add_argument("--scenario", help="take datasets (and original/golden when not given) from a scenario")
+    parser.add_argument(
+        "--scenario", help="take datasets (and original/golden when not given) from a scenario"
+    )
     parser.add_argument("--scenario_cache_dir", default="outputs/scenarios")
     parser.add_argument("--forget_dataset")
     parser.add_argument("--retain_dataset")
@@ -127,8 +145,11 @@ def cmd_eval(argv: list[str]) -> int:
 
 
 def cmd_theory(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="hf-unlearn theory", description="Linear-regression theory of FT, DR "
-                                     "and IEU unlearning as numbers (theory.json, theory.md) and figures.")
+    parser = argparse.ArgumentParser(
+        prog="hf-unlearn theory",
+        description="Linear-regression theory of FT, DR "
+        "and IEU unlearning as numbers (theory.json, theory.md) and figures.",
+    )
     parser.add_argument("--output_dir", default="outputs/theory")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

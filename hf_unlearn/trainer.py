@@ -134,6 +134,16 @@ class UnlearningTrainer(Trainer):
             return found
         return resume_from_checkpoint or None
 
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        """Like ``Trainer._save``, but the arguments go to JSON instead of a pickled ``training_args.bin``."""
+        super()._save(output_dir, state_dict=state_dict)
+        output_dir = output_dir or self.args.output_dir
+        pickled = os.path.join(output_dir, "training_args.bin")
+        if os.path.isfile(pickled):
+            os.remove(pickled)
+        with open(os.path.join(output_dir, "training_args.json"), "w") as f:
+            f.write(self.args.to_json_string())
+
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
         super()._save_checkpoint(model, trial)
         if self.ref_logprob is not None and self.args.should_save:
