@@ -83,13 +83,13 @@ def to_dataset(data: Any, name: str):
     if isinstance(data, datasets.Dataset):
         dataset = data
     elif isinstance(data, dict):
-        dataset = datasets.Dataset.from_dict(data)
+        dataset = _arrow(datasets.Dataset.from_dict, data, name)
     elif isinstance(data, Sequence) and not isinstance(data, str):
         if len(data) == 0:
             raise ValueError(f"{name} is empty: it needs at least one example.")
         if not all(isinstance(row, dict) for row in data):
             raise ValueError(f"{name} must be a datasets.Dataset, a list of dicts or a dict of lists.")
-        dataset = datasets.Dataset.from_list(list(data))
+        dataset = _arrow(datasets.Dataset.from_list, list(data), name)
     else:
         raise ValueError(
             f"{name} must be a datasets.Dataset, a list of dicts or a dict of lists, got {type(data).__name__}."
@@ -97,6 +97,13 @@ def to_dataset(data: Any, name: str):
     if len(dataset) == 0:
         raise ValueError(f"{name} is empty: it needs at least one example.")
     return dataset
+
+
+def _arrow(build, data: Any, name: str):
+    try:
+        return build(data)
+    except (ValueError, TypeError, OverflowError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise ValueError(f"{name} could not be read as a table of columns: {err}") from None
 
 
 @dataclass
@@ -109,6 +116,7 @@ class DatasetPreparer:
         max_length: sequences longer than this are truncated (with a warning).
         num_labels: number of classes (classifiers), used to validate labels and draw wrong labels.
         seed: seed for the wrong labels of classifier forget sets.
+        vocab_size: the model's vocabulary size, to reject out-of-range pre-tokenized ids.
     """
 
     task: str
@@ -116,6 +124,7 @@ class DatasetPreparer:
     max_length: int = 512
     num_labels: int | None = None
     seed: int = 0
+    vocab_size: int | None = None
 
     def __call__(self, data: Any, name: str, with_wrong_labels: bool = False):
         dataset = to_dataset(data, name)
@@ -141,7 +150,7 @@ class DatasetPreparer:
             )
         labels = [self._check_label(v, name) for v in list(dataset[label_key])]
         if "input_ids" in columns:
-            ids = [list(map(int, x)) for x in dataset["input_ids"]]
+            ids = [self._token_ids(x, name, "input_ids") for x in list(dataset["input_ids"])]
         elif "text" in columns:
             texts = self._texts(dataset["text"], name, "text")
             ids = self._tokenizer(name)(texts, add_special_tokens=True, truncation=False)["input_ids"]
@@ -186,9 +195,13 @@ class DatasetPreparer:
             ids = self._encode(self._texts(dataset["text"], name, "text"), name, eos=True)
             return [{"input_ids": x, "labels": list(x)} for x in ids]
         if "input_ids" in columns:
-            ids = [list(map(int, x)) for x in dataset["input_ids"]]
-            labels = list(dataset["labels"]) if "labels" in columns else ids
-            return [{"input_ids": x, "labels": list(map(int, y))} for x, y in zip(ids, labels)]
+            ids = [self._token_ids(x, name, "input_ids") for x in list(dataset["input_ids"])]
+            if "labels" not in columns:
+                return [{"input_ids": x, "labels": list(x)} for x in ids]
+            labels = [self._token_ids(y, name, "labels", allow_ignore=True) for y in list(dataset["labels"])]
+            if any(len(x) != len(y) for x, y in zip(ids, labels)):
+                raise ValueError(f"{name}: pre-tokenized 'labels' must have the length of 'input_ids'.")
+            return [{"input_ids": x, "labels": y} for x, y in zip(ids, labels)]
         raise ValueError(
             f"{name} has neither 'text' nor 'prompt'/'completion' (nor 'input_ids') columns, which a causal LM "
             f"dataset needs; found columns {sorted(columns)}."
@@ -206,6 +219,18 @@ class DatasetPreparer:
         if self.tokenizer is None:
             raise ValueError(f"{name} holds raw text: pass processing_class= (a tokenizer) to tokenize it.")
         return self.tokenizer
+
+    def _token_ids(self, value: Any, name: str, column: str, allow_ignore: bool = False) -> list[int]:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, np.integer)) for v in value):
+            raise ValueError(f"{name}: column '{column}' must hold lists of token ids (integers).")
+        low = IGNORE_INDEX if allow_ignore else 0
+        high = self.vocab_size if self.vocab_size else None
+        for v in value:
+            if (v < 0 and v != low) or (high is not None and v >= high):
+                raise ValueError(
+                    f"{name}: token id {int(v)} in '{column}' is outside the vocabulary [0, {high})."
+                )
+        return [int(v) for v in value]
 
     @staticmethod
     def _texts(values: list, name: str, column: str) -> list[str]:
@@ -359,6 +384,7 @@ def build_preparer(
         max_length=min(max_length, limit) if max_length else limit,
         num_labels=num_labels_of(model) if task == CLASSIFICATION else None,
         seed=seed,
+        vocab_size=getattr(unwrap_model(model).config, "vocab_size", None),
     )
     collator = UnlearningCollator(pad_token_id=pad_token_id_for(model, tokenizer, task), task=task)
     return preparer, collator
