@@ -1,0 +1,63 @@
+"""Batched, gradient-free passes over canonical rows, shared by the metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from ..data import build_preparer
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put ``model`` in eval mode and restore its training flag afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def prepare(
+    model: torch.nn.Module, data: Any, processing_class: Any, name: str, max_length: int | None = None
+):
+    """``(rows, collator, task)`` for ``data`` (any format ``hf_unlearn.data`` accepts) and ``model``."""
+    preparer, collator = build_preparer(model, processing_class, max_length=max_length)
+    return preparer(data, name), collator, preparer.task
+
+
+def make_batches(
+    rows: list[dict], collator, batch_size: int, device: torch.device | None = None
+) -> list[tuple[torch.Tensor, dict]]:
+    """Collate ``rows`` into batches of similar length (less padding). Each item is ``(row_positions, batch)``;
+    ``row_positions`` gives the rows' positions in ``rows`` so that per-example results can be put back in
+    order. Batches are moved to ``device`` when given."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    out = []
+    for start in range(0, len(order), batch_size):
+        positions = order[start : start + batch_size]
+        batch = collator([rows[i] for i in positions])
+        batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels")}
+        if device is not None:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        out.append((torch.tensor(positions, dtype=torch.long), batch))
+    return out
+
+
+def logits_of(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    device = model_device(model)
+    return model(
+        input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+    ).logits

@@ -1,0 +1,244 @@
+"""Standard unlearning metrics in one call: utility per split, membership inference, forget quality, distances.
+
+``evaluate_unlearning`` returns a flat dict with stable keys (``docs/metrics.md`` lists them all). Every model
+goes over every split once, in batches, without gradients and in eval mode (its training flag is restored);
+per-example losses are computed once and reused by the MIA and KS statistics. Keys whose inputs are missing
+(no test set, no golden model, no original model) are left out rather than set to None.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import losses
+from ..data import CLASSIFICATION, infer_task
+from ._passes import eval_mode, logits_of, make_batches, prepare
+from ._weights import weight_distance
+
+logger = logging.getLogger(__name__)
+
+MIN_K_FRACTION = 0.2  # Min-K% Prob (Shi et al., 2024) with k = 20%
+
+
+@dataclass
+class SplitStats:
+    """Per-example statistics of one model on one split (arrays in dataset order).
+
+    ``loss``: per-example loss (cross-entropy, or token-mean NLL of the completion). ``correct``: 1/0 per example
+    (classifiers) or the number of correctly predicted completion tokens (LMs). ``tokens``: scored positions per
+    example (1 for classifiers). ``min_k``: Min-K% Prob score (LMs; higher means "more likely a member").
+    ``kl``: per-example KL(golden || model) (forget split with a golden model).
+    """
+
+    loss: np.ndarray
+    correct: np.ndarray
+    tokens: np.ndarray
+    min_k: np.ndarray | None = None
+    kl: np.ndarray | None = None
+
+
+def per_example_losses(
+    model: torch.nn.Module, dataset: Any, processing_class: Any = None, batch_size: int = 32
+) -> np.ndarray:
+    """Per-example losses of ``model`` on ``dataset`` (in dataset order): cross-entropy for classifiers,
+    token-mean NLL of the completion for causal LMs; the quantity MIA and KS statistics are built on."""
+    rows, collator, task = prepare(model, dataset, processing_class, "dataset")
+    return collect_stats([model], rows, collator, task, batch_size)[0].loss
+
+
+@torch.no_grad()
+def collect_stats(
+    models: list[torch.nn.Module],
+    rows: list[dict],
+    collator: Any,
+    task: str,
+    batch_size: int = 32,
+    kl_to_second: bool = False,
+) -> list[SplitStats]:
+    """One batched pass over ``rows`` for each model (models share the batches). With ``kl_to_second``, also
+    ``KL(models[1] || models[0])`` per example."""
+    n = len(rows)
+    out = [
+        {"loss": np.zeros(n), "correct": np.zeros(n), "tokens": np.zeros(n), "min_k": np.zeros(n)}
+        for _ in models
+    ]
+    kl = np.zeros(n) if kl_to_second else None
+    with _all_eval(models):
+        for positions, batch in make_batches(rows, collator, batch_size):
+            idx = positions.numpy()
+            all_logits = []
+            for i, model in enumerate(models):
+                logits = logits_of(model, batch)
+                labels = batch["labels"].to(logits.device)
+                stats = _batch_stats(logits, labels, task)
+                for key, value in stats.items():
+                    out[i][key][idx] = value
+                if kl_to_second and i < 2:
+                    all_logits.append((logits, labels))
+            if kl_to_second:
+                (logits_m, labels), (logits_g, _) = all_logits
+                kl[idx] = _kl_per_example(logits_g.to(logits_m.device), logits_m, labels).cpu().numpy()
+    results = []
+    for i, values in enumerate(out):
+        results.append(
+            SplitStats(
+                loss=values["loss"],
+                correct=values["correct"],
+                tokens=values["tokens"],
+                min_k=values["min_k"] if task != CLASSIFICATION else None,
+                kl=kl if i == 0 else None,
+            )
+        )
+    return results
+
+
+class _all_eval:
+    def __init__(self, models):
+        self.contexts = [eval_mode(m) for m in models]
+
+    def __enter__(self):
+        for c in self.contexts:
+            c.__enter__()
+
+    def __exit__(self, *exc):
+        for c in reversed(self.contexts):
+            c.__exit__(*exc)
+
+
+def _batch_stats(logits: torch.Tensor, labels: torch.Tensor, task: str) -> dict[str, np.ndarray]:
+    aligned, targets, mask = losses.positions(logits, labels)
+    token_nll = losses.token_nll(aligned, targets)
+    loss = losses.example_mean(token_nll, mask)
+    correct = ((aligned.argmax(-1) == targets) & mask).sum(-1)
+    stats = {"loss": loss, "correct": correct, "tokens": mask.sum(-1)}
+    if task != CLASSIFICATION:
+        stats["min_k"] = _min_k_scores(-token_nll, mask, MIN_K_FRACTION)
+    return {k: v.float().cpu().numpy() for k, v in stats.items()}
+
+
+def _min_k_scores(token_logprob: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Min-K% Prob: mean log-prob of the ``ceil(fraction * n)`` least likely completion tokens of each example
+    (NaN for an example without completion tokens)."""
+    n = mask.sum(-1)
+    k = torch.ceil(fraction * n.float()).clamp(min=1)
+    lowest, _ = token_logprob.float().masked_fill(~mask, math.inf).sort(-1)
+    take = torch.arange(lowest.shape[-1], device=lowest.device)[None, :] < k[:, None]
+    score = torch.where(take, lowest, torch.zeros_like(lowest)).sum(-1) / k
+    return torch.where(n > 0, score, torch.full_like(score, math.nan))
+
+
+def _kl_per_example(logits_p: torch.Tensor, logits_q: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``KL(p || q)`` of the predictive distributions, averaged over the scored positions of each example."""
+    p, _, mask = losses.positions(logits_p, labels)
+    q, _, _ = losses.positions(logits_q, labels)
+    logp, logq = F.log_softmax(p.float(), -1), F.log_softmax(q.float(), -1)
+    kl = (logp.exp() * (logp - logq)).sum(-1)
+    return losses.example_mean(kl, mask)
+
+
+def summarize(prefix: str, stats: SplitStats, task: str) -> dict[str, float]:
+    """``{prefix}/loss`` and ``{prefix}/accuracy`` (classifiers) or ``{prefix}/token_accuracy`` and
+    ``{prefix}/perplexity`` (causal LMs)."""
+    out = {f"{prefix}/loss": float(np.mean(stats.loss))}
+    if task == CLASSIFICATION:
+        out[f"{prefix}/accuracy"] = float(np.mean(stats.correct))
+    else:
+        tokens = float(stats.tokens.sum())
+        out[f"{prefix}/token_accuracy"] = float(stats.correct.sum()) / tokens if tokens else math.nan
+        nll = float((stats.loss * stats.tokens).sum()) / tokens if tokens else math.nan
+        out[f"{prefix}/perplexity"] = math.exp(nll) if nll < 700 else math.inf
+    return out
+
+
+def membership_auc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
+    """ROC AUC of a threshold attack: a higher score means "member". Non-finite scores are dropped."""
+    from sklearn.metrics import roc_auc_score
+
+    member = np.asarray(member_scores, dtype=float)
+    nonmember = np.asarray(nonmember_scores, dtype=float)
+    member, nonmember = member[np.isfinite(member)], nonmember[np.isfinite(nonmember)]
+    if not len(member) or not len(nonmember):
+        return math.nan
+    labels = np.concatenate([np.ones(len(member)), np.zeros(len(nonmember))])
+    return float(roc_auc_score(labels, np.concatenate([member, nonmember])))
+
+
+def _mia(prefix: str, forget: SplitStats, test: SplitStats) -> dict[str, float]:
+    out = {f"{prefix}mia/auc": membership_auc(-forget.loss, -test.loss)}  # lower loss => member
+    if forget.min_k is not None:
+        out[f"{prefix}mia/min_k_auc"] = membership_auc(forget.min_k, test.min_k)
+    return out
+
+
+def evaluate_unlearning(
+    model: torch.nn.Module,
+    *,
+    forget_dataset: Any,
+    retain_dataset: Any,
+    test_dataset: Any = None,
+    original_model: torch.nn.Module | None = None,
+    golden_model: torch.nn.Module | None = None,
+    processing_class: Any = None,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """Evaluate an unlearned ``model``; returns a flat dict of floats (keys in ``docs/metrics.md``).
+
+    Args:
+        model: the unlearned model (classifier or causal LM, full weights or PEFT).
+        forget_dataset, retain_dataset: the forget and retain sets (any format ``UnlearningTrainer`` accepts).
+        test_dataset: held-out data: ``test/*`` metrics, and the non-members of the membership attacks.
+        original_model: the model before unlearning: ``distance/l2_to_original``.
+        golden_model: a model trained without the forget set: ``golden/*`` reference values, the KS forget
+            quality, ``forget/kl_to_golden`` and ``distance/l2_to_golden``.
+        processing_class: the tokenizer, for raw-text datasets.
+        batch_size: evaluation batch size.
+
+    None of the models is modified; their train/eval modes are restored.
+    """
+    task = infer_task(model)
+    if golden_model is not None and infer_task(golden_model) != task:
+        raise ValueError("golden_model must be the same kind of model (classifier / causal LM) as model.")
+    splits = {"forget": forget_dataset, "retain": retain_dataset}
+    if test_dataset is not None:
+        splits["test"] = test_dataset
+    stats: dict[str, SplitStats] = {}
+    golden_stats: dict[str, SplitStats] = {}
+    metrics: dict[str, float] = {}
+    for name, data in splits.items():
+        rows, collator, _ = prepare(model, data, processing_class, f"{name}_dataset")
+        with_golden = golden_model is not None and name in ("forget", "test")
+        models = [model, golden_model] if with_golden else [model]
+        results = collect_stats(
+            models, rows, collator, task, batch_size, kl_to_second=with_golden and name == "forget"
+        )
+        stats[name] = results[0]
+        metrics.update(summarize(name, results[0], task))
+        if with_golden:
+            golden_stats[name] = results[1]
+    if "test" in stats:
+        metrics.update(_mia("", stats["forget"], stats["test"]))
+    if golden_model is not None:
+        for name, values in golden_stats.items():
+            metrics.update(summarize(f"golden/{name}", values, task))
+        if "test" in golden_stats:
+            metrics.update(_mia("golden/", golden_stats["forget"], golden_stats["test"]))
+        from scipy.stats import ks_2samp
+
+        ks = ks_2samp(stats["forget"].loss, golden_stats["forget"].loss)
+        metrics["forget_quality/ks_pvalue"] = float(ks.pvalue)
+        metrics["forget_quality/ks_statistic"] = float(ks.statistic)
+        metrics["forget/kl_to_golden"] = float(np.mean(stats["forget"].kl))
+    for key, other in (("golden", golden_model), ("original", original_model)):
+        if other is not None:
+            try:
+                metrics[f"distance/l2_to_{key}"] = weight_distance(model, other)
+            except ValueError as err:
+                logger.warning("distance/l2_to_%s left out: %s", key, err)
+    return metrics

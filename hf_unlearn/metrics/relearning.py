@@ -1,0 +1,401 @@
+"""Relearning convergence delay (RCD): how many fine-tuning steps on the forget set bring its performance back.
+
+This is **our operationalization**. The IEU paper judges unlearning by how hard it is to relearn the forget set,
+but its exact formula is not public. The idea is older: the *Anamnesis Index* of Chundawat et al. (zero-shot
+unlearning) measures the steps a model needs to regain (a fraction ``alpha`` of) the original's performance on
+the forgotten data relative to a model that never saw it, and SCRUB (Kurmanji et al.) reports *relearn time*,
+the number of epochs of fine-tuning on the forget set until its loss is back below a threshold. We follow both:
+
+1. Copy the model and fine-tune the copy on the forget set with a fixed protocol (``RelearnConfig``: optimizer,
+   learning rate, batch size, seeded shuffling, ``max_steps``) over the parameters that unlearning trained
+   (those with ``requires_grad=True``: the LoRA adapters of a PEFT model).
+2. Evaluate the forget set before any update (step 0) and after every ``eval_every`` steps. The copy has
+   *recovered* when ``acc_f >= (1 - alpha) * acc_f(original)`` (``target="accuracy"``, the default for
+   classifiers) or ``loss_f <= (1 + alpha) * loss_f(original)`` (``target="loss"``, the default for causal LMs).
+   ``steps`` is the first evaluated step at which it has; the original itself recovers in 0 steps.
+3. In weight space, track the distance to the original and the path length ``sum_t ||theta_{t+1} - theta_t||``
+   until recovery (effective weights: LoRA adapters count as merged into their base weights, see
+   ``hf_unlearn.metrics._weights``).
+4. With a golden model (trained without the forget set), relearn it with the same protocol and seed and report
+   ``ratio_to_golden = steps / steps_golden``: 1.0 is ideal; near 0 means the forget set's information is still in
+   the weights (naive fine-tuning scores near 0); above 1 means the model is *harder* to teach the forget set
+   than a model that never saw it, which is not automatically better (e.g. a wrecked model).
+
+Relearning counts are heavy-tailed and depend on the seed (and on the CPU thread count even at a fixed seed):
+prefer medians over several seeds, and always report RCD next to retain utility: wrecking the model also makes
+relearning slow.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import losses
+from ..data import CLASSIFICATION
+from ._passes import eval_mode, make_batches, model_device, prepare
+from ._weights import WeightTracker
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adamw", "sgd")
+TARGETS = ("accuracy", "loss")
+
+
+@dataclass
+class RelearnConfig:
+    """The fixed relearning protocol of ``relearning_convergence_delay``.
+
+    Args:
+        optimizer: ``"adamw"`` or ``"sgd"``, over the parameters with ``requires_grad=True``.
+        learning_rate: constant learning rate. 1e-4 suits pretrained models (1e-3 collapsed a pretrained MiniLM
+            to one class); tiny models trained from scratch relearn in reasonable time at 1e-3.
+        weight_decay: decoupled weight decay (AdamW) or L2 (SGD).
+        momentum: SGD momentum.
+        batch_size: forget examples per step (capped at the forget-set size); batches are drawn from seeded
+            shuffles of the forget set, epoch after epoch.
+        max_steps: relearning stops here; a model that has not recovered is reported with ``steps=max_steps``
+            and ``recovered=False`` (a censored count).
+        eval_every: evaluate the forget set every this many steps (step 0 is always evaluated).
+        refine: with ``eval_every > 1``, keep the trainable weights of the steps since the last evaluation
+            (``eval_every - 1`` copies of the trainable parameters, one fused copy per step); when the target is
+            first met at an evaluation, evaluate the kept weights oldest first, so ``steps`` is the first step of
+            that window meeting the target: one-step resolution at a fraction of the evaluation cost. (A curve
+            that crosses the threshold and falls back between two evaluations is still missed, as with any
+            evaluation schedule coarser than every step.) Set it False for large full-weight models if the
+            copies do not fit in memory.
+        alpha: recovery margin: ``acc_f >= (1 - alpha) * acc_f(original)`` or
+            ``loss_f <= (1 + alpha) * loss_f(original)``.
+        target: ``"accuracy"``, ``"loss"``, or None for the default of the task (accuracy for classifiers, loss
+            for causal LMs, where top-1 token accuracy moves too little to judge).
+        max_grad_norm: gradient clipping (None disables it).
+        eval_batch_size: batch size of the forget-set evaluations.
+        max_length: truncate tokenized sequences to this length (default: the model's maximum).
+        seed: seeds the batch order and any dropout; the caller's global RNG state is left untouched.
+        progress_bar: show a tqdm progress bar.
+    """
+
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    batch_size: int = 8
+    max_steps: int = 200
+    eval_every: int = 1
+    refine: bool = True
+    alpha: float = 0.1
+    target: str | None = None
+    max_grad_norm: float | None = 1.0
+    eval_batch_size: int = 64
+    max_length: int | None = None
+    seed: int = 0
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"RelearnConfig.optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}."
+            )
+        if self.target is not None and self.target not in TARGETS:
+            raise ValueError(
+                f"RelearnConfig.target must be one of {list(TARGETS)} or None, got {self.target!r}."
+            )
+        if not self.learning_rate > 0:
+            raise ValueError(f"RelearnConfig.learning_rate must be > 0, got {self.learning_rate}.")
+        if not 0 <= self.alpha < 1:
+            raise ValueError(f"RelearnConfig.alpha must be in [0, 1), got {self.alpha}.")
+        for name in ("batch_size", "max_steps", "eval_every", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"RelearnConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ValueError(f"RelearnConfig.max_grad_norm must be > 0 or None, got {self.max_grad_norm}.")
+
+
+@dataclass
+class RelearnResult:
+    """Outcome of ``relearning_convergence_delay``.
+
+    Attributes:
+        steps: relearning steps until the target was met (0: it already was); ``max_steps`` if never.
+        recovered: whether the target was met within ``max_steps`` (False means ``steps`` is censored).
+        weight_path: ``sum_t ||theta_{t+1} - theta_t||`` from the start until recovery (effective weights).
+        start_distance: ``||theta_model - theta_original||`` before relearning (None if the two share no weight).
+        curve: one row per evaluation: ``step``, ``loss`` (mean per-example forget loss), ``accuracy`` (forget
+            accuracy; token accuracy of the completions for causal LMs), ``distance`` (to the original) and
+            ``path`` (path length so far).
+        target: ``"accuracy"`` or ``"loss"``.
+        threshold: the value of the target that counts as recovered.
+        reference: the original's forget-set ``loss`` and ``accuracy``.
+        ratio_to_golden: ``steps / golden.steps`` (see ``relearning_convergence_delay``), None without golden.
+        golden: the golden model's own result, relearned with the same protocol and seed.
+        config: the ``RelearnConfig`` used, as a dict.
+    """
+
+    steps: int
+    recovered: bool
+    weight_path: float
+    start_distance: float | None
+    curve: list[dict] = field(default_factory=list)
+    target: str = "accuracy"
+    threshold: float = math.nan
+    reference: dict = field(default_factory=dict)
+    ratio_to_golden: float | None = None
+    golden: RelearnResult | None = None
+    config: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """A JSON-serializable dict (non-finite floats become None)."""
+        out = {k: v for k, v in asdict(self).items() if k != "golden"}
+        out["golden"] = self.golden.to_dict() if self.golden is not None else None
+        return _json_safe(out)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def relearning_convergence_delay(
+    model: torch.nn.Module,
+    forget_dataset: Any,
+    *,
+    original_model: torch.nn.Module,
+    golden_model: torch.nn.Module | None = None,
+    processing_class: Any = None,
+    config: RelearnConfig | None = None,
+    golden_result: RelearnResult | None = None,
+) -> RelearnResult:
+    """Relearning convergence delay of ``model`` on ``forget_dataset`` (see the module docstring).
+
+    Args:
+        model: the unlearned model (sequence classifier or causal LM, full weights or PEFT). It is not
+            modified, and its train/eval mode is kept: a deep copy on the same device is relearned.
+        forget_dataset: the forget set, in any format ``UnlearningTrainer`` accepts.
+        original_model: the model before unlearning; sets the recovery target (its forget-set accuracy or loss)
+            and the weight-space origin. Not modified. Note that ``peft.get_peft_model`` modifies the model it
+            wraps: keep a deep copy of the original before wrapping it.
+        golden_model: optional model trained without the forget set; relearned with the same protocol and seed
+            to give ``ratio_to_golden``.
+        processing_class: the tokenizer, for raw-text datasets.
+        config: the protocol (``RelearnConfig()`` by default).
+        golden_result: the golden model's ``RelearnResult`` from an earlier call with the same forget set,
+            original model and config (e.g. ``earlier.golden``): reused instead of relearning the golden model
+            again when several unlearned models are compared.
+
+    ``ratio_to_golden`` is ``steps / golden.steps``. When the golden model already meets the target before any
+    update (``golden.steps == 0``: the forget set is predicted from the retain set alone), the ratio is 1.0 if the
+    model also needs 0 steps, and otherwise ``steps`` divided by the step resolution (1, or ``eval_every``
+    without refinement), i.e. the golden's 0 is counted as one step. If the model (or the golden) did not
+    recover, the ratio is computed from the censored count and is a lower (upper) bound; a warning says so.
+    """
+    config = config or RelearnConfig()
+    rows, collator, task = prepare(
+        model, forget_dataset, processing_class, "forget_dataset", config.max_length
+    )
+    target = config.target or ("accuracy" if task == CLASSIFICATION else "loss")
+
+    original_batches = make_batches(rows, collator, config.eval_batch_size, model_device(original_model))
+    reference = _forget_metrics(original_model, original_batches, len(rows))
+    del original_batches
+    if target == "accuracy":
+        threshold = (1 - config.alpha) * reference["accuracy"]
+        if reference["accuracy"] == 0:
+            logger.warning(
+                "The original model has accuracy 0 on the forget set: every model recovers in 0 steps."
+            )
+    else:
+        threshold = (1 + config.alpha) * reference["loss"]
+
+    protocol = _Protocol(rows, collator, task, target, threshold, reference, config)
+    result = protocol.run(model, original_model, "relearning")
+    if golden_result is not None:
+        if (golden_result.config, golden_result.target) != (asdict(config), target) or not math.isclose(
+            golden_result.threshold, threshold, rel_tol=1e-6
+        ):
+            raise ValueError(
+                "golden_result was computed with another protocol, original model or forget set; "
+                "pass golden_model instead."
+            )
+        golden = golden_result
+    elif golden_model is not None:
+        golden = protocol.run(golden_model, original_model, "relearning (golden)")
+    if golden_result is not None or golden_model is not None:
+        result.golden = golden
+        result.ratio_to_golden = _ratio(result.steps, golden.steps, 1 if config.refine else config.eval_every)
+        if not result.recovered or not golden.recovered:
+            logger.warning(
+                "RCD: %s did not recover within max_steps=%d; ratio_to_golden is computed from a censored count.",
+                "the model" if not result.recovered else "the golden model",
+                config.max_steps,
+            )
+    return result
+
+
+def _ratio(steps: int, golden_steps: int, resolution: int) -> float:
+    if golden_steps > 0:
+        return steps / golden_steps
+    return 1.0 if steps == 0 else steps / resolution
+
+
+@torch.no_grad()
+def _forget_metrics(model: torch.nn.Module, batches: list, n_examples: int) -> dict:
+    """Mean per-example loss and (token) accuracy over the batches, with a single device synchronisation."""
+    device = model_device(model)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    count = torch.zeros((), device=device)
+    with eval_mode(model):
+        for _, batch in batches:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits, targets, mask = losses.positions(logits, batch["labels"])
+            loss_sum += losses.example_mean(losses.token_nll(logits, targets), mask).sum()
+            correct += ((logits.argmax(-1) == targets) & mask).sum()
+            count += mask.sum()
+    loss_sum, correct, count = torch.stack([loss_sum.float(), correct.float(), count.float()]).tolist()
+    return {"loss": loss_sum / n_examples, "accuracy": correct / count if count else math.nan}
+
+
+class _BatchStream:
+    """Batch ``t`` of seeded shuffles of the forget set, epoch after epoch: a pure function of ``t``."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = n, min(batch_size, n)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order: list[int] = []
+
+    def indices(self, step: int) -> list[int]:
+        end = (step + 1) * self.batch_size
+        while len(self.order) < end:
+            self.order.extend(torch.randperm(self.n, generator=self.generator).tolist())
+        return self.order[step * self.batch_size : end]
+
+
+@dataclass
+class _Protocol:
+    rows: list[dict]
+    collator: Any
+    task: str
+    target: str
+    threshold: float
+    reference: dict
+    config: RelearnConfig
+
+    def recovered(self, metrics: dict) -> bool:
+        if self.target == "accuracy":
+            return metrics["accuracy"] >= self.threshold
+        return metrics["loss"] <= self.threshold  # False for NaN
+
+    def run(self, model: torch.nn.Module, original: torch.nn.Module, desc: str) -> RelearnResult:
+        config = self.config
+        device = model_device(model)
+        learner = copy.deepcopy(model)
+        params = [p for p in learner.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("The model has no trainable parameter (requires_grad=True): nothing to relearn.")
+        optimizer = _make_optimizer(params, config)
+        tracker = WeightTracker(learner, original)
+        eval_batches = make_batches(self.rows, self.collator, config.eval_batch_size, device)
+        stream = _BatchStream(len(self.rows), config.batch_size, config.seed)
+        curve: list[dict] = []
+
+        def evaluate(step: int) -> bool:
+            metrics = _forget_metrics(learner, eval_batches, len(self.rows))
+            curve.append(
+                {
+                    "step": step,
+                    "loss": metrics["loss"],
+                    "accuracy": metrics["accuracy"],
+                    "distance": tracker.distance(),
+                    "path": tracker.path_length(),
+                }
+            )
+            return self.recovered(metrics)
+
+        def train_step(step: int) -> None:
+            batch = self.collator([self.rows[i] for i in stream.indices(step)])
+            logits = learner(
+                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+            ).logits
+            loss = losses.per_example_nll(logits, batch["labels"].to(device)).mean()
+            loss.backward()
+            if config.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            tracker.step()
+
+        rng_devices = [device] if device.type == "cuda" else []
+        bar = tqdm(total=config.max_steps, desc=desc, disable=not config.progress_bar, leave=False)
+        refine = config.refine and config.eval_every > 1
+        # with refine: the weights and path length after each step since the last evaluation
+        window: list[tuple[list[torch.Tensor], torch.Tensor]] = []
+        with torch.random.fork_rng(devices=rng_devices):
+            torch.manual_seed(config.seed)
+            done = evaluate(0)
+            start_distance = curve[0]["distance"]
+            step, last_eval = 0, 0
+            learner.train()
+            while not done and step < config.max_steps:
+                train_step(step)
+                step += 1
+                bar.update(1)
+                if step % config.eval_every and step != config.max_steps:
+                    if refine:
+                        _keep(window, step - last_eval - 1, params, tracker.path)
+                    continue
+                done = evaluate(step)
+                if done and refine and step > last_eval + 1:
+                    # first recovery in the window (last_eval, step]: evaluate the kept weights, oldest first
+                    checkpoint_row = curve.pop()
+                    with torch.no_grad():
+                        for offset in range(step - last_eval - 1):
+                            weights, tracker.path = window[offset]
+                            torch._foreach_copy_(params, weights)
+                            if evaluate(last_eval + 1 + offset):
+                                break
+                        else:
+                            curve.append(checkpoint_row)
+                last_eval = step
+                row = curve[-1]
+                bar.set_postfix(loss=f"{row['loss']:.4g}", acc=f"{row['accuracy']:.3g}", refresh=False)
+        bar.close()
+        return RelearnResult(
+            steps=curve[-1]["step"],
+            recovered=done,
+            weight_path=curve[-1]["path"],
+            start_distance=start_distance,
+            curve=curve,
+            target=self.target,
+            threshold=self.threshold,
+            reference=dict(self.reference),
+            config=asdict(config),
+        )
+
+
+def _make_optimizer(params: list[torch.Tensor], config: RelearnConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+@torch.no_grad()
+def _keep(window: list, slot: int, params: list[torch.Tensor], path: torch.Tensor) -> None:
+    """Store the current weights (and path length) in ``window[slot]``, reusing its buffers."""
+    if slot < len(window):
+        torch._foreach_copy_(window[slot][0], params)
+        window[slot] = (window[slot][0], path.clone())
+    else:
+        window.append(([p.detach().clone() for p in params], path.clone()))
