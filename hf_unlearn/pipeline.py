@@ -21,19 +21,25 @@ class RunArguments:
 
     scenario: str | None = field(
         default=None,
-        metadata={"help": "Built-in scenario (polarity-minilm, news-gpt2, authors-qa): model, data, original, golden."},
+        metadata={
+            "help": "Built-in scenario (polarity-minilm, news-gpt2, authors-qa): model, data, original, golden."
+        },
     )
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Local model directory (safetensors) to unlearn, when no scenario is given."}
+        default=None,
+        metadata={"help": "Local model directory (safetensors) to unlearn, when no scenario is given."},
     )
     golden_model_path: str | None = field(
         default=None, metadata={"help": "Local golden model directory (retrained without the forget set)."}
     )
     forget_dataset: str | None = field(
-        default=None, metadata={"help": "Forget set: a .json/.jsonl/.csv file or a datasets.save_to_disk folder."}
+        default=None,
+        metadata={"help": "Forget set: a .json/.jsonl/.csv file or a datasets.save_to_disk folder."},
     )
     retain_dataset: str | None = field(default=None, metadata={"help": "Retain set, same formats."})
-    test_dataset: str | None = field(default=None, metadata={"help": "Held-out set for test metrics and the MIA."})
+    test_dataset: str | None = field(
+        default=None, metadata={"help": "Held-out set for test metrics and the MIA."}
+    )
     scenario_cache_dir: str = field(
         default="outputs/scenarios", metadata={"help": "Where scenario original/golden models are cached."}
     )
@@ -43,7 +49,9 @@ class RunArguments:
     lora_target_modules: list[str] | None = field(
         default=None, metadata={"help": "Modules to adapt (default: PEFT's choice for the architecture)."}
     )
-    evaluate: bool = field(default=True, metadata={"help": "Compute evaluate_unlearning metrics after unlearning."})
+    evaluate: bool = field(
+        default=True, metadata={"help": "Compute evaluate_unlearning metrics after unlearning."}
+    )
     relearn: bool = field(default=True, metadata={"help": "Compute the relearning convergence delay (RCD)."})
     relearn_max_steps: int = field(default=100, metadata={"help": "RCD: relearning step budget."})
     relearn_learning_rate: float = field(default=1e-4, metadata={"help": "RCD: relearning learning rate."})
@@ -68,6 +76,7 @@ class LoadedJob:
     task: str = "classification"
     info: dict = field(default_factory=dict)
     make_model: Any = None  # returns a fresh copy of the original model
+    golden_relearn: Any = None  # the golden model's RelearnResult, computed once per job
     defaults: dict = field(default_factory=dict)  # suggested UnlearningConfig values (scenarios)
 
 
@@ -83,7 +92,9 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
     if run_args.scenario:
         from .scenarios import load_scenario
 
-        sc = load_scenario(run_args.scenario, output_dir=run_args.scenario_cache_dir, seed=seed, progress=progress)
+        sc = load_scenario(
+            run_args.scenario, output_dir=run_args.scenario_cache_dir, seed=seed, progress=progress
+        )
         return LoadedJob(
             model=sc.original_model(),
             tokenizer=sc.tokenizer,
@@ -93,8 +104,13 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
             golden=sc.golden_model(),
             original=sc.original_model(),
             task=sc.task,
-            info={"scenario": sc.name, "sizes": sc.sizes, "train_seconds": sc.train_seconds,
-                  "base_model": None, "description": sc.description},
+            info={
+                "scenario": sc.name,
+                "sizes": sc.sizes,
+                "train_seconds": sc.train_seconds,
+                "base_model": None,
+                "description": sc.description,
+            },
             make_model=sc.original_model,
             defaults=dict(sc.unlearning_defaults),
         )
@@ -156,9 +172,14 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments):
     return trainer, time.perf_counter() - start
 
 
-def evaluate_models(job: LoadedJob, models: dict[str, Any], run_args: RunArguments, seed: int = 0,
-                    progress: bool = True, golden_rcd: Any = None) -> tuple[dict, dict]:
-    """``evaluate_unlearning`` + RCD for each named model. Returns ``(metrics, relearn_results)``."""
+def evaluate_models(
+    job: LoadedJob, models: dict[str, Any], run_args: RunArguments, seed: int = 0, progress: bool = True
+) -> tuple[dict, dict]:
+    """``evaluate_unlearning`` + RCD for each named model (the golden model, if named, goes first so that its
+    relearning run is done once and reused). Returns ``(metrics, relearn_results)``."""
+    order = list(models)
+    if "golden" in models:
+        models = {"golden": models["golden"], **{k: v for k, v in models.items() if k != "golden"}}
     from .metrics import RelearnConfig, evaluate_unlearning, relearning_convergence_delay
 
     metrics, relearn = {}, {}
@@ -189,9 +210,14 @@ def evaluate_models(job: LoadedJob, models: dict[str, Any], run_args: RunArgumen
                 job.forget,
                 original_model=job.original,
                 golden_model=job.golden if name != "golden" else None,
+                golden_result=job.golden_relearn,
                 processing_class=job.tokenizer,
                 config=relearn_config,
             )
+            if name == "golden":
+                job.golden_relearn = result
+            elif job.golden_relearn is None and result.golden is not None:
+                job.golden_relearn = result.golden
             relearn[name] = result
             row["rcd/steps"] = result.steps
             row["rcd/recovered"] = float(result.recovered)
@@ -202,7 +228,7 @@ def evaluate_models(job: LoadedJob, models: dict[str, Any], run_args: RunArgumen
             elif result.ratio_to_golden is not None:
                 row["rcd/ratio_to_golden"] = result.ratio_to_golden
         metrics[name] = row
-    return metrics, relearn
+    return {name: metrics[name] for name in order}, {name: relearn[name] for name in order if name in relearn}
 
 
 def utility_flags(metrics: dict) -> list[str]:
@@ -237,8 +263,9 @@ def write_plots(output_dir: str, metrics: dict, relearn: dict, task: str) -> lis
     return paths
 
 
-def build_report(job: LoadedJob, config: Any, run_args: RunArguments, metrics: dict, relearn: dict,
-                 seconds: float) -> dict:
+def build_report(
+    job: LoadedJob, config: Any, run_args: RunArguments, metrics: dict, relearn: dict, seconds: float
+) -> dict:
     """The JSON report of one unlearning run (never any forget-set content: counts and a fingerprint)."""
     from .hub import forget_fingerprint
 
@@ -261,7 +288,9 @@ def write_outputs(output_dir: str, report: dict, relearn: dict) -> dict:
     """Plots, ``unlearning_report.json`` and the model card ``README.md``."""
     from . import hub
 
-    report["plots"] = [os.path.basename(p) for p in write_plots(output_dir, report["metrics"], relearn, report["task"])]
+    report["plots"] = [
+        os.path.basename(p) for p in write_plots(output_dir, report["metrics"], relearn, report["task"])
+    ]
     return hub.write_report(output_dir, report)
 
 
@@ -283,8 +312,9 @@ def run(run_args: RunArguments, config: Any) -> dict:
         models = {"original": job.original, "golden": job.golden, "unlearned": trainer.model}
         models = {name: model for name, model in models.items() if model is not None}
         metrics, relearn = evaluate_models(job, models, run_args, seed=config.seed, progress=progress)
-        report = write_outputs(config.output_dir, build_report(job, config, run_args, metrics, relearn, seconds),
-                               relearn)
+        report = write_outputs(
+            config.output_dir, build_report(job, config, run_args, metrics, relearn, seconds), relearn
+        )
         if config.push_to_hub:
             from . import hub
 
@@ -299,10 +329,27 @@ def _base_model_name(path: str | None) -> str | None:
 
 
 UNLEARNING_FIELDS = (
-    "method", "learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size",
-    "gradient_accumulation_steps", "forget_weight", "retain_weight", "dr_alpha", "dr_variant", "npo_beta",
-    "ieu_decay", "ieu_noise_std", "ieu_noise_schedule", "ieu_noise_every", "forget_loss_cap",
-    "influence_removal", "mask_ratio", "seed", "lr_scheduler_type", "weight_decay",
+    "method",
+    "learning_rate",
+    "max_steps",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "forget_weight",
+    "retain_weight",
+    "dr_alpha",
+    "dr_variant",
+    "npo_beta",
+    "ieu_decay",
+    "ieu_noise_std",
+    "ieu_noise_schedule",
+    "ieu_noise_every",
+    "forget_loss_cap",
+    "influence_removal",
+    "mask_ratio",
+    "seed",
+    "lr_scheduler_type",
+    "weight_decay",
 )
 
 

@@ -65,6 +65,8 @@ def tiny_classifier(
         max_position_embeddings=max_length,
         num_labels=num_labels,
         pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )

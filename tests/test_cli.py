@@ -1,0 +1,124 @@
+import json
+import os
+
+import pytest
+import torch
+
+from hf_unlearn.cli import main
+from hf_unlearn.tiny import tiny_classifier
+
+CANARY = "zzcanary7731"
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture
+def model_dirs(tmp_path, mislabeled):
+    """Original and golden tiny classifiers saved as safetensors dirs, and data files with a canary."""
+    original = tiny_classifier(mislabeled.tokenizer, seed=0)
+    golden = tiny_classifier(mislabeled.tokenizer, seed=0)
+    for name, model in (("original", original), ("golden", golden)):
+        model.save_pretrained(tmp_path / name)
+        mislabeled.tokenizer.save_pretrained(tmp_path / name)
+    forget = [dict(r, text=f"{CANARY} {r['text']}") for r in mislabeled.forget]
+    return {
+        "model": str(tmp_path / "original"),
+        "golden": str(tmp_path / "golden"),
+        "forget": _write_jsonl(tmp_path / "forget.jsonl", forget),
+        "retain": _write_jsonl(tmp_path / "retain.jsonl", mislabeled.retain),
+        "test": _write_jsonl(tmp_path / "test.jsonl", mislabeled.test),
+    }
+
+
+def _recipe(tmp_path, dirs, out, **extra):
+    lines = {
+        "model_name_or_path": dirs["model"],
+        "golden_model_path": dirs["golden"],
+        "forget_dataset": dirs["forget"],
+        "retain_dataset": dirs["retain"],
+        "test_dataset": dirs["test"],
+        "output_dir": str(out),
+        "method": "ieu",
+        "max_steps": 4,
+        "per_device_train_batch_size": 8,
+        "learning_rate": "1.0e-3",
+        "relearn_max_steps": 10,
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "save_strategy": "no",
+        **extra,
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in lines.items()))
+    return str(path)
+
+
+def test_run_recipe_writes_model_report_card_and_plots_without_forget_content(tmp_path, model_dirs):
+    from huggingface_hub import ModelCard
+
+    out = tmp_path / "out"
+    assert main(["run", _recipe(tmp_path, model_dirs, out), "--max_steps", "3"]) == 0
+    files = set(os.listdir(out))
+    assert {
+        "model.safetensors",
+        "README.md",
+        "unlearning_report.json",
+        "relearning_curves.png",
+        "metrics.png",
+    } <= files
+    assert not any(f.endswith((".bin", ".pt", ".pth", ".pkl")) for f in files)
+    report = json.loads((out / "unlearning_report.json").read_text())
+    assert report["hyperparameters"]["max_steps"] == 3  # the flag overrode the recipe
+    assert set(report["metrics"]) == {"original", "golden", "unlearned"}
+    assert report["forget_fingerprint"]["count"] == len(open(model_dirs["forget"]).readlines())
+    card = ModelCard.load(out / "README.md")
+    types = {r.metric_type for r in card.data.eval_results}
+    assert {"forget_accuracy", "retain_accuracy", "mia_auc"} <= types
+    for root, _, names in os.walk(out):
+        for name in names:
+            if not name.endswith(".safetensors"):
+                assert CANARY.encode() not in open(os.path.join(root, name), "rb").read(), name
+
+
+def test_run_refuses_a_non_empty_output_dir_and_bad_recipes(tmp_path, model_dirs, capsys):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    assert main(["run", _recipe(tmp_path, model_dirs, out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert os.listdir(out) == ["keep.txt"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: [ieu\n")
+    assert main(["run", str(bad)]) == 2
+    assert "bad.yaml" in capsys.readouterr().err
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("methd: ieu\n")
+    assert main(["run", str(unknown)]) == 2
+    assert "'methd'" in capsys.readouterr().err
+
+
+def test_pickled_weights_are_refused(tmp_path, mislabeled):
+    model = tiny_classifier(mislabeled.tokenizer)
+    model.config.save_pretrained(tmp_path / "m")
+    torch.save(model.state_dict(), tmp_path / "m" / "pytorch_model.bin")
+    from hf_unlearn.loading import load_model
+
+    with pytest.raises(ValueError, match="pickled weights"):
+        load_model(str(tmp_path / "m"))
+
+
+def test_theory_command_writes_json_markdown_and_figures(tmp_path, capsys):
+    assert main(["theory", "--output_dir", str(tmp_path / "theory")]) == 0
+    files = os.listdir(tmp_path / "theory")
+    assert {"theory.json", "theory.md"} <= set(files)
+    assert sum(f.endswith(".png") for f in files) >= 4
+    assert "golden" in capsys.readouterr().out
+
+
+def test_help_lists_the_commands(capsys):
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert all(cmd in text for cmd in ("quickstart", "run", "eval", "theory"))
