@@ -12,6 +12,10 @@ from collections.abc import Callable, Iterable
 import torch
 
 _SEED_STRIDE = 1_000_003
+_CHUNK_STRIDE = 1 << 40  # seed offset between noise chunks (chunk 0 keeps the per-step seed)
+# elements per independently seeded noise chunk on CPU (a fixed size, so the noise does not depend on threads)
+NOISE_CHUNK = 1 << 20
+FOLDED_DECAY_KEY = "ieu_folded_decay"  # param-group key: the lambda the optimizer's own weight decay applies
 
 
 def noise_schedule(name: str, step: int, max_steps: int) -> float:
@@ -26,16 +30,39 @@ def noise_schedule(name: str, step: int, max_steps: int) -> float:
     raise ValueError(f"Unknown noise schedule {name!r}; choose 'constant', 'linear' or 'cosine'.")
 
 
+def _decoupled_adam(optimizer: torch.optim.Optimizer) -> bool:
+    """A torch Adam/AdamW with decoupled weight decay: ``p <- p * (1 - lr * wd)`` inside its own step."""
+    return isinstance(optimizer, torch.optim.Adam) and all(
+        group.get("decoupled_weight_decay", False) for group in optimizer.param_groups
+    )
+
+
 class DecayNoiseHook:
     """Optimizer step post-hook: ``theta <- (1 - lr_t * decay) * theta + sigma_t * eps`` for every parameter
     the optimizer holds (full tensors under DDP, local shards under FSDP, the fp32 master partition under
     DeepSpeed).
 
-    The noise for step ``t`` comes from a dedicated generator re-seeded with ``(seed, t, rank_offset)``, so it is
+    The noise for step ``t`` comes from dedicated generators re-seeded with ``(seed, t, rank_offset)``, so it is
     a pure function of the step: replicas draw identical noise (``rank_offset=0``), shards draw independent
     noise (``rank_offset=rank``), and a resumed run replays exactly the noise of an uninterrupted one with
     no generator state to checkpoint. Noise is drawn into one reusable flat buffer per (device, dtype) and
-    applied with fused ``torch._foreach_*`` ops.
+    applied with fused ``torch._foreach_*`` ops. On CPU the buffer is filled in fixed-size chunks of
+    ``NOISE_CHUNK`` elements, each from its own generator seeded with ``(seed, t, rank_offset, chunk)``, on
+    ``torch.get_num_threads()`` threads (torch's CPU normal sampler is single-threaded and was the bottleneck);
+    the chunking does not depend on the thread count, so the noise does not either.
+
+    Folded decay (``fold_decay=True``, the default): with a torch ``AdamW`` (or ``Adam`` with decoupled weight
+    decay) whose param group has no weight decay of its own, the first call applies the decay itself and then
+    adds ``decay`` to the group's ``weight_decay`` (marking the group with ``"ieu_folded_decay"``), so that from the
+    next step on the optimizer applies ``(1 - lr_t * decay)`` inside its own (fused) update instead of this hook
+    making an extra pass over the weights. For weights without gradient (zero gradient and zero moments, the
+    documented contract) this is exactly ``theta <- (1 - lr_t * decay) * theta``; parameters that got no gradient
+    at all (``grad is None``, which AdamW skips) are still decayed here. The trade-off: for weights *with* an
+    update ``u``, AdamW decays before adding ``u`` where the hook decays after it, a difference of
+    ``lr_t**2 * decay * u`` per step: that step's update is ``lr_t * decay`` (relatively) larger, e.g. 0.1% at
+    lr 1e-3 and decay 1 (second order, and of no consequence to the contraction). The marker travels with
+    the optimizer's state dict, so a resumed run does not fold twice. Groups with their own weight decay, and
+    other optimizers, keep the exact post-step decay (one ``_foreach_mul_`` pass).
 
     Args:
         decay: lambda >= 0.
@@ -46,6 +73,7 @@ class DecayNoiseHook:
         max_steps_fn: returns the total number of steps (for the schedule).
         every: inject noise every ``every`` steps with std ``sigma * sqrt(every)``.
         rank_offset: added to the seed (the process rank when parameters are sharded).
+        fold_decay: fold the decay into a decoupled-weight-decay Adam's own update (see above).
     """
 
     def __init__(
@@ -58,16 +86,25 @@ class DecayNoiseHook:
         max_steps_fn: Callable[[], int],
         every: int = 1,
         rank_offset: int = 0,
+        fold_decay: bool = True,
     ):
         self.decay, self.noise_std, self.schedule = decay, noise_std, schedule
         self.seed, self.every, self.rank_offset = seed, every, rank_offset
         self.step_fn, self.max_steps_fn = step_fn, max_steps_fn
+        self.fold_decay = fold_decay
         self._buffers: dict[tuple, torch.Tensor] = {}
-        self._generators: dict[torch.device, torch.Generator] = {}
+        self._views: dict[tuple, tuple[tuple, list[torch.Tensor]]] = {}
+        self._generators: dict[tuple, torch.Generator] = {}
+        self._pool = None
+
+    def __getstate__(self) -> dict:  # buffers, generators and threads are caches: rebuilt on demand
+        state = dict(self.__dict__)
+        state.update(_buffers={}, _views={}, _generators={}, _pool=None)
+        return state
 
     def __call__(self, optimizer: torch.optim.Optimizer, *args, **kwargs) -> None:
         if self.decay > 0:
-            self.apply_decay(optimizer.param_groups)
+            self.decay_step(optimizer)
         step = self.step_fn()
         if self.noise_std > 0 and (step + 1) % self.every == 0:
             sigma = self.noise_std * math.sqrt(self.every)
@@ -76,7 +113,30 @@ class DecayNoiseHook:
                 self.apply_noise(optimizer.param_groups, sigma, step)
 
     @torch.no_grad()
+    def decay_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """The decay of one step: applied here, or (folded) left to the optimizer for what it updates."""
+        foldable = self.fold_decay and _decoupled_adam(optimizer)
+        for group in optimizer.param_groups:
+            params = [p for p in group["params"] if p.requires_grad]
+            factor = 1.0 - float(group["lr"]) * self.decay
+            folded = group.get(FOLDED_DECAY_KEY)
+            if folded is None:
+                if params and factor != 1.0:
+                    torch._foreach_mul_(params, factor)  # this step ran without it
+                if foldable and group.get("weight_decay", 0.0) == 0.0:
+                    group["weight_decay"] = self.decay
+                    group[FOLDED_DECAY_KEY] = self.decay
+                continue
+            if folded != self.decay:  # resumed with another lambda: the next steps use the new one
+                group["weight_decay"] = group["weight_decay"] - folded + self.decay
+                group[FOLDED_DECAY_KEY] = self.decay
+            skipped = [p for p in params if p.grad is None]  # AdamW leaves these alone
+            if skipped and factor != 1.0:
+                torch._foreach_mul_(skipped, factor)
+
+    @torch.no_grad()
     def apply_decay(self, param_groups: Iterable[dict]) -> None:
+        """``theta <- (1 - lr * decay) * theta`` on every trainable parameter (no folding)."""
         for group in param_groups:
             params = [p for p in group["params"] if p.requires_grad]
             factor = 1.0 - float(group["lr"]) * self.decay
@@ -90,24 +150,63 @@ class DecayNoiseHook:
             for p in group["params"]:
                 if p.requires_grad and p.numel():
                     buckets[(p.device, p.dtype)].append(p)
+        base_seed = self.seed * _SEED_STRIDE + step * 7919 + self.rank_offset
         for (device, dtype), params in buckets.items():
-            generator = self._generator(device)
-            generator.manual_seed(self.seed * _SEED_STRIDE + step * 7919 + self.rank_offset)
-            flat = self._buffer(device, dtype, sum(p.numel() for p in params))
-            flat.normal_(0.0, sigma, generator=generator)
-            noise = [chunk.view_as(p) for chunk, p in zip(flat.split([p.numel() for p in params]), params)]
+            flat, noise = self._layout(device, dtype, params)
+            if device.type == "cpu":
+                self._fill_cpu(flat, sigma, base_seed)
+            else:
+                generator = self._generator(device, 0)
+                generator.manual_seed(base_seed)
+                flat.normal_(0.0, sigma, generator=generator)
             torch._foreach_add_(params, noise)
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if device not in self._generators:
-            self._generators[device] = torch.Generator(device=device)
-        return self._generators[device]
+    def _fill_cpu(self, flat: torch.Tensor, sigma: float, base_seed: int) -> None:
+        chunks = flat.split(NOISE_CHUNK)
 
-    def _buffer(self, device: torch.device, dtype: torch.dtype, numel: int) -> torch.Tensor:
+        def fill(index: int) -> None:
+            generator = self._generator(flat.device, index)
+            generator.manual_seed(base_seed + index * _CHUNK_STRIDE)
+            chunks[index].normal_(0.0, sigma, generator=generator)
+
+        threads = min(torch.get_num_threads(), len(chunks))
+        if threads <= 1:
+            for index in range(len(chunks)):
+                fill(index)
+            return
+        for index in range(len(chunks)):  # create generators up front (not from worker threads)
+            self._generator(flat.device, index)
+        list(self._thread_pool(threads).map(fill, range(len(chunks))))
+
+    def _thread_pool(self, threads: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None or self._pool._max_workers != threads:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ieu-noise")
+        return self._pool
+
+    def _layout(self, device: torch.device, dtype: torch.dtype, params: list[torch.Tensor]):
+        """The flat noise buffer of a (device, dtype) bucket and its per-parameter views (cached)."""
         key = (device, dtype)
+        ids = tuple((id(p), p.shape) for p in params)
+        cached = self._views.get(key)
+        if cached is not None and cached[0] == ids:
+            return self._buffers[key], cached[1]
+        numel = sum(p.numel() for p in params)
         if key not in self._buffers or self._buffers[key].numel() != numel:
             self._buffers[key] = torch.empty(numel, device=device, dtype=dtype)
-        return self._buffers[key]
+        flat = self._buffers[key]
+        noise = [chunk.view_as(p) for chunk, p in zip(flat.split([p.numel() for p in params]), params)]
+        self._views[key] = (ids, noise)
+        return flat, noise
+
+    def _generator(self, device: torch.device, index: int) -> torch.Generator:
+        key = (device, index)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device)
+        return self._generators[key]
 
 
 def gradient_magnitudes(

@@ -1,0 +1,48 @@
+"""Smoke test of the benchmark harness (``benchmarks/``): its machinery on a trivial workload, no timing claims."""
+
+import json
+import time
+
+from benchmarks import common
+
+
+def test_harness_writes_a_well_formed_result_and_readme(tmp_path):
+    calls = {"fast": 0, "slow": 0}
+
+    def fast():
+        calls["fast"] += 1
+
+    def slow():
+        calls["slow"] += 1
+        time.sleep(0.002)
+
+    times = common.interleaved_times({"fast": fast, "slow": slow}, repeats=5, warmup=1, inner=2)
+    assert calls == {"fast": 12, "slow": 12} and all(len(v) == 5 for v in times.values())
+    stats = common.ratio_stats(times["slow"], times["fast"])
+    assert len(stats["paired_ratios"]) == 5 and stats["ratio"] > 0
+    targets = [
+        common.target("slow/fast", "a trivial ratio", stats["ratio"], 1e9, repeats_s=stats["repeats_s"]),
+        common.target("never", "a miss", 2.0, 1.0),
+        common.target("close", "abs", -0.01, 0.02, op="abs<="),
+    ]
+    assert [t["pass"] for t in targets] == [True, False, True]
+    with common.PeakMemory("cpu") as peak:
+        block = bytearray(32 * 2**20)
+        block[::4096] = b"x" * len(block[::4096])  # touch every page
+    assert peak.peak >= 16 * 2**20
+    path = common.write_result(
+        "trivial",
+        targets,
+        common.machine_info("cpu"),
+        quick=True,
+        seconds=0.1,
+        details={"times": times},
+        tables=[{"title": "t", "markdown": common.markdown_table([{"model": "a", "x": 1.5}], ["x"])}],
+        results_dir=tmp_path,
+    )
+    payload = json.loads(path.read_text())
+    common.validate_result(payload)
+    assert payload["passed"] == 2 and payload["total"] == 3
+    assert payload["machine"]["torch_threads"] >= 1 and payload["machine"]["cpu_model"]
+    text = common.render_readme(results_dir=tmp_path, path=tmp_path / "README.md")
+    assert "| slow/fast |" in text and "**miss**" in text and "## trivial" in text
