@@ -1,0 +1,111 @@
+"""``news-gpt2``: a take-down request on a small GPT-2 that memorized real news articles."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import ScenarioBuilder, TrainRecipe, gensim_data_file, read_lines
+
+NAME = "news-gpt2"
+TRAIN_CORPUS = "lee_background.cor"
+TEST_CORPUS = "lee.cor"
+FORGET_FRACTION = 0.1
+VOCAB_SIZE = 2048
+MAX_LENGTH = 64  # tokens per example, end-of-text token included
+HIDDEN_SIZE = 256
+NUM_LAYERS = 1
+
+
+def truncate_to_tokens(texts: list[str], tokenizer, max_tokens: int) -> list[str]:
+    """Cut each text at a token boundary so that it encodes to at most ``max_tokens`` tokens."""
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    out = []
+    for text, offsets in zip(texts, encoded["offset_mapping"]):
+        keep = min(max_tokens, len(offsets))
+        while True:
+            cut = text[: offsets[keep - 1][1]].rstrip() if keep < len(offsets) else text
+            if len(tokenizer(cut, add_special_tokens=False)["input_ids"]) <= max_tokens:
+                break
+            keep -= 1
+        out.append(cut)
+    return out
+
+
+class NewsScenario(ScenarioBuilder):
+    name = NAME
+    task = "causal_lm"
+    description = (
+        "A take-down request on a language model that memorized its training text: a small GPT-2 (built "
+        "from config, one layer, byte-level BPE tokenizer trained on the corpus) is trained to near-verbatim "
+        "recall of the opening 63 tokens of the real news articles of gensim's Lee background corpus (290 "
+        "distinct openings among its 300 articles). A random 10% of them (29 articles) are the subject of "
+        "the request and form the forget set; the golden model is the same initialization trained with the "
+        "same recipe on the other 261 only, so its loss on the forget articles is that of unseen news. The "
+        "test set is the 50 articles of the Lee corpus (never trained on, same truncation); compare forget "
+        "NLL with the golden model's, not with zero."
+    )
+    recipe = TrainRecipe(learning_rate=2e-3, epochs=15, batch_size=16, warmup_ratio=0.05)
+    unlearning_defaults = {
+        "learning_rate": 1e-3,
+        "max_steps": 60,
+        "per_device_train_batch_size": 8,
+        "lr_scheduler_type": "constant",
+    }
+
+    def config(self) -> dict:
+        return {
+            "corpus": [TRAIN_CORPUS, TEST_CORPUS],
+            "forget_fraction": FORGET_FRACTION,
+            "vocab_size": VOCAB_SIZE,
+            "max_length": MAX_LENGTH,
+            "hidden_size": HIDDEN_SIZE,
+            "num_layers": NUM_LAYERS,
+        }
+
+    def check_requirements(self) -> None:
+        gensim_data_file(TRAIN_CORPUS, NAME)
+
+    def make_tokenizer(self, seed: int):
+        from ..tiny import train_tokenizer
+
+        # Trained on the whole training corpus: the deployed tokenizer predates the take-down request.
+        return train_tokenizer(read_lines(gensim_data_file(TRAIN_CORPUS, NAME)), vocab_size=VOCAB_SIZE)
+
+    def build_data(self, seed: int, tokenizer) -> dict:
+        import datasets
+
+        articles = read_lines(gensim_data_file(TRAIN_CORPUS, NAME))
+        test = read_lines(gensim_data_file(TEST_CORPUS, NAME))
+        texts = truncate_to_tokens(articles, tokenizer, MAX_LENGTH - 1)
+        # The corpus repeats a few articles (and a few more share their opening): keep the first of each, so
+        # that no forget example is also a retain example.
+        first: dict[str, int] = {}
+        for i, text in enumerate(texts):
+            first.setdefault(text, i)
+        unique = np.array(sorted(first.values()))
+        order = unique[np.random.default_rng(seed).permutation(len(unique))]
+        n_forget = round(FORGET_FRACTION * len(unique))
+        forget, retain = sorted(order[:n_forget]), sorted(order[n_forget:])
+
+        def rows(indices, source) -> datasets.Dataset:
+            return datasets.Dataset.from_dict(
+                {"text": [source[i] for i in indices], "article": [int(i) for i in indices]}
+            )
+
+        return {
+            "forget": rows(forget, texts),
+            "retain": rows(retain, texts),
+            "test": rows(range(len(test)), truncate_to_tokens(test, tokenizer, MAX_LENGTH - 1)),
+            "info": {
+                "n_articles": len(unique),
+                "n_duplicates_dropped": len(articles) - len(unique),
+                "max_length": MAX_LENGTH,
+            },
+        }
+
+    def init_model(self, tokenizer, seed: int):
+        from ..tiny import tiny_causal_lm
+
+        return tiny_causal_lm(
+            tokenizer, hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, max_length=MAX_LENGTH, seed=seed
+        )
