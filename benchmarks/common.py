@@ -7,7 +7,7 @@ Conventions (every benchmark follows them):
   machine's speed cancels out. Arms are interleaved repeat by repeat, with the order rotated each repeat, so
   that drifting machine load hits both alike; the reported value is the median over repeats of the per-repeat
   ratio (the ratio of the medians is stored too), after warm-up repeats that are not counted.
-* ``torch.set_num_threads`` is fixed (``--threads``, default: the physical cores, at most 4) and recorded.
+* ``torch.set_num_threads`` is fixed (``--threads``, default 1, see ``default_threads``) and recorded.
 * Peak memory on CPU is the peak resident set size (``VmHWM``, reset through ``/proc/self/clear_refs``) above
   the resident size just before the model was built, in a fresh process per measurement (glibc's mmap
   threshold pinned so that freed tensors go back to the OS); on CUDA it is ``torch.cuda.max_memory_allocated``.
@@ -44,7 +44,10 @@ os.environ.setdefault("DATASETS_VERBOSITY", "error")
 
 # -- machine -----------------------------------------------------------------------------------------------
 def default_threads() -> int:
-    return max(1, min(4, physical_cores() or os.cpu_count() or 1))
+    """One thread unless ``--threads`` says otherwise: single-threaded ratios are the most reproducible, and on a
+    shared machine a multi-threaded op waits for its slowest thread (measured here under load: a 5.3M-element
+    ``mul_`` took 1.7 ms on one thread and 8 ms on two). On a dedicated machine pass ``--threads N``."""
+    return 1
 
 
 def physical_cores() -> int | None:
@@ -263,7 +266,17 @@ def load_results(results_dir: Path | None = None) -> dict[str, dict]:
 
 
 # -- README ------------------------------------------------------------------------------------------------
-ORDER = ["step_overhead", "memory", "cost_vs_retrain", "quality", "rcd_cost", "scaling", "gpu", "sweep"]
+ORDER = [
+    "step_overhead",
+    "memory",
+    "cost_vs_retrain",
+    "quality",
+    "rcd_cost",
+    "scaling",
+    "gpu",
+    "sweep",
+    "sweep_polarity",
+]
 
 INTRO = """# Benchmarks
 
@@ -281,8 +294,9 @@ python -m benchmarks.gpu                      # on a CUDA machine (results/gpu.j
 
 How the numbers are taken: every figure is a ratio of two arms measured in one process (the arm and its
 baseline), interleaved repeat by repeat with a rotating order after warm-up, and the median of the per-repeat
-ratios is reported (>= 5 repeats; each JSON keeps every repeat's time). `torch.set_num_threads` is fixed and
-recorded. CPU peak memory is the peak resident set size above the resident size before the model was built,
+ratios is reported (>= 5 repeats; each JSON keeps every repeat's time). `torch.set_num_threads` is fixed
+(default 1: on a shared machine multi-threaded ops stall on their slowest thread; `--threads N` on a dedicated one)
+and recorded. CPU peak memory is the peak resident set size above the resident size before the model was built,
 one fresh process per measurement; CUDA peak memory is `torch.cuda.max_memory_allocated`. On a shared machine
 absolute times move with the load; the ratios are what the targets are about.
 """
@@ -352,13 +366,13 @@ def _fmt(value: Any) -> str:
 def _machine_short(m: dict) -> str:
     if m.get("gpu"):
         return f"{m['gpu']}"
-    return f"{m.get('cpu_model', '?')}, {m.get('torch_threads')} threads"
+    return f"{m.get('cpu_model', '?')}, threads: {m.get('torch_threads')}"
 
 
 def _machine_long(m: dict) -> str:
     parts = [
         f"{m.get('cpu_model', '?')} ({m.get('physical_cores') or '?'} physical / {m.get('logical_cores')} logical cores)",
-        f"torch {m.get('torch')} with {m.get('torch_threads')} threads",
+        f"torch {m.get('torch')}, torch threads: {m.get('torch_threads')}",
         f"transformers {m.get('transformers')}",
         f"device {m.get('gpu') or m.get('device')}",
     ]

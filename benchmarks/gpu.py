@@ -105,8 +105,15 @@ def smoke(device: str, bf16: bool, steps: int = 3) -> list[dict]:
     return rows
 
 
+PARTS = ("tiny", "124m", "memory", "smoke")
+
+
 def run(
-    out_dir: str | None = None, dry_run: bool = False, skip_124m: bool = False, quick: bool = False
+    out_dir: str | None = None,
+    dry_run: bool = False,
+    skip_124m: bool = False,
+    quick: bool = False,
+    parts: tuple[str, ...] = PARTS,
 ) -> dict:
     import torch
 
@@ -123,23 +130,24 @@ def run(
     targets, tables, notes, details = [], [], [], {}
 
     # 1. step overhead, tiny GPT-2, bf16 autocast
-    tiny = step_overhead.measure(
-        device=device,
-        bf16=bf16,
-        repeats=3 if dry_run else (5 if quick else 9),
-        inner=1 if dry_run else 10,
-        warmup=1 if dry_run else 2,
-        size="gpt2-1m" if dry_run else "gpt2-5m",
-        every=(1, 4, 8),
-        workdir=common.WORK_DIR / "gpu_step",
-    )
-    details["step_overhead_tiny"] = tiny
-    targets += step_overhead.targets_of(tiny, prefix="tiny: ")
-    tables += step_overhead.tables_of(tiny, f"CUDA bf16, {tiny['sizes']['model']}")
-    print("tiny ratios", {k: round(v["ratio"], 4) for k, v in tiny["ratios"].items()}, flush=True)
+    if "tiny" in parts:
+        tiny = step_overhead.measure(
+            device=device,
+            bf16=bf16,
+            repeats=3 if dry_run else (5 if quick else 9),
+            inner=1 if dry_run else 10,
+            warmup=1 if dry_run else 2,
+            size="gpt2-1m" if dry_run else "gpt2-5m",
+            every=(1, 4, 8),
+            workdir=common.WORK_DIR / "gpu_step",
+        )
+        details["step_overhead_tiny"] = tiny
+        targets += step_overhead.targets_of(tiny, prefix="tiny: ")
+        tables += step_overhead.tables_of(tiny, f"CUDA bf16, {tiny['sizes']['model']}")
+        print("tiny ratios", {k: round(v["ratio"], 4) for k, v in tiny["ratios"].items()}, flush=True)
 
     # 2. GPT-2 124M: step overhead and tokens/s, IEU vs plain SFT
-    if not skip_124m:
+    if "124m" in parts and not skip_124m:
         big = step_overhead.measure(
             device=device,
             bf16=bf16,
@@ -184,58 +192,60 @@ def run(
         print("124M tokens/s", {k: round(v) for k, v in tps.items()}, flush=True)
 
     # 3. NPO vs ft peak memory (CUDA allocator)
-    mem_size = "gpt2-1m" if dry_run else "gpt2-124m"
-    samples = memory.measure(
-        memory.ARMS,
-        repeats=5 if not dry_run else 2,
-        device=device,
-        size=mem_size,
-        part_batch=2 if dry_run else 8,
-        seq_len=64 if dry_run else 512,
-        n_retain=32,
-        n_forget=32,
-        steps=3,
-        bf16=bf16,
-    )
-    summary = memory.summarize(samples)
-    details["memory"] = {"samples": samples, "summary": summary, "model": mem_size}
-    targets += memory.targets_of(summary, prefix=f"{mem_size} memory: ")
-    tables.append(
-        {"title": f"Peak CUDA memory per arm ({mem_size}, bf16)", "markdown": memory.table_of(summary)}
-    )
-    print("memory", {k: round(v["ratio"], 4) for k, v in summary["ratios"].items()}, flush=True)
+    if "memory" in parts:
+        mem_size = "gpt2-1m" if dry_run else "gpt2-124m"
+        samples = memory.measure(
+            memory.ARMS,
+            repeats=5 if not dry_run else 2,
+            device=device,
+            size=mem_size,
+            part_batch=2 if dry_run else 8,
+            seq_len=64 if dry_run else 512,
+            n_retain=32,
+            n_forget=32,
+            steps=3,
+            bf16=bf16,
+        )
+        summary = memory.summarize(samples)
+        details["memory"] = {"samples": samples, "summary": summary, "model": mem_size}
+        targets += memory.targets_of(summary, prefix=f"{mem_size} memory: ")
+        tables.append(
+            {"title": f"Peak CUDA memory per arm ({mem_size}, bf16)", "markdown": memory.table_of(summary)}
+        )
+        print("memory", {k: round(v["ratio"], 4) for k, v in summary["ratios"].items()}, flush=True)
 
     # 4. smoke check
-    rows = smoke(device, bf16)
-    details["smoke"] = rows
-    failed = [r["case"] for r in rows if not r["ok"]]
-    targets.append(
-        common.target(
-            "smoke: methods x models x LoRA (bf16)",
-            f"runs that trained with a finite loss ({len(rows)} cases: 7 methods x classifier/GPT-2 x full/LoRA)",
-            len(rows) - len(failed),
-            len(rows),
-            op=">=",
-            unit="runs",
-            failed=failed,
+    if "smoke" in parts:
+        rows = smoke(device, bf16)
+        details["smoke"] = rows
+        failed = [r["case"] for r in rows if not r["ok"]]
+        targets.append(
+            common.target(
+                "smoke: methods x models x LoRA (bf16)",
+                f"runs that trained with a finite loss ({len(rows)} cases: 7 methods x classifier/GPT-2 x full/LoRA)",
+                len(rows) - len(failed),
+                len(rows),
+                op=">=",
+                unit="runs",
+                failed=failed,
+            )
         )
-    )
-    smoke_rows = [
-        {
-            "case": r["case"],
-            "ok": r["ok"],
-            "loss": r.get("training_loss"),
-            "s": r["seconds"],
-            "error": r.get("error", ""),
-        }
-        for r in rows
-    ]
-    tables.append(
-        {
-            "title": "CUDA smoke check",
-            "markdown": common.markdown_table(smoke_rows, ["ok", "loss", "s", "error"], "case"),
-        }
-    )
+        smoke_rows = [
+            {
+                "case": r["case"],
+                "ok": r["ok"],
+                "loss": r.get("training_loss"),
+                "s": r["seconds"],
+                "error": r.get("error", ""),
+            }
+            for r in rows
+        ]
+        tables.append(
+            {
+                "title": "CUDA smoke check",
+                "markdown": common.markdown_table(smoke_rows, ["ok", "loss", "s", "error"], "case"),
+            }
+        )
     notes.append(
         "Step = trainer.training_step + optimizer.step + zero_grad (fused AdamW, bf16 autocast on fp32 weights); "
         "UnlearningTrainer.compute_loss checks the loss is finite, one host sync per step, which the plain "
@@ -254,7 +264,7 @@ def run(
         notes=notes,
         results_dir=out,
     )
-    print(f"wrote {path} in {time.perf_counter() - start:.0f} s; failed smoke cases: {failed}", flush=True)
+    print(f"wrote {path} in {time.perf_counter() - start:.0f} s", flush=True)
     return {"path": str(path)}
 
 
@@ -266,5 +276,6 @@ if __name__ == "__main__":
     parser.add_argument("--dry-run", action="store_true", help="CPU, toy sizes: check the script")
     parser.add_argument("--skip-124m", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {PARTS}")
     cli = parser.parse_args()
-    run(cli.out, cli.dry_run, cli.skip_124m, cli.quick)
+    run(cli.out, cli.dry_run, cli.skip_124m, cli.quick, tuple(cli.parts.split(",")))

@@ -17,7 +17,7 @@ import time
 from . import common
 
 NAME = "memory"
-PRELOAD = ["torch", "transformers", "peft", "hf_unlearn.trainer", "benchmarks.memory"]
+PRELOAD = ["torch", "transformers", "peft", "hf_unlearn.trainer", "benchmarks.common"]
 
 
 def lora_config(task: str = "causal_lm"):
@@ -104,7 +104,9 @@ def measure(
         order = names[r % len(names) :] + names[: r % len(names)]
         jobs += [(name, {**kwargs, **arms[name], "device": device, "threads": threads}) for name in order]
     if device == "cpu":
-        results = common.in_fresh_process(one_arm, [kw for _, kw in jobs], preload=PRELOAD)
+        from benchmarks.memory import one_arm as fn  # by module name, also when this file runs as __main__
+
+        results = common.in_fresh_process(fn, [kw for _, kw in jobs], preload=PRELOAD)
     else:
         import gc
 
@@ -189,8 +191,8 @@ def table_of(summary: dict) -> str:
 def run(quick: bool = False, threads: int | None = None) -> dict:
     threads = common.set_threads(threads or common.default_threads())
     start = time.perf_counter()
-    arms = {k: v for k, v in ARMS.items() if not quick or k in ("ft", "npo", "ft_lora")}
-    samples = measure(arms, repeats=5, threads=threads, steps=3 if quick else 4)
+    arms = {k: v for k, v in ARMS.items() if not quick or k in ("ft", "npo")}
+    samples = measure(arms, repeats=5, threads=threads, steps=2 if quick else 4)
     summary = summarize(samples)
     notes = [
         "Tiny GPT-2 (gpt2-5m: 5.3M parameters), 4 retain + 4 forget sequences of 128 tokens per step, 64 + 64 "

@@ -92,11 +92,11 @@ def run(quick: bool = False, threads: int | None = None, scenarios: list[str] | 
 
     common.set_threads(threads or common.default_threads())
     start = time.perf_counter()
-    scenarios = scenarios or (["authors-qa"] if quick else quality.SCENARIOS)
+    scenarios = scenarios or quality.default_scenarios(quick)
     targets, rows, notes, details = [], [], [], {}
     for name in scenarios:
         try:
-            result = measure(name, max_steps=20 if quick else 50, repeats=5)
+            result = measure(name, max_steps=20 if quick else 30, repeats=5)
         except MissingExtraError as err:
             notes.append(f"{name} skipped: {err}")
             continue

@@ -26,9 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", help=f"comma-separated subset of {', '.join(ALL)}")
     parser.add_argument("--quick", action="store_true", help="smaller runs (< 3 min in all on 2 cores)")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: physical cores, <= 4)"
-    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
     parser.add_argument("--readme-only", action="store_true", help="only regenerate README.md from results/")
     args = parser.parse_args(argv)
 

@@ -143,8 +143,8 @@ def plot(models: dict, forgets: dict, path) -> None:
 def run(quick: bool = False, threads: int | None = None) -> dict:
     threads = common.set_threads(threads or common.default_threads())
     start = time.perf_counter()
-    sizes = SIZES
-    n_forgets = [16, 128, 1024] if quick else FORGET_SIZES
+    sizes = SIZES[:2] if quick else SIZES
+    n_forgets = [16, 256] if quick else FORGET_SIZES
     models = model_sweep(sizes, repeats=5, mem_repeats=1 if quick else 3, threads=threads)
     forgets = forget_sweep(n_forgets, repeats=5, mem_repeats=1 if quick else 3, threads=threads)
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)

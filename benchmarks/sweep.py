@@ -25,12 +25,19 @@ from . import common, quality
 NAME = "sweep"
 
 
-def axes_for(method: str, defaults: dict, quick: bool) -> dict[str, list[Any]]:
+def axes_for(
+    method: str, defaults: dict, quick: bool, test_loss: float | None = None
+) -> dict[str, list[Any]]:
+    """Values per axis. ``forget_loss_cap`` also tries multiples of the original model's mean test loss: the
+    loss of data it never saw, which is where a golden model's forget loss sits (no golden model needed)."""
     lr = defaults.get("learning_rate", 1e-4)
     steps = defaults.get("max_steps", 50)
     axes: dict[str, list[Any]] = {}
     if method == "ieu":
-        axes["forget_loss_cap"] = [1.0, 2.5, 5.0, 10.0]
+        caps = {1.0, 2.5, 5.0, 10.0}
+        if test_loss:
+            caps |= {round(f * test_loss, 3) for f in (0.5, 1.0, 1.5, 2.0)}
+        axes["forget_loss_cap"] = sorted(caps)
     if method == "dr":
         axes["dr_alpha"] = [0.1, 0.25, 0.5, 1.0]
     axes["learning_rate"] = [lr / 2, lr, lr * 2]
@@ -121,10 +128,11 @@ def sweep_scenario(name: str, methods: list[str], quick: bool, passes: int, seed
         from hf_unlearn import UnlearningConfig
 
         lib = UnlearningConfig(output_dir=str(common.WORK_DIR / NAME / "defaults"), report_to=[])
-        settings = {k: getattr(lib, k) for k in ("forget_loss_cap", "dr_alpha", "ieu_decay", "ieu_noise_std")}
+        own = ("dr_alpha",) if method == "dr" else ("forget_loss_cap", "ieu_decay", "ieu_noise_std")
+        settings = {k: getattr(lib, k) for k in own}
         settings.update(job.defaults)
         current = trial(method, settings)
-        axes = axes_for(method, settings, quick)
+        axes = axes_for(method, settings, quick, original.get("test/loss"))
         for _ in range(passes):
             changed = False
             for axis, values in axes.items():
@@ -144,10 +152,29 @@ def sweep_scenario(name: str, methods: list[str], quick: bool, passes: int, seed
         "golden": {
             k: golden.get(k) for k in (keys["forget"], keys["retain"], "forget/loss", "mia/auc", "rcd/steps")
         },
-        "original": {k: original.get(k) for k in (keys["forget"], keys["retain"], "forget/loss", "mia/auc")},
+        "original": {
+            k: original.get(k)
+            for k in (keys["forget"], keys["retain"], "forget/loss", "test/loss", "mia/auc")
+        },
         "best": best,
         "trials": trials,
     }
+
+
+def recommendations(result: dict) -> list[str]:
+    """Readable recommendations from one scenario's sweep (the cap also as a multiple of the test loss)."""
+    out = []
+    test_loss = result["original"].get("test/loss")
+    for method, rec in result["best"].items():
+        line = (
+            f"{result['scenario']} / {method}: best {rec['met']}/{rec['of']} targets with {rec['settings']} "
+            f"(changed from the defaults: {rec['overrides'] or 'nothing'})"
+        )
+        cap = rec["settings"].get("forget_loss_cap")
+        if method == "ieu" and cap and test_loss:
+            line += f"; forget_loss_cap = {cap / test_loss:.2f} x the original model's mean test loss ({test_loss:.3f})"
+        out.append(line + ".")
+    return out
 
 
 def run(
@@ -156,12 +183,13 @@ def run(
     scenarios: list[str] | None = None,
     methods: list[str] | None = None,
     passes: int = 2,
+    result_name: str = NAME,
 ) -> dict:
     from hf_unlearn.scenarios import MissingExtraError
 
     common.set_threads(threads or common.default_threads())
     start = time.perf_counter()
-    scenarios = scenarios or ["authors-qa"]
+    scenarios = scenarios or quality.default_scenarios(quick=True)
     methods = methods or ["dr", "ieu"]
     targets, tables, notes, details = [], [], [], {}
     for name in scenarios:
@@ -184,9 +212,7 @@ def run(
                     metrics=rec["metrics"],
                 )
             )
-            notes.append(
-                f"{name} / {method}: recommended {rec['settings']} (changes: {rec['overrides'] or 'none'})."
-            )
+        notes += recommendations(result)
         rows = [
             {
                 "trial": f"{t['method']} {t['overrides'] or '(defaults)'}",
@@ -206,7 +232,7 @@ def run(
             }
         )
     path = common.write_result(
-        NAME,
+        result_name,
         targets,
         common.machine_info("cpu"),
         quick=quick,
@@ -227,6 +253,7 @@ if __name__ == "__main__":
     parser.add_argument("--scenarios")
     parser.add_argument("--methods")
     parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--name", default=NAME, help="result file name (results/<name>.json)")
     cli = parser.parse_args()
     print(
         run(
@@ -235,5 +262,6 @@ if __name__ == "__main__":
             cli.scenarios.split(",") if cli.scenarios else None,
             cli.methods.split(",") if cli.methods else None,
             cli.passes,
+            cli.name,
         )
     )

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable
 import torch
 
 _SEED_STRIDE = 1_000_003
-_CHUNK_STRIDE = 1 << 40  # seed offset between noise chunks (chunk 0 keeps the per-step seed)
-# elements per independently seeded noise chunk on CPU (a fixed size, so the noise does not depend on threads)
+# elements per independently seeded noise chunk (fixed sizes, so the noise does not depend on the thread count);
+# the chunk is also the size of the scratch buffer the noise is drawn into (per CPU worker thread)
 NOISE_CHUNK = 1 << 20
+NOISE_CHUNK_ACCELERATOR = 1 << 24
 FOLDED_DECAY_KEY = "ieu_folded_decay"  # param-group key: the lambda the optimizer's own weight decay applies
 
 
@@ -28,6 +29,39 @@ def noise_schedule(name: str, step: int, max_steps: int) -> float:
     if name == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     raise ValueError(f"Unknown noise schedule {name!r}; choose 'constant', 'linear' or 'cosine'.")
+
+
+def _chunk_seed(base: int, index: int, wide: bool = False) -> int:
+    """A well-mixed seed for noise chunk ``index`` of the step seeded ``base`` (splitmix64): 32 bits unless ``wide``,
+    because torch's CPU generator (mt19937) only uses the low 32 bits of a seed (offsets above them would give
+    every chunk the same stream; two of ~77k chunk seeds coincide with even odds); accelerator generators
+    (Philox) take all 64."""
+    x = (base * 0x9E3779B97F4A7C15 + (index + 1) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 31
+    return x if wide else (x ^ (x >> 32)) & 0xFFFFFFFF
+
+
+def _chunk_plan(sizes: list[int], chunk: int) -> list[tuple[int, list[tuple]]]:
+    """Cut a vector made of pieces of ``sizes`` into chunks of ``chunk`` elements (the last may be shorter): for
+    each chunk, its size and the pieces ``(piece index, start, end, chunk start, chunk end)`` it covers."""
+    plan: list[tuple[int, list[tuple]]] = []
+    pieces: list[tuple] = []
+    filled = 0
+    for i, n in enumerate(sizes):
+        start = 0
+        while start < n:
+            take = min(n - start, chunk - filled)
+            pieces.append((i, start, start + take, filled, filled + take))
+            start += take
+            filled += take
+            if filled == chunk:
+                plan.append((filled, pieces))
+                pieces, filled = [], 0
+    if pieces:
+        plan.append((filled, pieces))
+    return plan
 
 
 def _decoupled_adam(optimizer: torch.optim.Optimizer) -> bool:
@@ -45,11 +79,13 @@ class DecayNoiseHook:
     The noise for step ``t`` comes from dedicated generators re-seeded with ``(seed, t, rank_offset)``, so it is
     a pure function of the step: replicas draw identical noise (``rank_offset=0``), shards draw independent
     noise (``rank_offset=rank``), and a resumed run replays exactly the noise of an uninterrupted one with
-    no generator state to checkpoint. Noise is drawn into one reusable flat buffer per (device, dtype) and
-    applied with fused ``torch._foreach_*`` ops. On CPU the buffer is filled in fixed-size chunks of
-    ``NOISE_CHUNK`` elements, each from its own generator seeded with ``(seed, t, rank_offset, chunk)``, on
-    ``torch.get_num_threads()`` threads (torch's CPU normal sampler is single-threaded and was the bottleneck);
-    the chunking does not depend on the thread count, so the noise does not either.
+    no generator state to checkpoint. The trainable parameters of one (device, dtype) are seen as one
+    concatenated vector cut into fixed-size chunks (``NOISE_CHUNK`` elements on CPU, ``NOISE_CHUNK_ACCELERATOR``
+    on accelerators); each chunk is drawn from its own generator seeded with ``(seed, t, rank_offset, chunk)``
+    into a small reusable scratch buffer and added to the weights it covers with one fused ``_foreach_add_``, so
+    no full-size copy of the weights is kept. On CPU the chunks are spread over ``torch.get_num_threads()``
+    threads (torch's CPU normal sampler is single-threaded); the chunking does not depend on the thread count,
+    so the noise does not either.
 
     Folded decay (``fold_decay=True``, the default): with a torch ``AdamW`` (or ``Adam`` with decoupled weight
     decay) whose param group has no weight decay of its own, the first call applies the decay itself and then
@@ -93,13 +129,13 @@ class DecayNoiseHook:
         self.step_fn, self.max_steps_fn = step_fn, max_steps_fn
         self.fold_decay = fold_decay
         self._buffers: dict[tuple, torch.Tensor] = {}
-        self._views: dict[tuple, tuple[tuple, list[torch.Tensor]]] = {}
+        self._plans: dict[tuple, tuple[tuple, list]] = {}
         self._generators: dict[tuple, torch.Generator] = {}
         self._pool = None
 
     def __getstate__(self) -> dict:  # buffers, generators and threads are caches: rebuilt on demand
         state = dict(self.__dict__)
-        state.update(_buffers={}, _views={}, _generators={}, _pool=None)
+        state.update(_buffers={}, _plans={}, _generators={}, _pool=None)
         return state
 
     def __call__(self, optimizer: torch.optim.Optimizer, *args, **kwargs) -> None:
@@ -145,6 +181,7 @@ class DecayNoiseHook:
 
     @torch.no_grad()
     def apply_noise(self, param_groups: Iterable[dict], sigma: float, step: int) -> None:
+        """Add ``N(0, sigma^2)`` noise of step ``step`` to every trainable parameter of ``param_groups``."""
         buckets: dict[tuple, list[torch.Tensor]] = defaultdict(list)
         for group in param_groups:
             for p in group["params"]:
@@ -152,31 +189,61 @@ class DecayNoiseHook:
                     buckets[(p.device, p.dtype)].append(p)
         base_seed = self.seed * _SEED_STRIDE + step * 7919 + self.rank_offset
         for (device, dtype), params in buckets.items():
-            flat, noise = self._layout(device, dtype, params)
-            if device.type == "cpu":
-                self._fill_cpu(flat, sigma, base_seed)
-            else:
-                generator = self._generator(device, 0)
-                generator.manual_seed(base_seed)
-                flat.normal_(0.0, sigma, generator=generator)
-            torch._foreach_add_(params, noise)
+            self._noise_bucket(device, dtype, params, sigma, base_seed)
 
-    def _fill_cpu(self, flat: torch.Tensor, sigma: float, base_seed: int) -> None:
-        chunks = flat.split(NOISE_CHUNK)
+    def _noise_bucket(self, device, dtype, params: list[torch.Tensor], sigma: float, base_seed: int) -> None:
+        workers = min(torch.get_num_threads(), 64) if device.type == "cpu" else 1
+        chunks, workers = self._chunks(device, dtype, params, workers)
+        wide = device.type != "cpu"
 
-        def fill(index: int) -> None:
-            generator = self._generator(flat.device, index)
-            generator.manual_seed(base_seed + index * _CHUNK_STRIDE)
-            chunks[index].normal_(0.0, sigma, generator=generator)
+        def run(worker: int) -> None:
+            with torch.no_grad():  # grad mode is thread-local: worker threads need their own
+                for index in range(worker, len(chunks), workers):
+                    noise, targets, sources = chunks[index]
+                    generator = self._generators[(device, index)]
+                    generator.manual_seed(_chunk_seed(base_seed, index, wide))
+                    noise.normal_(0.0, sigma, generator=generator)
+                    torch._foreach_add_(targets, sources)
 
-        threads = min(torch.get_num_threads(), len(chunks))
-        if threads <= 1:
-            for index in range(len(chunks)):
-                fill(index)
-            return
-        for index in range(len(chunks)):  # create generators up front (not from worker threads)
-            self._generator(flat.device, index)
-        list(self._thread_pool(threads).map(fill, range(len(chunks))))
+        if workers <= 1:
+            run(0)
+        else:
+            list(self._thread_pool(workers).map(run, range(workers)))
+
+    def _chunks(self, device, dtype, params: list[torch.Tensor], workers: int):
+        """The chunks of the concatenated ``params``: for each, ``(scratch view, parameter slices, scratch
+        slices)``. Cached while the parameters' identities, storages and sizes stay the same (views are cheap
+        to keep and slow to rebuild: hundreds of Python-level slicing calls per step)."""
+        key = (device, dtype)
+        layout = (workers, tuple((id(p), p.data_ptr(), p.numel()) for p in params))
+        cached = self._plans.get(key)
+        if cached is not None and cached[0] == layout:
+            return cached[1]
+        for p in params:
+            if not p.is_contiguous():
+                raise ValueError("IEU noise needs contiguous parameters; got a non-contiguous one.")
+        plan = _chunk_plan(
+            [p.numel() for p in params], NOISE_CHUNK if device.type == "cpu" else NOISE_CHUNK_ACCELERATOR
+        )
+        workers = max(1, min(workers, len(plan)))
+        size = max(n for n, _ in plan)
+        buffers = [self._scratch(device, dtype, w, size) for w in range(workers)]
+        flats = [p.view(-1) for p in params]
+        chunks = []
+        for index, (n, pieces) in enumerate(plan):
+            noise = buffers[index % workers][:n]
+            chunks.append(
+                (noise, [flats[i][a:b] for i, a, b, _, _ in pieces], [noise[x:y] for _, _, _, x, y in pieces])
+            )
+            self._generator(device, index)  # created here, not in worker threads
+        self._plans[key] = (layout, (chunks, workers))
+        return chunks, workers
+
+    def _scratch(self, device, dtype, worker: int, numel: int) -> torch.Tensor:
+        key = (device, dtype, worker)
+        if key not in self._buffers or self._buffers[key].numel() < numel:
+            self._buffers[key] = torch.empty(numel, device=device, dtype=dtype)
+        return self._buffers[key]
 
     def _thread_pool(self, threads: int):
         from concurrent.futures import ThreadPoolExecutor
@@ -186,21 +253,6 @@ class DecayNoiseHook:
                 self._pool.shutdown(wait=False)
             self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ieu-noise")
         return self._pool
-
-    def _layout(self, device: torch.device, dtype: torch.dtype, params: list[torch.Tensor]):
-        """The flat noise buffer of a (device, dtype) bucket and its per-parameter views (cached)."""
-        key = (device, dtype)
-        ids = tuple((id(p), p.shape) for p in params)
-        cached = self._views.get(key)
-        if cached is not None and cached[0] == ids:
-            return self._buffers[key], cached[1]
-        numel = sum(p.numel() for p in params)
-        if key not in self._buffers or self._buffers[key].numel() != numel:
-            self._buffers[key] = torch.empty(numel, device=device, dtype=dtype)
-        flat = self._buffers[key]
-        noise = [chunk.view_as(p) for chunk, p in zip(flat.split([p.numel() for p in params]), params)]
-        self._views[key] = (ids, noise)
-        return flat, noise
 
     def _generator(self, device: torch.device, index: int) -> torch.Generator:
         key = (device, index)

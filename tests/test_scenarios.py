@@ -202,6 +202,37 @@ def test_build_then_cached_load_and_rebuild_on_config_change(tmp_path, monkeypat
         assert json.load(f)["config"]["recipe"]["epochs"] == 3
 
 
+def test_concurrent_loads_build_once(tmp_path, monkeypatch):
+    """Two ranks (here threads) asking for the same scenario: one builds, the other waits and loads."""
+    import threading
+
+    calls = []
+    train = base.train_model
+
+    def counting_train(model, rows, *args, **kwargs):
+        calls.append(len(rows))
+        return train(model, rows, *args, **kwargs)
+
+    monkeypatch.setattr(base, "train_model", counting_train)
+    results, errors = [], []
+
+    def load():
+        try:
+            results.append(build_scenario(TinyAuthors(), str(tmp_path), seed=0))
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert calls == [600, 540]
+    assert sorted(sc.from_cache for sc in results) == [False, True]
+    assert results[0].train_seconds == results[1].train_seconds
+
+
 def test_original_and_golden_start_from_the_same_init(tmp_path):
     builder = TinyAuthors()
     sc = build_scenario(builder, str(tmp_path), seed=3)

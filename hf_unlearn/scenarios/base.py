@@ -250,6 +250,8 @@ def train_model(
     from ..data import RowsDataset
 
     start = time.perf_counter()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
     torch.manual_seed(seed)  # dropout (MiniLM); identical streams for original and golden
     generator = torch.Generator().manual_seed(seed)
     sampler = LengthGroupedBatches(
@@ -273,7 +275,6 @@ def train_model(
         return max(0.0, (total - step) / max(1, total - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    device = next(model.parameters()).device
     model.train()
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
     for _ in range(recipe.epochs):
@@ -377,8 +378,6 @@ def build_scenario(
     builder: ScenarioBuilder, output_dir: str, seed: int = 0, progress: bool = False, rebuild: bool = False
 ) -> Scenario:
     """Load ``builder``'s scenario from ``output_dir/<name>`` or build (train and cache) it."""
-    from ..data import build_preparer
-
     builder.check_requirements()
     root = os.path.join(output_dir, builder.name)
     original_dir, golden_dir = os.path.join(root, "original"), os.path.join(root, "golden")
@@ -415,27 +414,57 @@ def build_scenario(
             _load=builder.load_model,
         )
 
-    meta = None if rebuild else _read_meta(meta_path)
-    if (
-        meta is not None
-        and meta.get("config") == config
-        and _has_weights(original_dir)
-        and _has_weights(golden_dir)
-    ):
-        tokenizer = builder.load_tokenizer(original_dir)
-        data = builder.build_data(seed, tokenizer)
-        if data_fingerprint(data) == meta.get("data_fingerprint"):
-            logger.info("Loaded scenario %s from %s", builder.name, root)
-            return make(meta, tokenizer, data, from_cache=True)
-        logger.info("Scenario %s: the data changed since it was cached; rebuilding.", builder.name)
-    elif meta is not None and not rebuild:
-        logger.info("Scenario %s: the cached configuration differs; rebuilding.", builder.name)
-
     os.makedirs(root, exist_ok=True)
-    if os.path.exists(meta_path):
-        os.remove(meta_path)  # an interrupted rebuild must not leave a valid-looking cache behind
-    if progress:
-        logger.warning("Building scenario %s (original and golden models) under %s", builder.name, root)
+    with _build_lock(root):  # several processes (DDP ranks) may ask at once: one builds, the others load
+        meta = None if rebuild else _read_meta(meta_path)
+        if (
+            meta is not None
+            and meta.get("config") == config
+            and _has_weights(original_dir)
+            and _has_weights(golden_dir)
+        ):
+            tokenizer = builder.load_tokenizer(original_dir)
+            data = builder.build_data(seed, tokenizer)
+            if data_fingerprint(data) == meta.get("data_fingerprint"):
+                logger.info("Loaded scenario %s from %s", builder.name, root)
+                return make(meta, tokenizer, data, from_cache=True)
+            logger.info("Scenario %s: the data changed since it was cached; rebuilding.", builder.name)
+        elif meta is not None:
+            logger.info("Scenario %s: the cached configuration differs; rebuilding.", builder.name)
+        if os.path.exists(meta_path):
+            os.remove(meta_path)  # an interrupted rebuild must not leave a valid-looking cache behind
+        if progress:
+            logger.warning("Building scenario %s (original and golden models) under %s", builder.name, root)
+        meta, tokenizer, data = _build(builder, config, seed, progress, original_dir, golden_dir)
+        with open(meta_path + ".tmp", "w") as f:
+            json.dump(meta, f, indent=2)
+        os.replace(meta_path + ".tmp", meta_path)
+    logger.info("Built scenario %s in %s: %s", builder.name, root, meta["train_seconds"])
+    return make(meta, tokenizer, data, from_cache=False)
+
+
+@contextmanager
+def _build_lock(root: str):
+    """An exclusive lock on ``root/.lock`` (POSIX ``flock``; no lock where ``fcntl`` is unavailable)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: a single process is the common case there
+        yield
+        return
+    with open(os.path.join(root, ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(
+    builder: ScenarioBuilder, config: dict, seed: int, progress: bool, original_dir: str, golden_dir: str
+):
+    """Train and save the original and golden models; returns ``(meta, tokenizer, data)``."""
+    from ..data import build_preparer
+
     tokenizer = builder.make_tokenizer(seed)
     data = builder.build_data(seed, tokenizer)
     original = builder.init_model(tokenizer, seed)
@@ -444,16 +473,13 @@ def build_scenario(
     preparer, collator = build_preparer(original, tokenizer)
     rows = {split: preparer(data[split], split) for split in ("forget", "retain", "test")}
 
-    seconds = {
-        "original": train_model(
-            original, rows["retain"] + rows["forget"], collator, builder.recipe, seed, progress, "original"
-        )
-    }
-    _save(original, tokenizer, original_dir)
-    seconds["golden"] = train_model(
-        golden, rows["retain"], collator, builder.recipe, seed, progress, "golden"
-    )
-    _save(golden, tokenizer, golden_dir)
+    seconds = {}
+    for name, model, train_rows in (
+        ("original", original, rows["retain"] + rows["forget"]),
+        ("golden", golden, rows["retain"]),
+    ):
+        seconds[name] = train_model(model, train_rows, collator, builder.recipe, seed, progress, name)
+        _save(model, tokenizer, original_dir if name == "original" else golden_dir)
 
     metrics = {
         name: {split: evaluate_rows(model, rows[split], collator, builder.task) for split in rows}
@@ -478,8 +504,4 @@ def build_scenario(
         "metrics": metrics,
         "description": builder.description,
     }
-    with open(meta_path + ".tmp", "w") as f:
-        json.dump(meta, f, indent=2)
-    os.replace(meta_path + ".tmp", meta_path)
-    logger.info("Built scenario %s in %s: %s", builder.name, root, meta["train_seconds"])
-    return make(meta, tokenizer, data, from_cache=False)
+    return meta, tokenizer, data
