@@ -87,6 +87,16 @@ class UnlearningConfig(TrainingArguments):
             "examples past it stop being pushed, so ascent cannot diverge. None disables the cap."
         },
     )
+    forget_loss_cap_from_eval: float | None = field(
+        default=None,
+        metadata={
+            "help": "If set, replace forget_loss_cap by this factor x the model's mean per-example loss on "
+            "eval_dataset, measured once before unlearning. The held-out loss is where a model that never saw "
+            "the forget set puts unseen data, so the cap stops ascent near the golden model instead of at an "
+            "absolute number that suits one task only (benchmarks/sweep.py: 0.5 on authors-qa). Needs "
+            "eval_dataset; the measured cap is saved in checkpoints."
+        },
+    )
     influence_removal: str = field(
         default="none",
         metadata={
@@ -138,6 +148,11 @@ class UnlearningConfig(TrainingArguments):
         if self.forget_loss_cap is not None and self.forget_loss_cap <= 0:
             raise ValueError(
                 f"UnlearningConfig.forget_loss_cap must be > 0 or None, got {self.forget_loss_cap}."
+            )
+        if self.forget_loss_cap_from_eval is not None and self.forget_loss_cap_from_eval <= 0:
+            raise ValueError(
+                "UnlearningConfig.forget_loss_cap_from_eval must be > 0 or None, got "
+                f"{self.forget_loss_cap_from_eval}."
             )
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"UnlearningConfig.max_length must be >= 2, got {self.max_length}.")

@@ -12,7 +12,9 @@ def evaluate_directory(args: Any) -> dict:
 
     model = load_model(args.model)
     if args.scenario:
-        job = load_job(RunArguments(scenario=args.scenario, scenario_cache_dir=args.scenario_cache_dir), args.seed)
+        job = load_job(
+            RunArguments(scenario=args.scenario, scenario_cache_dir=args.scenario_cache_dir), args.seed
+        )
     else:
         if not (args.forget_dataset and args.retain_dataset):
             raise ValueError("eval needs --scenario, or --forget_dataset and --retain_dataset.")

@@ -52,7 +52,9 @@ def forget_fingerprint(examples: Any) -> dict:
     """Count and SHA-256 of a dataset (order-independent): the hash of the sorted per-example hashes of each
     example's canonical JSON. Reveals nothing of the content; anyone holding the set can recompute it."""
     rows = examples.to_list() if hasattr(examples, "to_list") else list(examples)
-    digests = sorted(hashlib.sha256(json.dumps(r, sort_keys=True, default=str).encode()).hexdigest() for r in rows)
+    digests = sorted(
+        hashlib.sha256(json.dumps(r, sort_keys=True, default=str).encode()).hexdigest() for r in rows
+    )
     return {"count": len(rows), "sha256": hashlib.sha256("".join(digests).encode()).hexdigest()}
 
 
@@ -135,7 +137,15 @@ def framework_versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for package in ("hf-unlearn", "transformers", "torch", "peft", "accelerate", "datasets", "huggingface_hub"):
+    for package in (
+        "hf-unlearn",
+        "transformers",
+        "torch",
+        "peft",
+        "accelerate",
+        "datasets",
+        "huggingface_hub",
+    ):
         try:
             out[package] = version(package)
         except PackageNotFoundError:
@@ -156,7 +166,9 @@ def push_to_hub(output_dir: str, repo_id: str, token: str | None = None, private
         raise ValueError("push_to_hub needs a Hugging Face token: run `hf auth login` or set HF_TOKEN.")
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
-    api.upload_folder(folder_path=output_dir, repo_id=repo_id, ignore_patterns=["checkpoint-*", "*.pt", "*.pth"])
+    api.upload_folder(
+        folder_path=output_dir, repo_id=repo_id, ignore_patterns=["checkpoint-*", "*.pt", "*.pth"]
+    )
     return f"https://huggingface.co/{repo_id}"
 
 

@@ -12,12 +12,18 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 def check_model_dir(path: str) -> None:
     """A model directory must hold a config and safetensors weights; pickled weights are refused."""
     if not os.path.isdir(path):
-        raise ValueError(f"Model directory {path!r} does not exist (hf-unlearn loads local directories only).")
+        raise ValueError(
+            f"Model directory {path!r} does not exist (hf-unlearn loads local directories only)."
+        )
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise ValueError(f"{path!r} has no config.json: not a transformers model directory.")
     if not glob.glob(os.path.join(path, "*.safetensors")):
         pickled = [f for f in os.listdir(path) if f.endswith(PICKLE_SUFFIXES)]
-        hint = f" It holds pickled weights ({', '.join(sorted(pickled))}), which are never loaded." if pickled else ""
+        hint = (
+            f" It holds pickled weights ({', '.join(sorted(pickled))}), which are never loaded."
+            if pickled
+            else ""
+        )
         raise ValueError(
             f"{path!r} has no .safetensors weights.{hint} Convert them with a trusted tool and save with "
             "save_pretrained(..., safe_serialization=True)."
@@ -56,5 +62,7 @@ def load_dataset_file(path: str):
     suffix = path.rsplit(".", 1)[-1].lower()
     builder = {"json": "json", "jsonl": "json", "csv": "csv", "parquet": "parquet"}.get(suffix)
     if builder is None:
-        raise ValueError(f"Unsupported dataset file {path!r}: use .json, .jsonl, .csv, .parquet or a saved dataset.")
+        raise ValueError(
+            f"Unsupported dataset file {path!r}: use .json, .jsonl, .csv, .parquet or a saved dataset."
+        )
     return datasets.load_dataset(builder, data_files=path, split="train")

@@ -68,6 +68,7 @@ class UnlearningMethod:
 
     def __init__(self, args: Any, task: str):
         self.args, self.task = args, task
+        self.forget_loss_cap: float | None = args.forget_loss_cap  # the trainer may set it from held-out data
 
     def compute(self, inputs: StepInputs) -> MethodOutput:
         retain_nll = losses.per_example_nll(inputs.retain.logits, inputs.retain.labels)
@@ -94,7 +95,7 @@ class UnlearningMethod:
         return self.args.retain_weight * retain_nll.mean()
 
     def ascent_term(self, forget_nll: torch.Tensor) -> torch.Tensor:
-        return self.args.forget_weight * losses.capped_ascent(forget_nll, self.args.forget_loss_cap)
+        return self.args.forget_weight * losses.capped_ascent(forget_nll, self.forget_loss_cap)
 
     def wrong_target_nll(self, inputs: StepInputs) -> torch.Tensor:
         """Per-example loss on a wrong target: the ``alternative`` completion, the fixed random wrong label

@@ -166,6 +166,8 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments):
         retain_dataset=job.retain,
         processing_class=job.tokenizer,
         peft_config=peft_config_of(run_args, job.task),
+        # the held-out set, needed only to measure the forget-loss cap
+        eval_dataset=job.test if config.forget_loss_cap_from_eval is not None else None,
     )
     start = time.perf_counter()
     trainer.train()
@@ -345,6 +347,7 @@ UNLEARNING_FIELDS = (
     "ieu_noise_schedule",
     "ieu_noise_every",
     "forget_loss_cap",
+    "forget_loss_cap_from_eval",
     "influence_removal",
     "mask_ratio",
     "seed",

@@ -20,10 +20,24 @@ from .pipeline import (
 )
 
 TABLE_KEYS = {
-    "classification": ["forget/accuracy", "retain/accuracy", "test/accuracy", "mia/auc",
-                       "forget_quality/ks_pvalue", "rcd/steps", "rcd/ratio_to_golden"],
-    "causal_lm": ["forget/loss", "retain/token_accuracy", "test/perplexity", "mia/auc",
-                  "forget_quality/ks_pvalue", "rcd/steps", "rcd/ratio_to_golden"],
+    "classification": [
+        "forget/accuracy",
+        "retain/accuracy",
+        "test/accuracy",
+        "mia/auc",
+        "forget_quality/ks_pvalue",
+        "rcd/steps",
+        "rcd/ratio_to_golden",
+    ],
+    "causal_lm": [
+        "forget/loss",
+        "retain/token_accuracy",
+        "test/perplexity",
+        "mia/auc",
+        "forget_quality/ks_pvalue",
+        "rcd/steps",
+        "rcd/ratio_to_golden",
+    ],
 }
 
 
@@ -49,8 +63,13 @@ def quickstart(
     )
     for method in methods:
         config = UnlearningConfig(
-            output_dir=os.path.join(output_dir, method), method=method, seed=seed, report_to=[],
-            save_strategy="no", disable_tqdm=not progress, **job.defaults,
+            output_dir=os.path.join(output_dir, method),
+            method=method,
+            seed=seed,
+            report_to=[],
+            save_strategy="no",
+            disable_tqdm=not progress,
+            **job.defaults,
         )
         job.model = job.make_model()
         trainer, seconds = unlearn(job, config, run_args)
@@ -59,12 +78,20 @@ def quickstart(
         metrics.update(row)
         relearn.update(curves)
         per_run = {"original": metrics["original"], "golden": metrics["golden"], "unlearned": row[method]}
-        write_outputs(config.output_dir, build_report(job, config, run_args, per_run, curves, seconds),
-                      {"original": relearn["original"], "golden": relearn["golden"], method: curves[method]})
+        write_outputs(
+            config.output_dir,
+            build_report(job, config, run_args, per_run, curves, seconds),
+            {"original": relearn["original"], "golden": relearn["golden"], method: curves[method]},
+        )
         metrics[method]["seconds"] = seconds
     table = comparison_table(metrics, TABLE_KEYS[job.task])
-    summary = {"scenario": scenario, "sizes": job.info.get("sizes"), "metrics": metrics,
-               "reference_train_seconds": job.info.get("train_seconds"), "seconds": time.perf_counter() - start}
+    summary = {
+        "scenario": scenario,
+        "sizes": job.info.get("sizes"),
+        "metrics": metrics,
+        "reference_train_seconds": job.info.get("train_seconds"),
+        "seconds": time.perf_counter() - start,
+    }
     write_plots(output_dir, metrics, relearn, job.task)
     with open(os.path.join(output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2, default=str)
@@ -87,5 +114,5 @@ def _cell(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.3g}"
+        return f"{value:.3f}" if 1e-3 <= abs(value) < 1000 or value == 0 else f"{value:.3g}"
     return str(value)

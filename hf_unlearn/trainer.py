@@ -8,6 +8,7 @@ optimizer step for methods that use it (IEU).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import defaultdict
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 PART_NAMES = ("retain", "forget", "forget_alt")
 REFERENCE_FILE = "npo_reference.safetensors"
+STATE_FILE = "unlearning_state.json"
 
 
 class UnlearningDivergedError(RuntimeError):
@@ -104,6 +106,11 @@ class UnlearningTrainer(Trainer):
         self.influence_removed = 0
         self._step_metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._hook_handle = None
+        if args.forget_loss_cap_from_eval is not None and self.eval_dataset is None:
+            raise ValueError(
+                "forget_loss_cap_from_eval needs eval_dataset (held-out examples of the same task) to measure "
+                "the model's loss on unseen data; pass eval_dataset or set forget_loss_cap instead."
+            )
 
     # -- set-up before the first step --------------------------------------------------------------
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
@@ -118,6 +125,10 @@ class UnlearningTrainer(Trainer):
             self.ref_logprob = _load_reference(checkpoint) if checkpoint else None
             if self.ref_logprob is None:
                 self.ref_logprob = self.reference_logprobs()
+        if self.args.forget_loss_cap_from_eval is not None:
+            cap = _load_state(checkpoint).get("forget_loss_cap") or self.heldout_cap()
+            # recorded in the arguments too, so training_args.json and the model card show the cap used
+            self.method.forget_loss_cap = self.args.forget_loss_cap = cap
         if self.args.influence_removal == "mask" and not self.influence_removed and not checkpoint:
             self.influence_removed = self.remove_influence()
         return super().train(resume_from_checkpoint=checkpoint, **kwargs)
@@ -151,6 +162,34 @@ class UnlearningTrainer(Trainer):
 
             folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
             save_file({"ref_logprob": self.ref_logprob.contiguous()}, os.path.join(folder, REFERENCE_FILE))
+        if self.args.forget_loss_cap_from_eval is not None and self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            with open(os.path.join(folder, STATE_FILE), "w") as f:
+                json.dump({"forget_loss_cap": self.method.forget_loss_cap}, f)
+
+    def heldout_cap(self) -> float:
+        """``forget_loss_cap_from_eval`` x the model's mean per-example loss on ``eval_dataset`` (all of its
+        parts when it is a dict), measured now, before unlearning."""
+        parts = self.eval_dataset.values() if isinstance(self.eval_dataset, dict) else [self.eval_dataset]
+        rows = [row for part in parts for row in part.rows]
+        model = self.model.to(self.args.device)
+        was_training = model.training
+        model.eval()
+        values = []
+        with torch.no_grad():
+            for batch in self._batches(rows, "held-out loss"):
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                values.append(losses.per_example_nll(logits, batch["labels"]).float().cpu())
+        model.train(was_training)
+        heldout = float(torch.cat(values).mean())
+        cap = self.args.forget_loss_cap_from_eval * heldout
+        logger.info(
+            "forget_loss_cap = %.4g (held-out loss %.4g x %g).",
+            cap,
+            heldout,
+            self.args.forget_loss_cap_from_eval,
+        )
+        return cap
 
     def reference_logprobs(self) -> torch.Tensor:
         """``log p_ref(y | x)`` of every forget example, from ``ref_model`` or the model as it is now (with PEFT
@@ -305,6 +344,14 @@ def _load_reference(checkpoint: str) -> torch.Tensor | None:
     from safetensors.torch import load_file
 
     return load_file(path)["ref_logprob"]
+
+
+def _load_state(checkpoint: str | None) -> dict:
+    path = os.path.join(checkpoint, STATE_FILE) if checkpoint else ""
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
 
 
 def _row_key(row: dict) -> tuple:

@@ -308,3 +308,44 @@ def test_non_finite_loss_stops_with_a_message_naming_step_and_method(tmp_path, m
         model.classifier.bias.fill_(float("nan"))
     with pytest.raises(RuntimeError, match=r"'grad_diff'.*step 1"):
         trainer.train()
+
+
+def test_forget_loss_cap_from_eval_is_a_multiple_of_the_heldout_loss_and_survives_resume(tmp_path, qa):
+    from hf_unlearn import losses
+    from hf_unlearn.metrics.evaluation import per_example_losses
+
+    model = tiny_causal_lm(qa.tokenizer)
+    heldout = float(per_example_losses(model, qa.test, qa.tokenizer).mean())
+    config = make_config(
+        tmp_path,
+        method="ieu",
+        max_steps=2,
+        forget_loss_cap_from_eval=0.5,
+        save_strategy="steps",
+        save_steps=2,
+    )
+    kwargs = dict(forget_dataset=qa.forget, retain_dataset=qa.retain, processing_class=qa.tokenizer)
+    trainer = UnlearningTrainer(model, config, eval_dataset=qa.test, **kwargs)
+    trainer.train()
+    assert trainer.method.forget_loss_cap == pytest.approx(0.5 * heldout, rel=1e-4)
+    # The ascent term clamps at the measured cap, not at the absolute default.
+    nll = torch.tensor([0.1, 100.0])
+    assert trainer.method.ascent_term(nll) == pytest.approx(
+        float(losses.capped_ascent(nll, 0.5 * heldout)), rel=1e-5
+    )
+    # Resuming from a checkpoint (whose weights moved) reuses the saved cap instead of re-measuring.
+    config = make_config(tmp_path, method="ieu", max_steps=3, forget_loss_cap_from_eval=0.5)
+    resumed = UnlearningTrainer(trainer.model, config, eval_dataset=qa.test, **kwargs)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
+    assert resumed.method.forget_loss_cap == trainer.method.forget_loss_cap
+
+
+def test_forget_loss_cap_from_eval_without_eval_dataset_is_rejected(tmp_path, qa):
+    with pytest.raises(ValueError, match="needs eval_dataset"):
+        UnlearningTrainer(
+            tiny_causal_lm(qa.tokenizer),
+            make_config(tmp_path, method="ieu", forget_loss_cap_from_eval=0.5),
+            forget_dataset=qa.forget,
+            retain_dataset=qa.retain,
+            processing_class=qa.tokenizer,
+        )
