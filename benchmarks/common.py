@@ -552,3 +552,26 @@ def quiet(trainer):
 
 def fmt_bytes(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"
+
+
+def write_cpu_result(name: str, targets: list[dict], start: float, quick: bool, **sections: Any) -> dict:
+    """``write_result`` for a CPU benchmark that started at ``start`` (``time.perf_counter()``); returns
+    ``{"path": ...}``. ``sections``: ``details``, ``tables``, ``notes``."""
+    path = write_result(
+        name, targets, machine_info("cpu"), quick=quick, seconds=time.perf_counter() - start, **sections
+    )
+    return {"path": str(path)}
+
+
+def cli(run: Callable[..., dict], scenarios: bool = False) -> None:
+    """The command line shared by the CPU benchmarks: ``--quick``, ``--threads`` (and ``--scenarios A,B``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int)
+    if scenarios:
+        parser.add_argument("--scenarios", help="comma-separated scenario names")
+    args = parser.parse_args()
+    extra = [args.scenarios.split(",") if args.scenarios else None] if scenarios else []
+    print(run(args.quick, args.threads, *extra))

@@ -200,24 +200,16 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         "CPU peak = peak RSS (VmHWM, reset via /proc/self/clear_refs) above the RSS before the model was built, in "
         "a fresh process per measurement (glibc MALLOC_MMAP_THRESHOLD_=65536 so freed tensors leave the RSS).",
     ]
-    path = common.write_result(
+    return common.write_cpu_result(
         NAME,
         targets_of(summary),
-        common.machine_info("cpu"),
-        quick=quick,
-        seconds=time.perf_counter() - start,
+        start,
+        quick,
         details={"samples": samples, "summary": summary},
         tables=[{"title": "Peak memory per arm (CPU)", "markdown": table_of(summary)}],
         notes=notes,
     )
-    return {"path": str(path)}
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int)
-    cli = parser.parse_args()
-    print(run(cli.quick, cli.threads))
+    common.cli(run)

@@ -135,25 +135,16 @@ def run(quick: bool = False, threads: int | None = None, scenarios: list[str] | 
         "Each evaluation is a forward pass over the whole forget set (eval_batch_size 64); its cost relative to "
         "one training step (batch 8) grows with the forget-set size, so eval_every=1 costs most on large forget sets."
     )
-    path = common.write_result(
+    return common.write_cpu_result(
         NAME,
         targets,
-        common.machine_info("cpu"),
-        quick=quick,
-        seconds=time.perf_counter() - start,
+        start,
+        quick,
         details=details,
         tables=tables,
         notes=notes,
     )
-    return {"path": str(path)}
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int)
-    parser.add_argument("--scenarios")
-    cli = parser.parse_args()
-    print(run(cli.quick, cli.threads, cli.scenarios.split(",") if cli.scenarios else None))
+    common.cli(run, scenarios=True)

@@ -206,12 +206,11 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         },
         {"title": "Plot", "markdown": "![scaling](results/scaling.png)"},
     ]
-    path = common.write_result(
+    return common.write_cpu_result(
         NAME,
         targets,
-        common.machine_info("cpu"),
-        quick=quick,
-        seconds=time.perf_counter() - start,
+        start,
+        quick,
         details={"models": models, "forget_sizes": forgets},
         tables=tables,
         notes=[
@@ -219,14 +218,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
             f"{1 if quick else 3} fresh process(es) per point (deterministic to within a few MiB).",
         ],
     )
-    return {"path": str(path)}
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int)
-    cli = parser.parse_args()
-    print(run(cli.quick, cli.threads))
+    common.cli(run)

@@ -337,24 +337,17 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         "during one arm's window moves a paired ratio by far more than the 3% at stake (see min / max); the "
         "'(direct)' rows time the hook itself inside the IEU steps, which the load moves much less.",
     ]
-    path = common.write_result(
+    out = common.write_cpu_result(
         NAME,
         targets_of(result),
-        common.machine_info("cpu"),
-        quick=quick,
-        seconds=time.perf_counter() - start,
+        start,
+        quick,
         details=result,
         tables=tables_of(result, "CPU"),
         notes=notes,
     )
-    return {"path": str(path), "threads": threads}
+    return {**out, "threads": threads}
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int)
-    cli = parser.parse_args()
-    print(run(cli.quick, cli.threads))
+    common.cli(run)

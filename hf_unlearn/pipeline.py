@@ -159,6 +159,11 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments):
     """Run ``UnlearningTrainer`` on the job; returns ``(trainer, seconds)``."""
     from .trainer import UnlearningTrainer
 
+    if config.forget_loss_cap_from_eval is not None and job.test is None:
+        raise ValueError(
+            "forget_loss_cap_from_eval measures the model's loss on held-out data: set test_dataset (or use a "
+            "scenario, which has one), or set forget_loss_cap instead."
+        )
     trainer = UnlearningTrainer(
         job.model,
         config,

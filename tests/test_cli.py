@@ -60,7 +60,8 @@ def test_run_recipe_writes_model_report_card_and_plots_without_forget_content(tm
     from huggingface_hub import ModelCard
 
     out = tmp_path / "out"
-    assert main(["run", _recipe(tmp_path, model_dirs, out), "--max_steps", "3"]) == 0
+    flags = ["--max_steps", "3", "--forget_loss_cap_from_eval", "0.5"]
+    assert main(["run", _recipe(tmp_path, model_dirs, out), *flags]) == 0
     files = set(os.listdir(out))
     assert {
         "model.safetensors",
@@ -72,6 +73,9 @@ def test_run_recipe_writes_model_report_card_and_plots_without_forget_content(tm
     assert not any(f.endswith((".bin", ".pt", ".pth", ".pkl")) for f in files)
     report = json.loads((out / "unlearning_report.json").read_text())
     assert report["hyperparameters"]["max_steps"] == 3  # the flag overrode the recipe
+    # the cap was measured on the test set: the report records it instead of the absolute default
+    assert report["hyperparameters"]["forget_loss_cap_from_eval"] == 0.5
+    assert 0 < report["hyperparameters"]["forget_loss_cap"] != 5.0
     assert set(report["metrics"]) == {"original", "golden", "unlearned"}
     assert report["forget_fingerprint"]["count"] == len(open(model_dirs["forget"]).readlines())
     card = ModelCard.load(out / "README.md")
@@ -94,6 +98,11 @@ def test_run_refuses_a_non_empty_output_dir_and_bad_recipes(tmp_path, model_dirs
     bad.write_text("method: [ieu\n")
     assert main(["run", str(bad)]) == 2
     assert "bad.yaml" in capsys.readouterr().err
+    no_test = _recipe(
+        tmp_path, model_dirs, tmp_path / "no_test", test_dataset="null", forget_loss_cap_from_eval=0.5
+    )
+    assert main(["run", no_test]) == 2
+    assert "set test_dataset" in capsys.readouterr().err
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("methd: ieu\n")
     assert main(["run", str(unknown)]) == 2
