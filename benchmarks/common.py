@@ -284,11 +284,12 @@ Speed, memory and unlearning quality of `hf_unlearn`, each against a stated targ
 `python -m benchmarks.run` from the JSON files in `benchmarks/results/` (do not edit by hand).
 
 ```bash
-python -m benchmarks.run                      # everything on CPU (~15 min on 2 cores)
+python -m benchmarks.run                      # everything on CPU (~50 min on 2 idle cores)
 python -m benchmarks.run --quick              # smaller, faster (< 3 min); numbers are rougher
 python -m benchmarks.run --only step_overhead,memory
 python -m benchmarks.run --readme-only        # regenerate this file from results/*.json
 python -m benchmarks.sweep                    # hyperparameter sweep (results/sweep.json)
+python -m benchmarks.sweep --methods ieu --axes forget_loss_cap_from_eval,ieu_decay --passes 1 --name sweep_cap --scenarios authors-qa,news-gpt2,polarity-minilm
 python -m benchmarks.gpu                      # on a CUDA machine (results/gpu.json)
 ```
 

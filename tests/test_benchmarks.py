@@ -45,3 +45,10 @@ def test_harness_writes_a_well_formed_result_and_readme(tmp_path):
     assert payload["machine"]["torch_threads"] >= 1 and payload["machine"]["cpu_model"]
     text = common.render_readme(results_dir=tmp_path, path=tmp_path / "README.md")
     assert "| slow/fast |" in text and "**miss**" in text and "## trivial" in text
+
+
+def test_breakeven_retain_size_scales_the_retain_set_until_the_ratio_meets_the_target():
+    from benchmarks.cost_vs_retrain import breakeven_retain_size
+
+    assert breakeven_retain_size(540, 0.3) == 1620  # 3x the data makes retraining 3x dearer: 0.3 -> 0.1
+    assert breakeven_retain_size(1000, 0.05) == 500
