@@ -18,6 +18,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from hf_unlearn.quickstart import TABLE_KEYS
+
 from . import common
 
 NAME = "quality"
@@ -376,27 +378,8 @@ def targets_of(result: dict) -> list[dict]:
 
 
 COLUMNS = {
-    "classification": [
-        "forget/accuracy",
-        "retain/accuracy",
-        "test/accuracy",
-        "mia/auc",
-        "forget_quality/ks_pvalue",
-        "rcd/steps",
-        "rcd/ratio_to_golden",
-        "seconds",
-    ],
-    "causal_lm": [
-        "forget/token_accuracy",
-        "forget/loss",
-        "retain/token_accuracy",
-        "test/perplexity",
-        "mia/auc",
-        "forget_quality/ks_pvalue",
-        "rcd/steps",
-        "rcd/ratio_to_golden",
-        "seconds",
-    ],
+    "classification": [*TABLE_KEYS["classification"], "seconds"],
+    "causal_lm": ["forget/token_accuracy", *TABLE_KEYS["causal_lm"], "seconds"],
 }
 
 
