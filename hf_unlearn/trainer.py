@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections import defaultdict
 from contextlib import nullcontext
@@ -157,13 +158,14 @@ class UnlearningTrainer(Trainer):
 
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
         super()._save_checkpoint(model, trial)
-        if self.ref_logprob is not None and self.args.should_save:
+        if not self.args.should_save:
+            return
+        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        if self.ref_logprob is not None:
             from safetensors.torch import save_file
 
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
             save_file({"ref_logprob": self.ref_logprob.contiguous()}, os.path.join(folder, REFERENCE_FILE))
-        if self.args.forget_loss_cap_from_eval is not None and self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        if self.args.forget_loss_cap_from_eval is not None:
             with open(os.path.join(folder, STATE_FILE), "w") as f:
                 json.dump({"forget_loss_cap": self.method.forget_loss_cap}, f)
 
@@ -172,16 +174,12 @@ class UnlearningTrainer(Trainer):
         parts when it is a dict), measured now, before unlearning."""
         parts = self.eval_dataset.values() if isinstance(self.eval_dataset, dict) else [self.eval_dataset]
         rows = [row for part in parts for row in part.rows]
-        model = self.model.to(self.args.device)
-        was_training = model.training
-        model.eval()
-        values = []
-        with torch.no_grad():
-            for batch in self._batches(rows, "held-out loss"):
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                values.append(losses.per_example_nll(logits, batch["labels"]).float().cpu())
-        model.train(was_training)
-        heldout = float(torch.cat(values).mean())
+        heldout = float(self._per_example(self.model, rows, "held-out loss", losses.per_example_nll).mean())
+        if not heldout > 0 or not math.isfinite(heldout):
+            raise ValueError(
+                f"forget_loss_cap_from_eval: the model's mean loss on eval_dataset is {heldout}, which gives no "
+                "usable cap; check eval_dataset (labels, padding) or set forget_loss_cap instead."
+            )
         cap = self.args.forget_loss_cap_from_eval * heldout
         logger.info(
             "forget_loss_cap = %.4g (held-out loss %.4g x %g).",
@@ -195,18 +193,24 @@ class UnlearningTrainer(Trainer):
         """``log p_ref(y | x)`` of every forget example, from ``ref_model`` or the model as it is now (with PEFT
         adapters disabled). Computed once; no second model stays in memory."""
         model = self.ref_model if self.ref_model is not None else self.model
-        model.to(self.args.device)
         disable = getattr(model, "disable_adapter", None) if self.ref_model is None else None
-        values = []
-        was_training = model.training
-        model.eval()
-        with torch.no_grad(), disable() if disable else nullcontext():
-            for batch in self._batches(self.forget_rows, "NPO reference"):
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                values.append(losses.per_example_logprob(logits, batch["labels"]).float().cpu())
-        model.train(was_training)
+        with disable() if disable else nullcontext():
+            values = self._per_example(model, self.forget_rows, "NPO reference", losses.per_example_logprob)
         if self.ref_model is not None:
             self.ref_model = None  # only the cache is needed from now on
+        return values
+
+    def _per_example(self, model: torch.nn.Module, rows: list[dict], desc: str, fn) -> torch.Tensor:
+        """``fn(logits, labels)`` for every row, in eval mode without gradients, as one float CPU tensor."""
+        model = model.to(self.args.device)
+        was_training = model.training
+        model.eval()
+        values = []
+        with torch.no_grad():
+            for batch in self._batches(rows, desc):
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                values.append(fn(logits, batch["labels"]).float().cpu())
+        model.train(was_training)
         return torch.cat(values)
 
     def remove_influence(self) -> int:
