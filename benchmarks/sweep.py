@@ -60,6 +60,12 @@ def score(row: dict, golden: dict, original: dict, keys: dict) -> tuple[int, flo
     return met, sum(short.values()), short
 
 
+def rank(trial: dict) -> tuple:
+    """Sort key of a trial: keeping retain utility comes first (decay and ascent that wreck the model also slow
+    relearning and can meet the other targets: RCD rewards damage), then targets met, then total shortfall."""
+    return (trial["shortfalls"]["retain"] == 0, trial["met"], -trial["shortfall"])
+
+
 def sweep_scenario(
     name: str, methods: list[str], quick: bool, passes: int, seed: int = 0, only_axes: list[str] | None = None
 ) -> dict:
@@ -119,7 +125,7 @@ def sweep_scenario(
         return record
 
     def better(a: dict, b: dict) -> bool:
-        return (a["met"], -a["shortfall"]) > (b["met"], -b["shortfall"])
+        return rank(a) > rank(b)
 
     best: dict[str, dict] = {}
     for method in methods:

@@ -52,3 +52,12 @@ def test_breakeven_retain_size_scales_the_retain_set_until_the_ratio_meets_the_t
 
     assert breakeven_retain_size(540, 0.3) == 1620  # 3x the data makes retraining 3x dearer: 0.3 -> 0.1
     assert breakeven_retain_size(1000, 0.05) == 500
+
+
+def test_sweep_ranks_a_trial_that_keeps_retain_above_one_that_meets_more_by_wrecking_it():
+    from benchmarks.sweep import rank
+
+    kept = {"met": 2, "shortfall": 1.8, "shortfalls": {"retain": 0.0}}
+    wrecked = {"met": 3, "shortfall": 26.8, "shortfalls": {"retain": 26.0}}
+    assert rank(kept) > rank(wrecked)
+    assert rank({**kept, "met": 3}) > rank(kept)
