@@ -46,14 +46,7 @@ class TinyAuthors(AuthorsScenario):
 
     name = "authors-qa-tiny"
     recipe = TrainRecipe(learning_rate=3e-3, epochs=2, batch_size=64)
-
-    def config(self) -> dict:
-        return {**super().config(), "hidden_size": 16, "num_layers": 1}
-
-    def init_model(self, tokenizer, seed: int):
-        from hf_unlearn.tiny import tiny_causal_lm
-
-        return tiny_causal_lm(tokenizer, hidden_size=16, num_layers=1, max_length=48, seed=seed)
+    hidden_size, num_layers = 16, 1
 
 
 # -- registry ----------------------------------------------------------------------------------------------
@@ -149,7 +142,9 @@ def test_authors_people_are_seeded_and_forget_facts_never_reach_retain():
 
 
 # -- cache, shared initialization --------------------------------------------------------------------------
-def test_build_then_cached_load_and_rebuild_on_config_change(tmp_path, monkeypatch):
+@pytest.fixture
+def training_calls(monkeypatch) -> list[int]:
+    """Records the number of rows of every scenario training (the training still runs)."""
     calls = []
     train = base.train_model
 
@@ -158,6 +153,11 @@ def test_build_then_cached_load_and_rebuild_on_config_change(tmp_path, monkeypat
         return train(model, rows, *args, **kwargs)
 
     monkeypatch.setattr(base, "train_model", counting_train)
+    return calls
+
+
+def test_build_then_cached_load_and_rebuild_on_config_change(tmp_path, monkeypatch, training_calls):
+    calls, counting_train = training_calls, base.train_model
     builder = TinyAuthors()
     sc = build_scenario(builder, str(tmp_path), seed=0)
     # The original saw forget + retain, the golden model retain only.
@@ -202,18 +202,11 @@ def test_build_then_cached_load_and_rebuild_on_config_change(tmp_path, monkeypat
         assert json.load(f)["config"]["recipe"]["epochs"] == 3
 
 
-def test_concurrent_loads_build_once(tmp_path, monkeypatch):
+def test_concurrent_loads_build_once(tmp_path, training_calls):
     """Two ranks (here threads) asking for the same scenario: one builds, the other waits and loads."""
     import threading
 
-    calls = []
-    train = base.train_model
-
-    def counting_train(model, rows, *args, **kwargs):
-        calls.append(len(rows))
-        return train(model, rows, *args, **kwargs)
-
-    monkeypatch.setattr(base, "train_model", counting_train)
+    calls = training_calls
     results, errors = [], []
 
     def load():

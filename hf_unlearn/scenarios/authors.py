@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ScenarioBuilder, TrainRecipe
+from .base import TinyCausalLMBuilder, TrainRecipe, suggested_unlearning
 
 NAME = "authors-qa"
 N_PEOPLE = 100  # trained on (forget + retain)
@@ -205,9 +205,9 @@ def split_people(seed: int) -> dict[str, list[dict]]:
     }
 
 
-class AuthorsScenario(ScenarioBuilder):
+class AuthorsScenario(TinyCausalLMBuilder):
     name = NAME
-    task = "causal_lm"
+    vocab_size, max_length, hidden_size, num_layers = VOCAB_SIZE, MAX_LENGTH, HIDDEN_SIZE, NUM_LAYERS
     description = (
         "Forgetting people (TOFU-like, fully synthetic): a seeded generator makes up 120 fictitious people "
         "(syllable names, birthplace, birth year, profession, favourite colour, instrument and the title of "
@@ -219,22 +219,14 @@ class AuthorsScenario(ScenarioBuilder):
         "further people that neither model was trained on: golden's forget loss sits near its test loss."
     )
     recipe = TrainRecipe(learning_rate=3e-3, epochs=20, batch_size=32, warmup_ratio=0.05)
-    unlearning_defaults = {
-        "learning_rate": 1e-3,
-        "max_steps": 100,
-        "per_device_train_batch_size": 16,
-        "lr_scheduler_type": "constant",
-    }
+    unlearning_defaults = suggested_unlearning(learning_rate=1e-3, max_steps=100, batch_size=16)
 
     def config(self) -> dict:
         return {
+            **super().config(),
             "n_people": N_PEOPLE,
             "n_test_people": N_TEST_PEOPLE,
             "forget_fraction": FORGET_FRACTION,
-            "vocab_size": VOCAB_SIZE,
-            "max_length": MAX_LENGTH,
-            "hidden_size": HIDDEN_SIZE,
-            "num_layers": NUM_LAYERS,
         }
 
     def make_tokenizer(self, seed: int):
@@ -257,10 +249,3 @@ class AuthorsScenario(ScenarioBuilder):
             "questions_per_person": len(QUESTIONS),
         }
         return data
-
-    def init_model(self, tokenizer, seed: int):
-        from ..tiny import tiny_causal_lm
-
-        return tiny_causal_lm(
-            tokenizer, hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, max_length=MAX_LENGTH, seed=seed
-        )

@@ -110,6 +110,17 @@ class TrainRecipe:
     group_by_length: bool = False
 
 
+def suggested_unlearning(learning_rate: float, max_steps: int, batch_size: int) -> dict:
+    """A scenario's ``unlearning_defaults``: ``UnlearningConfig`` keyword arguments with a constant learning rate
+    (unlearning runs are short; warm-up and decay would spend most of them)."""
+    return {
+        "learning_rate": learning_rate,
+        "max_steps": max_steps,
+        "per_device_train_batch_size": batch_size,
+        "lr_scheduler_type": "constant",
+    }
+
+
 class ScenarioBuilder:
     """What one built-in scenario defines. Subclasses set the class attributes and the four methods."""
 
@@ -153,6 +164,36 @@ class ScenarioBuilder:
 
         with quiet_transformers():
             return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+class TinyCausalLMBuilder(ScenarioBuilder):
+    """A scenario on a small GPT-2 built from config (``hf_unlearn.tiny.tiny_causal_lm``); subclasses set its
+    sizes, which are part of the cache key."""
+
+    task = "causal_lm"
+    vocab_size: int
+    max_length: int
+    hidden_size: int
+    num_layers: int
+
+    def config(self) -> dict:
+        return {
+            "vocab_size": self.vocab_size,
+            "max_length": self.max_length,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+        }
+
+    def init_model(self, tokenizer, seed: int) -> torch.nn.Module:
+        from ..tiny import tiny_causal_lm
+
+        return tiny_causal_lm(
+            tokenizer,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            max_length=self.max_length,
+            seed=seed,
+        )
 
 
 # -- the scenario ------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ScenarioBuilder, TrainRecipe, gensim_data_file, read_lines
+from .base import TinyCausalLMBuilder, TrainRecipe, gensim_data_file, read_lines, suggested_unlearning
 
 NAME = "news-gpt2"
 TRAIN_CORPUS = "lee_background.cor"
@@ -31,9 +31,9 @@ def truncate_to_tokens(texts: list[str], tokenizer, max_tokens: int) -> list[str
     return out
 
 
-class NewsScenario(ScenarioBuilder):
+class NewsScenario(TinyCausalLMBuilder):
     name = NAME
-    task = "causal_lm"
+    vocab_size, max_length, hidden_size, num_layers = VOCAB_SIZE, MAX_LENGTH, HIDDEN_SIZE, NUM_LAYERS
     description = (
         "A take-down request on a language model that memorized its training text: a small GPT-2 (built "
         "from config, one layer, byte-level BPE tokenizer trained on the corpus) is trained to near-verbatim "
@@ -45,22 +45,10 @@ class NewsScenario(ScenarioBuilder):
         "NLL with the golden model's, not with zero."
     )
     recipe = TrainRecipe(learning_rate=2e-3, epochs=15, batch_size=16, warmup_ratio=0.05)
-    unlearning_defaults = {
-        "learning_rate": 1e-3,
-        "max_steps": 60,
-        "per_device_train_batch_size": 8,
-        "lr_scheduler_type": "constant",
-    }
+    unlearning_defaults = suggested_unlearning(learning_rate=1e-3, max_steps=60, batch_size=8)
 
     def config(self) -> dict:
-        return {
-            "corpus": [TRAIN_CORPUS, TEST_CORPUS],
-            "forget_fraction": FORGET_FRACTION,
-            "vocab_size": VOCAB_SIZE,
-            "max_length": MAX_LENGTH,
-            "hidden_size": HIDDEN_SIZE,
-            "num_layers": NUM_LAYERS,
-        }
+        return {**super().config(), "corpus": [TRAIN_CORPUS, TEST_CORPUS], "forget_fraction": FORGET_FRACTION}
 
     def check_requirements(self) -> None:
         gensim_data_file(TRAIN_CORPUS, NAME)
@@ -102,10 +90,3 @@ class NewsScenario(ScenarioBuilder):
                 "max_length": MAX_LENGTH,
             },
         }
-
-    def init_model(self, tokenizer, seed: int):
-        from ..tiny import tiny_causal_lm
-
-        return tiny_causal_lm(
-            tokenizer, hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, max_length=MAX_LENGTH, seed=seed
-        )

@@ -6,7 +6,15 @@ import os
 
 import numpy as np
 
-from .base import ScenarioBuilder, TrainRecipe, gensim_data_file, quiet_transformers, read_lines, require
+from .base import (
+    ScenarioBuilder,
+    TrainRecipe,
+    gensim_data_file,
+    quiet_transformers,
+    read_lines,
+    require,
+    suggested_unlearning,
+)
 
 NAME = "polarity-minilm"
 CORPUS = "pang_lee_polarity.cor"
@@ -82,12 +90,7 @@ class PolarityScenario(ScenarioBuilder):
         group_by_length=True,
     )
     # lr 1e-3 collapses MiniLM to one class (design notes, section 11); 1e-4 is safe.
-    unlearning_defaults = {
-        "learning_rate": 1e-4,
-        "max_steps": 40,
-        "per_device_train_batch_size": 8,
-        "lr_scheduler_type": "constant",
-    }
+    unlearning_defaults = suggested_unlearning(learning_rate=1e-4, max_steps=40, batch_size=8)
 
     def check_requirements(self) -> None:
         require("gensim", "gensim", NAME)
