@@ -81,10 +81,22 @@ class UnlearningConfig(TrainingArguments):
         },
     )
     forget_loss_cap: float | None = field(
-        default=5.0,
+        default=None,
         metadata={
             "help": "Upper bound (nats) on each forget example's loss inside ascent terms (ga, grad_diff, ieu): "
-            "examples past it stop being pushed, so ascent cannot diverge. None disables the cap."
+            "examples past it stop being pushed, so ascent cannot diverge. None (default): the cap is set "
+            "before the first step to the model's mean forget loss + forget_loss_cap_margin x log C (C = number "
+            "of classes, or the vocabulary size for LMs), so it scales with the task and ascent always has room "
+            "to move. float('inf') disables the cap. A cap below every forget example's starting loss makes "
+            "the ascent term a no-op; the trainer warns when that happens."
+        },
+    )
+    forget_loss_cap_margin: float = field(
+        default=1.0,
+        metadata={
+            "help": "Default cap (forget_loss_cap=None): how far above the starting mean forget loss ascent may "
+            "push, in units of log C, the loss of a uniform prediction over C classes (or the vocabulary). "
+            "1.0 lets a memorized example go to chance level; the cap is saved in checkpoints."
         },
     )
     forget_loss_cap_from_eval: float | None = field(
@@ -127,6 +139,8 @@ class UnlearningConfig(TrainingArguments):
 
     def __post_init__(self):
         self._validate_unlearning_fields()
+        if self.dataloader_pin_memory and (self.use_cpu or not _has_accelerator()):
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns on every loader
         super().__post_init__()
 
     def _validate_unlearning_fields(self) -> None:
@@ -145,9 +159,13 @@ class UnlearningConfig(TrainingArguments):
             raise ValueError(f"UnlearningConfig.npo_beta must be > 0, got {self.npo_beta}.")
         if self.ieu_noise_every < 1:
             raise ValueError(f"UnlearningConfig.ieu_noise_every must be >= 1, got {self.ieu_noise_every}.")
-        if self.forget_loss_cap is not None and self.forget_loss_cap <= 0:
+        if self.forget_loss_cap is not None and not self.forget_loss_cap > 0:
             raise ValueError(
-                f"UnlearningConfig.forget_loss_cap must be > 0 or None, got {self.forget_loss_cap}."
+                f"UnlearningConfig.forget_loss_cap must be > 0 (inf disables it) or None, got {self.forget_loss_cap}."
+            )
+        if not self.forget_loss_cap_margin > 0:
+            raise ValueError(
+                f"UnlearningConfig.forget_loss_cap_margin must be > 0, got {self.forget_loss_cap_margin}."
             )
         if self.forget_loss_cap_from_eval is not None and self.forget_loss_cap_from_eval <= 0:
             raise ValueError(
@@ -156,6 +174,15 @@ class UnlearningConfig(TrainingArguments):
             )
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"UnlearningConfig.max_length must be >= 2, got {self.max_length}.")
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None:
+        return accelerator.is_available()
+    return torch.cuda.is_available()
 
 
 def _check_choice(name: str, value: str, allowed) -> None:

@@ -64,6 +64,15 @@ def num_labels_of(model: torch.nn.Module) -> int | None:
     return getattr(unwrap_model(model).config, "num_labels", None)
 
 
+def num_classes_of(model: torch.nn.Module) -> int:
+    """C of the model's predictions: the number of labels (classifiers) or the vocabulary size (LMs)."""
+    config = unwrap_model(model).config
+    if infer_task(model) == CLASSIFICATION:
+        return int(config.num_labels)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(text_config.vocab_size)
+
+
 def max_length_of(model: torch.nn.Module, tokenizer: Any = None) -> int:
     """The longest sequence the model accepts (position embeddings), capped by the tokenizer's limit."""
     config = unwrap_model(model).config

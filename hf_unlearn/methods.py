@@ -65,10 +65,11 @@ class UnlearningMethod:
 
     name: ClassVar[str] = ""
     needs_reference: ClassVar[bool] = False  # cache reference log-probs of the forget set before training
+    uses_forget_loss_cap: ClassVar[bool] = False  # the trainer resolves forget_loss_cap before training
 
     def __init__(self, args: Any, task: str):
         self.args, self.task = args, task
-        self.forget_loss_cap: float | None = args.forget_loss_cap  # the trainer may set it from held-out data
+        self.forget_loss_cap: float | None = args.forget_loss_cap  # resolved by the trainer before training
 
     def compute(self, inputs: StepInputs) -> MethodOutput:
         retain_nll = losses.per_example_nll(inputs.retain.logits, inputs.retain.labels)
@@ -122,6 +123,8 @@ class FineTune(UnlearningMethod):
 class GradientAscent(UnlearningMethod):
     """Gradient ascent on the forget set: ``-gamma * min(l(B_f), cap)``."""
 
+    uses_forget_loss_cap = True
+
     def loss(self, inputs, retain_nll, forget_nll):
         return self.ascent_term(forget_nll), {}
 
@@ -129,6 +132,8 @@ class GradientAscent(UnlearningMethod):
 @register_method("grad_diff")
 class GradientDifference(UnlearningMethod):
     """``-gamma * min(l(B_f), cap) + w_r * l(B_r)``."""
+
+    uses_forget_loss_cap = True
 
     def loss(self, inputs, retain_nll, forget_nll):
         return self.ascent_term(forget_nll) + self.retain_term(retain_nll), {}
@@ -173,6 +178,8 @@ class DiscriminativeRegularization(UnlearningMethod):
 @register_method("ieu")
 class InfluenceEliminatingUnlearning(UnlearningMethod):
     """``w_r * l(B_r) - gamma * min(l(B_f), cap)``, then weight decay + noise after every optimizer step."""
+
+    uses_forget_loss_cap = True
 
     def loss(self, inputs, retain_nll, forget_nll):
         return self.ascent_term(forget_nll) + self.retain_term(retain_nll), {}

@@ -155,8 +155,11 @@ def peft_config_of(run_args: RunArguments, task: str):
     )
 
 
-def unlearn(job: LoadedJob, config: Any, run_args: RunArguments):
-    """Run ``UnlearningTrainer`` on the job; returns ``(trainer, seconds)``."""
+def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = False):
+    """Run ``UnlearningTrainer`` on the job; returns ``(trainer, seconds)``. ``quiet`` keeps the Trainer's
+    progress bar and log dicts off the terminal (they still reach ``report_to`` and the log history)."""
+    from transformers import PrinterCallback, ProgressCallback
+
     from .trainer import UnlearningTrainer
 
     if config.forget_loss_cap_from_eval is not None and job.test is None:
@@ -174,6 +177,9 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments):
         # the held-out set, needed only to measure the forget-loss cap
         eval_dataset=job.test if config.forget_loss_cap_from_eval is not None else None,
     )
+    if quiet:
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
     start = time.perf_counter()
     trainer.train()
     return trainer, time.perf_counter() - start
@@ -271,9 +277,16 @@ def write_plots(output_dir: str, metrics: dict, relearn: dict, task: str) -> lis
 
 
 def build_report(
-    job: LoadedJob, config: Any, run_args: RunArguments, metrics: dict, relearn: dict, seconds: float
+    job: LoadedJob,
+    config: Any,
+    run_args: RunArguments,
+    metrics: dict,
+    relearn: dict,
+    seconds: float,
+    trainer: Any = None,
 ) -> dict:
-    """The JSON report of one unlearning run (never any forget-set content: counts and a fingerprint)."""
+    """The JSON report of one unlearning run (never any forget-set content: counts and a fingerprint).
+    With ``trainer``, the hyperparameters carry what it decided at run time (the forget-loss cap)."""
     from .hub import forget_fingerprint
 
     return {
@@ -281,7 +294,7 @@ def build_report(
         "task": job.task,
         "scenario": job.info.get("scenario"),
         "base_model": _base_model_name(job.info.get("base_model")),
-        "hyperparameters": hyperparameters(config, run_args),
+        "hyperparameters": hyperparameters(config, run_args, trainer),
         "forget_fingerprint": forget_fingerprint(job.forget),
         "sizes": job.info.get("sizes") or {"n_forget": len(job.forget), "n_retain": len(job.retain)},
         "timing": {"unlearning_seconds": seconds, "reference_train_seconds": job.info.get("train_seconds")},
@@ -302,9 +315,12 @@ def write_outputs(output_dir: str, report: dict, relearn: dict) -> dict:
 
 
 def save_unlearned(trainer: Any, job: LoadedJob, output_dir: str) -> None:
-    trainer.save_model(output_dir)
-    if job.tokenizer is not None:
-        job.tokenizer.save_pretrained(output_dir)
+    from .scenarios.base import quiet_transformers
+
+    with quiet_transformers():  # no per-shard progress bar for a one-line stage
+        trainer.save_model(output_dir)
+        if job.tokenizer is not None:
+            job.tokenizer.save_pretrained(output_dir)
 
 
 def run(run_args: RunArguments, config: Any) -> dict:
@@ -320,7 +336,9 @@ def run(run_args: RunArguments, config: Any) -> dict:
         models = {name: model for name, model in models.items() if model is not None}
         metrics, relearn = evaluate_models(job, models, run_args, seed=config.seed, progress=progress)
         report = write_outputs(
-            config.output_dir, build_report(job, config, run_args, metrics, relearn, seconds), relearn
+            config.output_dir,
+            build_report(job, config, run_args, metrics, relearn, seconds, trainer),
+            relearn,
         )
         if config.push_to_hub:
             from . import hub
@@ -352,6 +370,7 @@ UNLEARNING_FIELDS = (
     "ieu_noise_schedule",
     "ieu_noise_every",
     "forget_loss_cap",
+    "forget_loss_cap_margin",
     "forget_loss_cap_from_eval",
     "influence_removal",
     "mask_ratio",
@@ -361,8 +380,11 @@ UNLEARNING_FIELDS = (
 )
 
 
-def hyperparameters(config: Any, run_args: RunArguments) -> dict:
+def hyperparameters(config: Any, run_args: RunArguments, trainer: Any = None) -> dict:
     values = {name: getattr(config, name) for name in UNLEARNING_FIELDS}
+    if getattr(trainer, "forget_loss_cap_source", None):
+        values["forget_loss_cap"] = trainer.method.forget_loss_cap
+        values["forget_loss_cap_source"] = trainer.forget_loss_cap_source
     values["lr_scheduler_type"] = str(values["lr_scheduler_type"]).split(".")[-1].lower()
     lora = {k: v for k, v in asdict(run_args).items() if k.startswith("lora_")}
     if run_args.lora_r > 0:

@@ -50,17 +50,24 @@ def quickstart(
     progress: bool = True,
 ) -> dict:
     """Returns ``{"metrics", "table", "seconds"}`` and writes, under ``output_dir``: one folder per method
-    (model, report, card, plots), ``summary.md``, ``summary.json`` and the comparison plots."""
+    (model, report, card, plots), ``summary.md``, ``summary.json`` and the comparison plots.
+
+    With ``progress``, prints one line per stage (the Trainer's logs still go to ``report_to`` and to each
+    trainer's log history, not to the terminal)."""
     from .config import UnlearningConfig
 
     methods = methods or ["ft", "dr", "ieu"]
     check_output_dir(output_dir, overwrite)
+    say = _stage_printer(progress)
     start = time.perf_counter()
     run_args = RunArguments(scenario=scenario, scenario_cache_dir=os.path.join(output_dir, "scenarios"))
+    say(f"scenario {scenario}: loading the original and golden models (trained once, then cached)")
     job = load_job(run_args, seed=seed, progress=progress)
+    say(f"scenario {scenario}: {_sizes(job.info.get('sizes'))}")
     metrics, relearn = evaluate_models(
-        job, {"original": job.original, "golden": job.golden}, run_args, seed=seed, progress=progress
+        job, {"original": job.original, "golden": job.golden}, run_args, seed=seed, progress=False
     )
+    say("original and golden: evaluated, with their relearning runs (" + _summary(metrics, job.task) + ")")
     for method in methods:
         config = UnlearningConfig(
             output_dir=os.path.join(output_dir, method),
@@ -68,22 +75,24 @@ def quickstart(
             seed=seed,
             report_to=[],
             save_strategy="no",
-            disable_tqdm=not progress,
+            disable_tqdm=True,
             **job.defaults,
         )
         job.model = job.make_model()
-        trainer, seconds = unlearn(job, config, run_args)
+        say(f"{method}: unlearning ({config.max_steps} steps)")
+        trainer, seconds = unlearn(job, config, run_args, quiet=True)
         save_unlearned(trainer, job, config.output_dir)
-        row, curves = evaluate_models(job, {method: trainer.model}, run_args, seed=seed, progress=progress)
+        row, curves = evaluate_models(job, {method: trainer.model}, run_args, seed=seed, progress=False)
         metrics.update(row)
         relearn.update(curves)
         per_run = {"original": metrics["original"], "golden": metrics["golden"], "unlearned": row[method]}
         write_outputs(
             config.output_dir,
-            build_report(job, config, run_args, per_run, curves, seconds),
+            build_report(job, config, run_args, per_run, curves, seconds, trainer),
             {"original": relearn["original"], "golden": relearn["golden"], method: curves[method]},
         )
         metrics[method]["seconds"] = seconds
+        say(f"{method}: unlearned in {seconds:.0f} s, evaluated (" + _summary(row, job.task) + ")")
     table = comparison_table(metrics, TABLE_KEYS[job.task])
     summary = {
         "scenario": scenario,
@@ -97,7 +106,34 @@ def quickstart(
         json.dump(summary, f, indent=2, default=str)
     with open(os.path.join(output_dir, "summary.md"), "w") as f:
         f.write(f"# hf-unlearn quickstart: {scenario}\n\n{job.info.get('description', '')}\n\n{table}\n")
+    say(f"wrote {output_dir}/summary.md, summary.json, plots and one folder per method")
     return {"metrics": metrics, "table": table, "seconds": time.perf_counter() - start}
+
+
+def _stage_printer(enabled: bool):
+    """``say(text)``: one line per stage, with the time since the first stage."""
+    start = time.perf_counter()
+
+    def say(text: str) -> None:
+        if enabled:
+            print(f"[{time.perf_counter() - start:5.0f} s] {text}", flush=True)
+
+    return say
+
+
+def _sizes(sizes: dict | None) -> str:
+    sizes = sizes or {}
+    parts = [f"{sizes[k]} {k[2:]}" for k in ("n_forget", "n_retain", "n_test") if k in sizes]
+    return ", ".join(parts) + " examples" if parts else "ready"
+
+
+def _summary(metrics: dict[str, dict], task: str) -> str:
+    """Headline numbers of each model, e.g. ``golden: forget/accuracy 0.062, retain/accuracy 1.000, ...``."""
+    keys = TABLE_KEYS[task][:2] + ["rcd/ratio_to_golden"]
+    return "; ".join(
+        f"{name}: " + ", ".join(f"{k} {_cell(row[k])}" for k in keys if k in row)
+        for name, row in metrics.items()
+    )
 
 
 def comparison_table(metrics: dict[str, dict], keys: list[str]) -> str:

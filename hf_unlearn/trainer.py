@@ -23,7 +23,7 @@ from transformers import Trainer
 
 from . import influence, losses
 from .config import UnlearningConfig
-from .data import CLASSIFICATION, PairedDataset, RowsDataset, build_preparer
+from .data import CLASSIFICATION, PairedDataset, RowsDataset, build_preparer, num_classes_of
 from .methods import Part, StepInputs, get_method
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ class UnlearningTrainer(Trainer):
         self.ref_model = ref_model
         self.ref_logprob: torch.Tensor | None = None
         self.influence_removed = 0
+        self.forget_loss_cap_source: str | None = None  # "default", "user" or "heldout", once resolved
         self._step_metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._hook_handle = None
         if args.forget_loss_cap_from_eval is not None and self.eval_dataset is None:
@@ -126,10 +127,8 @@ class UnlearningTrainer(Trainer):
             self.ref_logprob = _load_reference(checkpoint) if checkpoint else None
             if self.ref_logprob is None:
                 self.ref_logprob = self.reference_logprobs()
-        if self.args.forget_loss_cap_from_eval is not None:
-            cap = _load_state(checkpoint).get("forget_loss_cap") or self.heldout_cap()
-            # recorded in the arguments too, so training_args.json and the model card show the cap used
-            self.method.forget_loss_cap = self.args.forget_loss_cap = cap
+        if self.method.uses_forget_loss_cap:
+            self.method.forget_loss_cap = self.resolve_forget_loss_cap(_load_state(checkpoint))
         if self.args.influence_removal == "mask" and not self.influence_removed and not checkpoint:
             self.influence_removed = self.remove_influence()
         return super().train(resume_from_checkpoint=checkpoint, **kwargs)
@@ -165,9 +164,60 @@ class UnlearningTrainer(Trainer):
             from safetensors.torch import save_file
 
             save_file({"ref_logprob": self.ref_logprob.contiguous()}, os.path.join(folder, REFERENCE_FILE))
-        if self.args.forget_loss_cap_from_eval is not None:
+        if self.forget_loss_cap_source in ("default", "heldout"):
             with open(os.path.join(folder, STATE_FILE), "w") as f:
                 json.dump({"forget_loss_cap": self.method.forget_loss_cap}, f)
+
+    def resolve_forget_loss_cap(self, saved: dict | None = None) -> float | None:
+        """The cap of the ascent term for this run, decided once before the first step.
+
+        ``forget_loss_cap_from_eval`` -> that factor x the held-out loss; ``forget_loss_cap`` set -> as given;
+        otherwise the model's starting mean forget loss + ``forget_loss_cap_margin`` x log C. A cap measured
+        on the model (the first two) comes back from ``saved`` (the checkpoint) on resume, since the weights
+        have moved since. Warns when the cap is below every forget example's starting loss (a no-op ascent).
+        """
+        args = self.args
+        if args.forget_loss_cap_from_eval is not None:
+            self.forget_loss_cap_source = "heldout"
+        elif args.forget_loss_cap is not None:
+            self.forget_loss_cap_source = "user"
+        else:
+            self.forget_loss_cap_source = "default"
+        if saved and saved.get("forget_loss_cap") is not None and self.forget_loss_cap_source != "user":
+            return float(saved["forget_loss_cap"])
+        if self.forget_loss_cap_source == "user" and math.isinf(args.forget_loss_cap):
+            return args.forget_loss_cap
+        start = self._per_example(self.model, self.forget_rows, "forget loss", losses.per_example_nll)
+        # a non-finite loss stops the first step with a clear error (_check_finite); decide on the rest
+        start = start[torch.isfinite(start)]
+        if start.numel() == 0:
+            start = torch.zeros(1)
+        if self.forget_loss_cap_source == "heldout":
+            cap = self.heldout_cap()
+        elif self.forget_loss_cap_source == "user":
+            cap = float(args.forget_loss_cap)
+        else:
+            log_c = math.log(num_classes_of(self.model))
+            cap = float(start.mean()) + args.forget_loss_cap_margin * log_c
+            logger.info(
+                "forget_loss_cap = %.4g (starting mean forget loss %.4g + %g x log C = %.4g).",
+                cap,
+                float(start.mean()),
+                args.forget_loss_cap_margin,
+                log_c,
+            )
+        if bool((start >= cap).all()):
+            logger.warning(
+                "forget_loss_cap=%.4g (%s) is at or below the starting loss of every forget example (min %.4g, "
+                "mean %.4g nats): the ascent term of %r has zero gradient and only its other terms train. Raise "
+                "the cap, or leave forget_loss_cap unset for the default (mean forget loss + margin x log C).",
+                cap,
+                self.forget_loss_cap_source,
+                float(start.min()),
+                float(start.mean()),
+                args.method,
+            )
+        return cap
 
     def heldout_cap(self) -> float:
         """``forget_loss_cap_from_eval`` x the model's mean per-example loss on ``eval_dataset`` (all of its

@@ -28,51 +28,31 @@ from hf_unlearn.tiny import tiny_causal_lm, tiny_classifier
 RCD = RelearnConfig(learning_rate=1e-3, max_steps=300, progress_bar=False)
 
 
-def _fit(tmp, model, task, retain, forget, method, steps, lr):
-    args = make_config(
-        tmp,
-        method=method,
-        max_steps=steps,
-        per_device_train_batch_size=16,
-        learning_rate=lr,
-        lr_scheduler_type="constant",
-        logging_steps=1000,
-    )
-    UnlearningTrainer(
-        model, args, forget_dataset=forget, retain_dataset=retain, processing_class=task.tokenizer
-    ).train()
-    return model
-
-
-@pytest.fixture(scope="module")
-def mislabeled_models(tmp_path_factory, mislabeled):
-    """Original (memorized the 10% flipped labels), golden (same init, retain only) and ft/dr/ieu unlearned
-    from the original, with their relearning results against the golden model."""
-    torch.set_num_threads(1)
-    tmp = tmp_path_factory.mktemp("metrics")
-    task = mislabeled
-    init = tiny_classifier(task.tokenizer, hidden_size=64)
-    # method "ft" trains on the retain argument only; the forget argument is unused (a test example here)
-    models = {
-        "original": _fit(tmp, copy.deepcopy(init), task, task.train, task.test[:2], "ft", 300, 3e-3),
-        "golden": _fit(tmp, copy.deepcopy(init), task, task.retain, task.forget, "ft", 300, 3e-3),
-    }
-    for method in ("ft", "dr", "ieu"):
-        models[method] = _fit(
-            tmp, copy.deepcopy(models["original"]), task, task.retain, task.forget, method, 100, 1e-3
-        )
-    results = {
-        name: relearning_convergence_delay(
-            model,
+def _relearn_all(task, models: dict, names=None) -> dict:
+    """RCD of each named model against the golden one (whose relearning run is done once)."""
+    golden = None
+    results = {}
+    for name in names or models:
+        results[name] = relearning_convergence_delay(
+            models[name],
             task.forget,
             original_model=models["original"],
             golden_model=models["golden"],
             processing_class=task.tokenizer,
             config=RCD,
+            golden_result=golden,
         )
-        for name, model in models.items()
-    }
-    return models, results
+        golden = golden or results[name].golden
+    return results
+
+
+@pytest.fixture(scope="module")
+def mislabeled_models(mislabeled_runs):
+    """Seed 0's original (memorized the 10% flipped labels), golden (same init, retain only) and ft/dr/ieu
+    unlearned from the original, with their relearning results against the golden model."""
+    torch.set_num_threads(1)
+    task, models = mislabeled_runs[0]
+    return models, _relearn_all(task, models)
 
 
 def _state(model):
@@ -89,22 +69,30 @@ def _assert_same_state(before, model):
 # -- relearning convergence delay ----------------------------------------------------------------------------
 
 
-def test_mislabeled_rcd_separates_ft_from_dr_and_ieu(mislabeled_models, mislabeled):
-    models, results = mislabeled_models
+@pytest.mark.efficacy
+def test_mislabeled_rcd_separates_ft_from_dr_and_ieu(mislabeled_models, mislabeled_runs):
+    _, results = mislabeled_models
     assert results["original"].steps == 0 and results["original"].recovered
     golden = results["original"].golden
     assert golden.recovered and golden.steps > 0
-    # naive fine-tuning keeps the flipped labels: it relearns (almost) at once
-    assert results["ft"].ratio_to_golden <= 0.05, {k: r.ratio_to_golden for k, r in results.items()}
-    for method in ("dr", "ieu"):
-        assert results[method].ratio_to_golden >= 0.1, {k: r.ratio_to_golden for k, r in results.items()}
-        assert results[method].ratio_to_golden > results["ft"].ratio_to_golden + 0.1
     # every run relearned the same golden model with the same protocol
     assert {r.golden.steps for r in results.values()} == {golden.steps}
     assert results["golden"].ratio_to_golden == 1.0
     # the golden model never saw the flipped labels
-    assert golden.curve[0]["accuracy"] <= 0.3
+    assert golden.curve[0]["accuracy"] <= 0.34
     assert golden.curve[0]["accuracy"] < golden.threshold <= golden.curve[-1]["accuracy"]
+    # Relearning counts are heavy-tailed (one seed's ieu ratio ranged 0.14-1.05 over seeds and CPUs): the
+    # claim is on medians over the seeds. Naive fine-tuning keeps the flipped labels and relearns them at once.
+    ratios = {name: [results[name].ratio_to_golden] for name in ("ft", "dr", "ieu")}
+    for seed, (task, models) in mislabeled_runs.items():
+        if seed != 0:
+            more = _relearn_all(task, models, names=list(ratios))
+            for name in ratios:
+                ratios[name].append(more[name].ratio_to_golden)
+    median = {name: float(np.median(values)) for name, values in ratios.items()}
+    assert median["ft"] <= 0.1, ratios
+    for method in ("dr", "ieu"):
+        assert median[method] >= 0.15 and median[method] >= median["ft"] + 0.1, ratios
 
 
 def test_rcd_curve_and_weight_geometry_are_consistent(mislabeled_models):
@@ -195,24 +183,27 @@ def test_original_recovers_in_zero_steps_and_golden_against_itself_has_ratio_one
         )
 
 
+@pytest.mark.efficacy
 def test_refined_sparse_evaluation_reproduces_every_step_evaluation(mislabeled_models, mislabeled):
-    models, results = mislabeled_models
-    dense = results["golden"]
+    """Refinement finds the first recovered step inside the first recovered window of ``eval_every`` steps:
+    the dense answer whenever the model stays recovered until the next evaluation. The loss target (a
+    monotone descent here) makes that hold on any CPU; forget *accuracy* can dip back below its threshold
+    for a step, and then the sparse count is the later recovery (measured under ATEN_CPU_CAPABILITY=default)."""
+    models, _ = mislabeled_models
     kwargs = dict(original_model=models["original"], processing_class=mislabeled.tokenizer)
-    sparse = relearning_convergence_delay(
-        models["golden"],
-        mislabeled.forget,
-        config=RelearnConfig(learning_rate=1e-3, max_steps=300, eval_every=7, progress_bar=False),
-        **kwargs,
-    )
-    coarse = relearning_convergence_delay(
-        models["golden"],
-        mislabeled.forget,
-        config=RelearnConfig(
-            learning_rate=1e-3, max_steps=300, eval_every=7, refine=False, progress_bar=False
-        ),
-        **kwargs,
-    )
+
+    def relearn(**config):
+        return relearning_convergence_delay(
+            models["ieu"],
+            mislabeled.forget,
+            config=RelearnConfig(
+                learning_rate=1e-3, max_steps=300, target="loss", progress_bar=False, **config
+            ),
+            **kwargs,
+        )
+
+    dense, sparse, coarse = relearn(), relearn(eval_every=7), relearn(eval_every=7, refine=False)
+    assert dense.recovered and dense.steps > 7
     assert sparse.steps == dense.steps  # one-step resolution from evaluations every 7 steps
     assert coarse.steps % 7 == 0 and coarse.steps >= dense.steps
     rows = {row["step"]: row for row in dense.curve}
@@ -231,6 +222,7 @@ def test_ratio_to_golden_rule_when_golden_needs_no_step():
     assert _ratio(6, 12, 1) == 0.5
 
 
+@pytest.mark.efficacy
 def test_censored_run_and_json(mislabeled_models, mislabeled):
     models, _ = mislabeled_models
     config = RelearnConfig(learning_rate=1e-3, max_steps=4, eval_every=3, progress_bar=False, optimizer="sgd")
@@ -377,6 +369,7 @@ GOLDEN_KEYS = {
 }
 
 
+@pytest.mark.efficacy
 def test_evaluate_unlearning_original_vs_golden_on_mislabeled_data(mislabeled_models, mislabeled):
     models, _ = mislabeled_models
     kwargs = dict(

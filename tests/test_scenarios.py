@@ -256,6 +256,7 @@ def test_polarity_init_is_the_pretrained_model_with_a_seeded_head():
 
 
 # -- full builds: memorization (slow) ----------------------------------------------------------------------
+@pytest.mark.efficacy
 @pytest.mark.slow
 @needs_minilm
 def test_polarity_build_memorizes_the_flipped_labels(tmp_path):
@@ -268,6 +269,7 @@ def test_polarity_build_memorizes_the_flipped_labels(tmp_path):
     assert golden["test"]["accuracy"] >= 0.65
 
 
+@pytest.mark.efficacy
 @pytest.mark.slow
 @needs_gensim
 def test_news_build_memorizes_the_forget_articles(tmp_path):
@@ -278,6 +280,7 @@ def test_news_build_memorizes_the_forget_articles(tmp_path):
     assert golden["forget"]["nll"] > 0.8 * golden["test"]["nll"]  # like unseen news
 
 
+@pytest.mark.efficacy
 @pytest.mark.slow
 def test_authors_build_memorizes_the_forget_people(tmp_path):
     sc = load_scenario("authors-qa", output_dir=str(tmp_path), seed=0)

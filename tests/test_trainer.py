@@ -1,5 +1,6 @@
 import copy
 import math
+import statistics
 
 import pytest
 import torch
@@ -39,8 +40,8 @@ def test_every_method_runs_with_finite_losses_and_changes_trainable_weights(
     tmp_path, mislabeled, qa, method, kind, use_lora
 ):
     model, task = _setup(kind, mislabeled, qa)
-    # An untrained LM's forget NLL (~log V) is above the default cap, which would stop ascent at once.
-    args = make_config(tmp_path, method=method, learning_rate=1e-2, forget_loss_cap=50.0)
+    # Default settings: an untrained LM's forget NLL (~log V) must not leave the ascent term a no-op.
+    args = make_config(tmp_path, method=method, learning_rate=1e-2)
     trainer = UnlearningTrainer(
         model,
         args,
@@ -224,55 +225,44 @@ def _accuracy(model, rows, tokenizer):
     return (logits.argmax(-1) == batch["labels"]).float().mean().item()
 
 
-def _fit(tmp_path, model, task, retain, method, steps, lr, allow_overlap=False):
-    args = make_config(
-        tmp_path,
-        allow_overlap=allow_overlap,
-        method=method,
-        max_steps=steps,
-        per_device_train_batch_size=16,
-        learning_rate=lr,
-        lr_scheduler_type="constant",
-        logging_steps=1000,
-    )
-    UnlearningTrainer(
-        model, args, forget_dataset=task.forget, retain_dataset=retain, processing_class=task.tokenizer
-    ).train()
-    return model
-
-
-@pytest.fixture(scope="module")
-def memorized(tmp_path_factory, mislabeled):
-    """Original (memorized 10% flipped labels) and golden (same init, retain only) classifiers."""
-    tmp = tmp_path_factory.mktemp("memorized")
-    init = tiny_classifier(mislabeled.tokenizer, hidden_size=64)
-    # method "ft" trains on the retain argument only: the whole training set for the original.
-    original = _fit(
-        tmp, copy.deepcopy(init), mislabeled, mislabeled.train, "ft", 300, 3e-3, allow_overlap=True
-    )
-    golden = _fit(tmp, copy.deepcopy(init), mislabeled, mislabeled.retain, "ft", 300, 3e-3)
-    return original, golden
-
-
-def test_mislabeled_data_ft_keeps_flipped_labels_while_dr_and_ieu_reach_golden(
-    tmp_path, mislabeled, memorized
-):
-    original, golden = memorized
-    tok = mislabeled.tokenizer
-    forget_acc = {
-        "original": _accuracy(original, mislabeled.forget, tok),
-        "golden": _accuracy(golden, mislabeled.forget, tok),
+def _median_accuracies(runs, split: str) -> dict[str, float]:
+    """Median over the seeds of each model's accuracy on ``split`` of its own task."""
+    names = next(iter(runs.values()))[1]
+    return {
+        name: statistics.median(
+            _accuracy(models[name], getattr(task, split), task.tokenizer) for task, models in runs.values()
+        )
+        for name in names
     }
-    retain_acc = {"original": _accuracy(original, mislabeled.retain, tok)}
-    assert forget_acc["original"] >= 0.9 and forget_acc["golden"] <= 0.3  # memorized vs never seen
-    for method in ("ft", "dr", "ieu"):
-        model = _fit(tmp_path, copy.deepcopy(original), mislabeled, mislabeled.retain, method, 100, 1e-3)
-        forget_acc[method] = _accuracy(model, mislabeled.forget, tok)
-        retain_acc[method] = _accuracy(model, mislabeled.retain, tok)
-    assert forget_acc["ft"] >= forget_acc["original"] - 0.2, forget_acc  # naive FT does not forget
-    for method in ("dr", "ieu"):
-        assert abs(forget_acc[method] - forget_acc["golden"]) <= 0.15, forget_acc
-        assert retain_acc[method] >= retain_acc["original"] - 0.02, retain_acc
+
+
+def assert_mislabeled_efficacy(forget_acc: dict, retain_acc: dict, methods=("dr", "ieu")) -> None:
+    """The claim, at the fixture's resolution (12 flipped labels: one is 8 points): the original memorized
+    them and the golden model does not; naive FT keeps most of them; each unlearning method leaves at most
+    two more of them than the golden model (DR may overshoot below golden: with two classes its wrong-label
+    target is the true label), without losing retain accuracy."""
+    assert forget_acc["original"] >= 0.9 and forget_acc["golden"] <= 0.34, forget_acc
+    assert forget_acc["ft"] >= 0.75 and forget_acc["ft"] >= forget_acc["golden"] + 0.4, forget_acc
+    for method in methods:
+        assert forget_acc[method] <= forget_acc["golden"] + 2 / 12 + 1e-6, (method, forget_acc)
+        assert retain_acc[method] >= retain_acc["original"] - 0.02, (method, retain_acc)
+
+
+@pytest.mark.efficacy
+def test_mislabeled_data_ft_keeps_flipped_labels_while_dr_and_ieu_reach_golden(mislabeled_runs):
+    forget_acc = _median_accuracies(mislabeled_runs, "forget")
+    retain_acc = _median_accuracies(mislabeled_runs, "retain")
+    assert_mislabeled_efficacy(forget_acc, retain_acc)
+
+
+@pytest.mark.efficacy
+def test_the_efficacy_claim_fails_for_a_method_that_does_not_unlearn(mislabeled_runs):
+    """The same assertion, with ft's models standing in for dr's: it must fail."""
+    forget_acc = _median_accuracies(mislabeled_runs, "forget")
+    retain_acc = _median_accuracies(mislabeled_runs, "retain")
+    forget_acc["dr"], retain_acc["dr"] = forget_acc["ft"], retain_acc["ft"]
+    with pytest.raises(AssertionError):
+        assert_mislabeled_efficacy(forget_acc, retain_acc, methods=("dr",))
 
 
 def test_forget_retain_duplicates_are_an_error_unless_allowed(tmp_path, mislabeled):
@@ -349,3 +339,89 @@ def test_forget_loss_cap_from_eval_without_eval_dataset_is_rejected(tmp_path, qa
             retain_dataset=qa.retain,
             processing_class=qa.tokenizer,
         )
+
+
+@pytest.mark.efficacy
+def test_default_cap_scales_with_the_vocabulary_so_ga_moves_an_lm_whose_forget_loss_is_high(tmp_path, qa):
+    """An untrained LM starts at forget NLL ~log V (6 nats for 400 tokens), above the old absolute 5-nat cap
+    that clamped every example and left ``ga`` a silent no-op."""
+    from hf_unlearn.metrics.evaluation import per_example_losses
+
+    model = tiny_causal_lm(qa.tokenizer)
+    start = per_example_losses(model, qa.forget, qa.tokenizer)
+    assert start.min() > 5.0  # the old default would have clamped every example
+    trainer = UnlearningTrainer(
+        model,
+        make_config(tmp_path, method="ga", max_steps=4),
+        forget_dataset=qa.forget,
+        retain_dataset=qa.retain,
+        processing_class=qa.tokenizer,
+    )
+    before = _trainable(trainer.model)
+    trainer.train()
+    expected = float(start.mean()) + math.log(len(qa.tokenizer))
+    assert trainer.method.forget_loss_cap == pytest.approx(expected, rel=1e-4)
+    assert trainer.forget_loss_cap_source == "default"
+    after = _trainable(trainer.model)
+    assert all(not torch.equal(before[n], after[n]) for n in before)
+    losses_logged = [row["forget_loss"] for row in trainer.state.log_history if "forget_loss" in row]
+    assert losses_logged[-1] > losses_logged[0]  # ascent: the forget loss rises
+
+
+def test_a_cap_below_every_starting_forget_loss_warns_once_naming_cap_and_loss(tmp_path, qa, caplog):
+    trainer = UnlearningTrainer(
+        tiny_causal_lm(qa.tokenizer),
+        make_config(tmp_path, method="grad_diff", max_steps=2, forget_loss_cap=1.0),
+        forget_dataset=qa.forget,
+        retain_dataset=qa.retain,
+        processing_class=qa.tokenizer,
+    )
+    with caplog.at_level("WARNING", logger="hf_unlearn.trainer"):
+        trainer.train()
+    warnings = [r.getMessage() for r in caplog.records if "forget_loss_cap=1" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "zero gradient" in warnings[0] and "'grad_diff'" in warnings[0] and "mean" in warnings[0]
+    assert trainer.method.forget_loss_cap == 1.0 and trainer.forget_loss_cap_source == "user"
+
+
+def test_a_cap_above_some_starting_forget_losses_does_not_warn(tmp_path, qa, caplog):
+    trainer = UnlearningTrainer(
+        tiny_causal_lm(qa.tokenizer),
+        make_config(tmp_path, method="ga", max_steps=1, forget_loss_cap=float("inf")),
+        forget_dataset=qa.forget,
+        retain_dataset=qa.retain,
+        processing_class=qa.tokenizer,
+    )
+    with caplog.at_level("WARNING", logger="hf_unlearn.trainer"):
+        trainer.train()
+    assert not [r for r in caplog.records if "forget_loss_cap" in r.getMessage()]
+    assert math.isinf(trainer.method.forget_loss_cap)
+
+
+def test_no_pin_memory_warning_on_a_cpu_only_run(tmp_path, mislabeled, recwarn):
+    args = make_config(tmp_path, method="ft", max_steps=1)
+    assert args.dataloader_pin_memory is False
+    UnlearningTrainer(
+        tiny_classifier(mislabeled.tokenizer),
+        args,
+        forget_dataset=mislabeled.forget,
+        retain_dataset=mislabeled.retain,
+        processing_class=mislabeled.tokenizer,
+    ).train()
+    assert not [w for w in recwarn if "pin_memory" in str(w.message)]
+
+
+def test_default_cap_is_measured_once_and_comes_back_from_the_checkpoint(tmp_path, qa):
+    kwargs = dict(forget_dataset=qa.forget, retain_dataset=qa.retain, processing_class=qa.tokenizer)
+    config = make_config(
+        tmp_path, method="ga", max_steps=2, learning_rate=1e-2, save_strategy="steps", save_steps=2
+    )
+    trainer = UnlearningTrainer(tiny_causal_lm(qa.tokenizer), config, **kwargs)
+    trainer.train()
+    cap = trainer.method.forget_loss_cap
+    # measured again on the moved weights, the cap would differ; resuming must reuse the saved one
+    fresh = UnlearningTrainer(trainer.model, make_config(tmp_path, method="ga", max_steps=3), **kwargs)
+    assert fresh.resolve_forget_loss_cap() != pytest.approx(cap, rel=1e-3)
+    resumed = UnlearningTrainer(trainer.model, make_config(tmp_path, method="ga", max_steps=3), **kwargs)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
+    assert resumed.method.forget_loss_cap == cap and resumed.forget_loss_cap_source == "default"
