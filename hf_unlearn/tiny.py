@@ -9,16 +9,39 @@ from collections.abc import Iterable
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "bos_token": "[BOS]", "eos_token": "[EOS]"}
 
+#: A minimal chat template in the style of Llama 3's: BOS once, each turn ``<|role|>content`` closed by EOS,
+#: and ``<|assistant|>`` as the generation prompt.
+TINY_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}{{ eos_token }}"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, model: str = "bpe"):
+#: Architectures ``tiny_decoder`` builds, with the attention projections LoRA adapts in each.
+DECODER_ARCHITECTURES = {
+    "llama": ["q_proj", "v_proj"],
+    "qwen2": ["q_proj", "v_proj"],
+    "mistral": ["q_proj", "v_proj"],
+    "gemma2": ["q_proj", "v_proj"],
+}
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int = 512,
+    model: str = "bpe",
+    add_bos: bool = False,
+    chat_template: str | None = None,
+):
     """Train a small tokenizer on ``texts`` and wrap it as a ``PreTrainedTokenizerFast``.
 
     Args:
         texts: the corpus to learn the vocabulary from.
         vocab_size: target vocabulary size (special tokens included).
         model: ``"bpe"`` (byte-level, no unknown tokens) or ``"word"`` (whitespace words).
+        add_bos: prepend ``[BOS]`` when encoding with special tokens, as Llama-style tokenizers do.
+        chat_template: a Jinja chat template (e.g. ``TINY_CHAT_TEMPLATE``).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = list(SPECIAL_TOKENS.values())
@@ -41,7 +64,15 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, model: str = "b
     else:
         raise ValueError(f"model must be 'bpe' or 'word', got {model!r}")
     tok.train_from_iterator(list(texts), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=512, **SPECIAL_TOKENS)
+    if add_bos:
+        bos = SPECIAL_TOKENS["bos_token"]
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tok.token_to_id(bos))]
+        )
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=512, **SPECIAL_TOKENS)
+    if chat_template is not None:
+        wrapped.chat_template = chat_template
+    return wrapped
 
 
 def tiny_classifier(
@@ -96,3 +127,43 @@ def tiny_causal_lm(
     )
     torch.manual_seed(seed)
     return GPT2LMHeadModel(config)
+
+
+def tiny_decoder(
+    tokenizer,
+    architecture: str = "llama",
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    max_length: int = 128,
+    seed: int = 0,
+):
+    """A small decoder-only causal LM of a Llama-family architecture (``DECODER_ARCHITECTURES``) built from
+    config, sized to ``tokenizer``: the same classes (and projection names) as real checkpoints."""
+    import torch
+    import transformers
+
+    if architecture not in DECODER_ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {sorted(DECODER_ARCHITECTURES)}, got {architecture!r}.")
+    heads = max(2, hidden_size // 16)
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads // 2,
+        max_position_embeddings=max_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    extra = {
+        "llama": {},
+        "qwen2": {},
+        "mistral": {"sliding_window": max_length},
+        "gemma2": {"head_dim": hidden_size // heads, "query_pre_attn_scalar": hidden_size // heads},
+    }[architecture]
+    prefix = {"llama": "Llama", "qwen2": "Qwen2", "mistral": "Mistral", "gemma2": "Gemma2"}[architecture]
+    config = getattr(transformers, f"{prefix}Config")(**common, **extra)
+    torch.manual_seed(seed)
+    return getattr(transformers, f"{prefix}ForCausalLM")(config)

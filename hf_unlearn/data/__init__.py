@@ -1,0 +1,95 @@
+"""Dataset formats, tokenization and collation for unlearning.
+
+Every dataset is normalised into one canonical, tokenized layout before training or evaluation:
+
+* ``input_ids``, ``attention_mask``: token ids and mask (unpadded lists).
+* ``labels``: an ``int`` class for classifiers; for causal LMs a list aligned with ``input_ids`` where
+  prompt tokens are ``-100`` (the loss is taken on completion tokens only).
+* ``index``: the example's position in its dataset (used for cached reference values).
+* ``wrong_label`` (classifier forget sets only): a fixed, seeded random label different from the true one.
+* ``alt_input_ids``/``alt_attention_mask``/``alt_labels`` (causal LM forget sets with an ``alternative``
+  column): the prompt followed by the alternative completion.
+
+Accepted raw formats: classifiers ``{"text", "label"}`` (or ``labels``) or pre-tokenized ``{"input_ids",
+"labels"}``; causal LMs ``{"prompt", "completion"}``, ``{"text"}`` or pre-tokenized ``{"input_ids"}`` (``lm.py``),
+and chat data, ``{"messages"}`` or conversational ``{"prompt", "completion"}`` (``chat.py``).
+
+Modules: ``common`` (task, limits, reading datasets), ``preparer`` (``DatasetPreparer``, classifiers), ``lm``
+(plain-text causal LM), ``chat`` (chat templates), ``collate`` (padding, paired batches).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from .collate import PairedDataset, RowsDataset, UnlearningCollator
+from .common import (
+    CAUSAL_LM,
+    CLASSIFICATION,
+    IGNORE_INDEX,
+    infer_task,
+    max_length_of,
+    num_classes_of,
+    num_labels_of,
+    to_dataset,
+    unwrap_model,
+)
+from .preparer import DatasetPreparer
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CAUSAL_LM",
+    "CLASSIFICATION",
+    "IGNORE_INDEX",
+    "DatasetPreparer",
+    "PairedDataset",
+    "RowsDataset",
+    "UnlearningCollator",
+    "build_preparer",
+    "infer_task",
+    "max_length_of",
+    "num_classes_of",
+    "num_labels_of",
+    "pad_token_id_for",
+    "to_dataset",
+    "unwrap_model",
+]
+
+
+def pad_token_id_for(model: torch.nn.Module, tokenizer: Any, task: str) -> int:
+    """The pad id to use, giving a causal LM tokenizer without one its EOS token (with a warning)."""
+    if tokenizer is not None and tokenizer.pad_token_id is None and task == CAUSAL_LM:
+        if tokenizer.eos_token is None:
+            raise ValueError(
+                "The tokenizer has neither a pad token nor an EOS token; set tokenizer.pad_token."
+            )
+        logger.warning(
+            "The tokenizer has no pad token; using its EOS token %r for padding.", tokenizer.eos_token
+        )
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer is not None and tokenizer.pad_token_id is not None:
+        return int(tokenizer.pad_token_id)
+    pad = getattr(unwrap_model(model).config, "pad_token_id", None)
+    return int(pad) if pad is not None else 0
+
+
+def build_preparer(
+    model: torch.nn.Module, tokenizer: Any = None, max_length: int | None = None, seed: int = 0
+):
+    """A ``DatasetPreparer`` and ``UnlearningCollator`` configured for ``model``."""
+    task = infer_task(model)
+    limit = max_length_of(model, tokenizer)
+    preparer = DatasetPreparer(
+        task=task,
+        tokenizer=tokenizer,
+        max_length=min(max_length, limit) if max_length else limit,
+        num_labels=num_labels_of(model) if task == CLASSIFICATION else None,
+        seed=seed,
+        vocab_size=getattr(unwrap_model(model).config, "vocab_size", None),
+    )
+    collator = UnlearningCollator(pad_token_id=pad_token_id_for(model, tokenizer, task), task=task)
+    return preparer, collator
