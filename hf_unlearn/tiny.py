@@ -143,7 +143,9 @@ def tiny_decoder(
     import transformers
 
     if architecture not in DECODER_ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {sorted(DECODER_ARCHITECTURES)}, got {architecture!r}.")
+        raise ValueError(
+            f"architecture must be one of {sorted(DECODER_ARCHITECTURES)}, got {architecture!r}."
+        )
     heads = max(2, hidden_size // 16)
     common = dict(
         vocab_size=len(tokenizer),

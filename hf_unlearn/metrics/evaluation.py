@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,8 @@ from .. import losses
 from ..data import CLASSIFICATION, infer_task
 from ._passes import eval_mode, logits_of, make_batches, prepare
 from ._weights import weight_distance
+from .generation import memorization_scores
+from .mia import min_k_plus_plus_scores, min_k_scores
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,9 @@ class SplitStats:
     tokens: np.ndarray
     min_k: np.ndarray | None = None
     kl: np.ndarray | None = None
+    #: causal LMs: per-example "exact_memorization", "extraction_strength", "min_k_04" (OpenUnlearning's Min-K%,
+    #: k = 0.4, EOS excluded) and "min_k_plus_plus" (see ``metrics.generation`` and ``metrics.mia``)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def per_example_losses(
@@ -65,10 +70,7 @@ def collect_stats(
     """One batched pass over ``rows`` for each model (models share the batches). With ``kl_to_second``, also
     ``KL(models[1] || models[0])`` per example."""
     n = len(rows)
-    out = [
-        {"loss": np.zeros(n), "correct": np.zeros(n), "tokens": np.zeros(n), "min_k": np.zeros(n)}
-        for _ in models
-    ]
+    out: list[dict[str, np.ndarray]] = [{} for _ in models]
     kl = np.zeros(n) if kl_to_second else None
     with _all_eval(models):
         for positions, batch in make_batches(rows, collator, batch_size):
@@ -79,7 +81,7 @@ def collect_stats(
                 labels = batch["labels"].to(logits.device)
                 stats = _batch_stats(logits, labels, task)
                 for key, value in stats.items():
-                    out[i][key][idx] = value
+                    out[i].setdefault(key, np.zeros(n))[idx] = value
                 if kl_to_second and i < 2:
                     all_logits.append((logits, labels))
             if kl_to_second:
@@ -87,13 +89,15 @@ def collect_stats(
                 kl[idx] = _kl_per_example(logits_g.to(logits_m.device), logits_m, labels).cpu().numpy()
     results = []
     for i, values in enumerate(out):
+        core = ("loss", "correct", "tokens", "min_k")
         results.append(
             SplitStats(
                 loss=values["loss"],
                 correct=values["correct"],
                 tokens=values["tokens"],
-                min_k=values["min_k"] if task != CLASSIFICATION else None,
+                min_k=values.get("min_k"),
                 kl=kl if i == 0 else None,
+                extra={k: v for k, v in values.items() if k not in core},
             )
         )
     return results
@@ -120,6 +124,9 @@ def _batch_stats(logits: torch.Tensor, labels: torch.Tensor, task: str) -> dict[
     stats = {"loss": loss, "correct": correct, "tokens": mask.sum(-1)}
     if task != CLASSIFICATION:
         stats["min_k"] = _min_k_scores(-token_nll, mask, MIN_K_FRACTION)
+        stats.update(memorization_scores(logits, labels))
+        stats["min_k_04"] = min_k_scores(logits, labels)
+        stats["min_k_plus_plus"] = min_k_plus_plus_scores(logits, labels)
     return {k: v.float().cpu().numpy() for k, v in stats.items()}
 
 
@@ -187,6 +194,9 @@ def evaluate_unlearning(
     golden_model: torch.nn.Module | None = None,
     processing_class: Any = None,
     batch_size: int = 32,
+    generation: bool = False,
+    max_new_tokens: int = 200,
+    reference_model: torch.nn.Module | None = None,
 ) -> dict[str, float]:
     """Evaluate an unlearned ``model``; returns a flat dict of floats (keys in ``docs/metrics.md``).
 
@@ -198,7 +208,12 @@ def evaluate_unlearning(
         golden_model: a model trained without the forget set: ``golden/*`` reference values, the KS forget
             quality, ``forget/kl_to_golden`` and ``distance/l2_to_golden``.
         processing_class: the tokenizer, for raw-text datasets.
-        batch_size: evaluation batch size.
+        batch_size: evaluation batch size (also of the generations).
+        generation: causal LMs: also generate greedy answers and score them with ROUGE-L (``*/rouge_l_*``,
+            and ``utility/model_utility`` when the retain set has TOFU's paraphrased/perturbed answers).
+        max_new_tokens: generation budget (TOFU: 200, MUSE: 128 verbatim / 32 knowledge QA).
+        reference_model: causal LMs: the reference of the reference-model attack (``mia/reference_auc``);
+            defaults to ``original_model``.
 
     None of the models is modified; their train/eval modes are restored.
     """
@@ -210,9 +225,11 @@ def evaluate_unlearning(
         splits["test"] = test_dataset
     stats: dict[str, SplitStats] = {}
     golden_stats: dict[str, SplitStats] = {}
+    split_rows: dict[str, list[dict]] = {}
     metrics: dict[str, float] = {}
     for name, data in splits.items():
         rows, collator, _ = prepare(model, data, processing_class, f"{name}_dataset")
+        split_rows[name] = rows
         with_golden = golden_model is not None and name in ("forget", "test")
         models = [model, golden_model] if with_golden else [model]
         results = collect_stats(
@@ -235,6 +252,12 @@ def evaluate_unlearning(
         metrics["forget_quality/ks_pvalue"] = float(ks.pvalue)
         metrics["forget_quality/ks_statistic"] = float(ks.statistic)
         metrics["forget/kl_to_golden"] = float(np.mean(stats["forget"].kl))
+    if task != CLASSIFICATION:
+        from .generative import LMEvalInputs, lm_metrics
+
+        inputs = LMEvalInputs(split_rows, splits, stats, golden_stats, collator, processing_class, batch_size)
+        reference = reference_model if reference_model is not None else original_model
+        metrics.update(lm_metrics(model, inputs, golden_model, reference, generation, max_new_tokens))
     for key, other in (("golden", golden_model), ("original", original_model)):
         if other is not None:
             try:
