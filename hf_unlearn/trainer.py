@@ -105,7 +105,8 @@ class UnlearningTrainer(Trainer):
         self.ref_model = ref_model
         self.ref_logprob: torch.Tensor | None = None
         self.influence_removed = 0
-        self.forget_loss_cap_source: str | None = None  # "default", "user" or "heldout", once resolved
+        # where the ascent cap comes from: "heldout", "user" or "default" (None: the method has no cap)
+        self.forget_loss_cap_source = _cap_source(args) if self.method.uses_forget_loss_cap else None
         self._step_metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._hook_handle = None
         if args.forget_loss_cap_from_eval is not None and self.eval_dataset is None:
@@ -177,12 +178,6 @@ class UnlearningTrainer(Trainer):
         have moved since. Warns when the cap is below every forget example's starting loss (a no-op ascent).
         """
         args = self.args
-        if args.forget_loss_cap_from_eval is not None:
-            self.forget_loss_cap_source = "heldout"
-        elif args.forget_loss_cap is not None:
-            self.forget_loss_cap_source = "user"
-        else:
-            self.forget_loss_cap_source = "default"
         if saved and saved.get("forget_loss_cap") is not None and self.forget_loss_cap_source != "user":
             return float(saved["forget_loss_cap"])
         if self.forget_loss_cap_source == "user" and math.isinf(args.forget_loss_cap):
@@ -389,6 +384,12 @@ def _is_dataset(value: Any) -> bool:
     return hasattr(value, "column_names") or (
         isinstance(value, list) and bool(value) and isinstance(value[0], dict)
     )
+
+
+def _cap_source(args: UnlearningConfig) -> str:
+    if args.forget_loss_cap_from_eval is not None:
+        return "heldout"
+    return "user" if args.forget_loss_cap is not None else "default"
 
 
 def _load_reference(checkpoint: str) -> torch.Tensor | None:

@@ -22,7 +22,7 @@ from ..data import CLASSIFICATION, infer_task
 from ._passes import eval_mode, logits_of, make_batches, prepare
 from ._weights import weight_distance
 from .generation import memorization_scores
-from .mia import min_k_plus_plus_scores, min_k_scores
+from .mia import membership_auc, min_k_plus_plus_scores, min_k_scores
 
 logger = logging.getLogger(__name__)
 
@@ -162,19 +162,6 @@ def summarize(prefix: str, stats: SplitStats, task: str) -> dict[str, float]:
         nll = float((stats.loss * stats.tokens).sum()) / tokens if tokens else math.nan
         out[f"{prefix}/perplexity"] = math.exp(nll) if nll < 700 else math.inf
     return out
-
-
-def membership_auc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
-    """ROC AUC of a threshold attack: a higher score means "member". Non-finite scores are dropped."""
-    from sklearn.metrics import roc_auc_score
-
-    member = np.asarray(member_scores, dtype=float)
-    nonmember = np.asarray(nonmember_scores, dtype=float)
-    member, nonmember = member[np.isfinite(member)], nonmember[np.isfinite(nonmember)]
-    if not len(member) or not len(nonmember):
-        return math.nan
-    labels = np.concatenate([np.ones(len(member)), np.zeros(len(nonmember))])
-    return float(roc_auc_score(labels, np.concatenate([member, nonmember])))
 
 
 def _mia(prefix: str, forget: SplitStats, test: SplitStats) -> dict[str, float]:

@@ -45,11 +45,16 @@ def lm_metrics(
     out["forget/exact_memorization"] = _nanmean(stats["forget"].extra["exact_memorization"])
     out["forget/extraction_strength"] = _nanmean(stats["forget"].extra["extraction_strength"])
     if "test" in stats:
-        out.update(_attacks("", inputs, stats))
+        texts = None
+        if inputs.tokenizer is not None:  # the zlib attack compresses the decoded completions
+            texts = {
+                split: references_of(inputs.rows[split], inputs.tokenizer) for split in ("forget", "test")
+            }
+        out.update(_attacks("", stats, texts))
         if reference_model is not None:
             out["mia/reference_auc"] = _reference_auc(model, reference_model, inputs)
         if "test" in golden:
-            golden_attacks = _attacks("golden/", inputs, golden)
+            golden_attacks = _attacks("golden/", golden, texts)
             out.update(golden_attacks)
             out["privleak"] = mia.privleak(out["mia/min_k_04_auc"], golden_attacks["golden/mia/min_k_04_auc"])
     ratios = _truth_ratios(model, golden_model, inputs)
@@ -76,7 +81,7 @@ def _nanmean(values: np.ndarray) -> float:
     return float(values.mean()) if len(values) else float("nan")
 
 
-def _attacks(prefix: str, inputs: LMEvalInputs, stats: dict) -> dict[str, float]:
+def _attacks(prefix: str, stats: dict, texts: dict[str, list[str]] | None) -> dict[str, float]:
     forget, test = stats["forget"], stats["test"]
     out = {
         f"{prefix}mia/min_k_04_auc": mia.attack_auc(forget.extra["min_k_04"], test.extra["min_k_04"]),
@@ -84,8 +89,7 @@ def _attacks(prefix: str, inputs: LMEvalInputs, stats: dict) -> dict[str, float]
             forget.extra["min_k_plus_plus"], test.extra["min_k_plus_plus"]
         ),
     }
-    if inputs.tokenizer is not None:
-        texts = {split: references_of(inputs.rows[split], inputs.tokenizer) for split in ("forget", "test")}
+    if texts is not None:
         out[f"{prefix}mia/zlib_auc"] = mia.attack_auc(
             mia.zlib_scores(forget.loss, texts["forget"]), mia.zlib_scores(test.loss, texts["test"])
         )

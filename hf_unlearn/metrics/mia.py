@@ -71,18 +71,23 @@ def zlib_scores(losses: np.ndarray, texts: list[str]) -> np.ndarray:
     return np.asarray(losses, dtype=float) / sizes
 
 
-def attack_auc(forget_scores: np.ndarray, holdout_scores: np.ndarray) -> float:
-    """ROC AUC of telling forget (members) from holdout (non-members) with a "higher = non-member" score:
-    ``roc_auc_score`` with forget labelled 0 and holdout 1, as OpenUnlearning's ``mia_auc``."""
+def membership_auc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
+    """ROC AUC of a threshold attack: a higher score means "member". Non-finite scores are dropped."""
     from sklearn.metrics import roc_auc_score
 
-    forget = np.asarray(forget_scores, dtype=float)
-    holdout = np.asarray(holdout_scores, dtype=float)
-    forget, holdout = forget[np.isfinite(forget)], holdout[np.isfinite(holdout)]
-    if not len(forget) or not len(holdout):
+    member = np.asarray(member_scores, dtype=float)
+    nonmember = np.asarray(nonmember_scores, dtype=float)
+    member, nonmember = member[np.isfinite(member)], nonmember[np.isfinite(nonmember)]
+    if not len(member) or not len(nonmember):
         return math.nan
-    labels = np.concatenate([np.zeros(len(forget)), np.ones(len(holdout))])
-    return float(roc_auc_score(labels, np.concatenate([forget, holdout])))
+    labels = np.concatenate([np.ones(len(member)), np.zeros(len(nonmember))])
+    return float(roc_auc_score(labels, np.concatenate([member, nonmember])))
+
+
+def attack_auc(forget_scores: np.ndarray, holdout_scores: np.ndarray) -> float:
+    """ROC AUC of telling forget (members) from holdout (non-members) with a "higher = non-member" score; the
+    same number as OpenUnlearning's ``mia_auc`` (``roc_auc_score`` with forget labelled 0, holdout 1)."""
+    return membership_auc(-np.asarray(forget_scores, dtype=float), -np.asarray(holdout_scores, dtype=float))
 
 
 def privleak(auc: float, golden_auc: float) -> float:
