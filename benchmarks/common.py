@@ -271,6 +271,8 @@ ORDER = [
     "memory",
     "cost_vs_retrain",
     "quality",
+    "tofu",
+    "generation_cost",
     "rcd_cost",
     "scaling",
     "gpu",

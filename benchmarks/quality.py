@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from hf_unlearn.quickstart import TABLE_KEYS
+from hf_unlearn.headline import HEADLINE_KEYS
 
 from . import common
 
@@ -49,21 +49,14 @@ def tuned_settings(name: str, job=None) -> dict[str, dict[str, Any]]:
     return TUNED.get(name, {})
 
 
-# Relearning protocol per scenario (``RunArguments.relearn_*``): tiny models trained from scratch relearn at
-# 1e-3; the pretrained MiniLM needs 1e-4 (design notes, section 11).
-RELEARN = {
-    "authors-qa": {"relearn_learning_rate": 1e-3, "relearn_max_steps": 100},
-    "news-gpt2": {"relearn_learning_rate": 1e-3, "relearn_max_steps": 100},
-    "polarity-minilm": {"relearn_learning_rate": 1e-4, "relearn_max_steps": 100},
-}
-
-
 def scenario_job(name: str, seed: int = 0, **relearn: Any):
     """``(job, run_args)`` of a built-in scenario, or of a synthetic task (``"testing:qa"``,
     ``"testing:mislabeled"``, see ``task_job``). Raises ``MissingExtraError`` when an extra is missing."""
     from hf_unlearn.pipeline import RunArguments, load_job
+    from hf_unlearn.scenarios import get_builder
 
-    settings = {**RELEARN.get(name, {}), **relearn}
+    protocol = RELEARN[name] if name.startswith("testing:") else get_builder(name).relearning
+    settings = {**protocol, **relearn}
     if name.startswith("testing:"):
         run_args = RunArguments(scenario_cache_dir=str(common.SCENARIO_CACHE), **settings)
         return task_job(name, seed), run_args
@@ -129,12 +122,11 @@ TASKS = {
         },
     ),
 }
-RELEARN.update(
-    {
-        "testing:mislabeled": {"relearn_learning_rate": 1e-3, "relearn_max_steps": 100},
-        "testing:qa": {"relearn_learning_rate": 1e-3, "relearn_max_steps": 100},
-    }
-)
+# Relearning protocol of the synthetic tasks (the built-in scenarios carry theirs: ``builder.relearning``).
+RELEARN = {
+    "testing:mislabeled": {"relearn_learning_rate": 1e-3, "relearn_max_steps": 100},
+    "testing:qa": {"relearn_learning_rate": 1e-3, "relearn_max_steps": 100},
+}
 TASK_VERSION = 1
 
 
@@ -311,7 +303,9 @@ def evaluate_scenario(name: str, methods: list[str], tuned: dict | None = None, 
         "train_seconds": job.info.get("train_seconds"),
         "defaults": job.defaults,
         "settings": settings,
-        "relearn_protocol": {k: getattr(run_args, k) for k in ("relearn_learning_rate", "relearn_max_steps")},
+        "relearn_protocol": {
+            k: getattr(run_args, k) for k in ("relearn_learning_rate", "relearn_max_steps", "relearn_target")
+        },
         "metrics": metrics,
         "relearn_curves": {
             k: [(row["step"], row["loss"], row["accuracy"]) for row in r.curve] for k, r in relearn.items()
@@ -380,8 +374,8 @@ def targets_of(result: dict) -> list[dict]:
 
 
 COLUMNS = {
-    "classification": [*TABLE_KEYS["classification"], "seconds"],
-    "causal_lm": ["forget/token_accuracy", *TABLE_KEYS["causal_lm"], "seconds"],
+    "classification": [*HEADLINE_KEYS["classification"], "seconds"],
+    "causal_lm": ["forget/token_accuracy", *HEADLINE_KEYS["causal_lm"], "seconds"],
 }
 
 

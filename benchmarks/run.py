@@ -16,7 +16,16 @@ import time
 
 from . import common
 
-CPU_BENCHMARKS = ["step_overhead", "memory", "scaling", "rcd_cost", "cost_vs_retrain", "quality"]
+CPU_BENCHMARKS = [
+    "step_overhead",
+    "memory",
+    "scaling",
+    "rcd_cost",
+    "cost_vs_retrain",
+    "quality",
+    "tofu",
+    "generation_cost",
+]
 ALL = CPU_BENCHMARKS + ["gpu", "sweep"]
 
 

@@ -131,6 +131,12 @@ def cmd_eval(argv: list[str]) -> int:
     parser.add_argument("--test_dataset")
     parser.add_argument("--output", help="write the metrics as JSON here")
     parser.add_argument("--no_relearn", action="store_true", help="skip the relearning convergence delay")
+    parser.add_argument(
+        "--generation",
+        action="store_true",
+        help="causal LMs: generate answers for ROUGE-L and model utility (on by default for tofu-llama)",
+    )
+    parser.add_argument("--max_new_tokens", type=int, help="generation budget per answer (default 200)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     from .evaluate_dir import evaluate_directory

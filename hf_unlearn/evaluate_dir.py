@@ -11,7 +11,11 @@ def evaluate_directory(args: Any) -> dict:
     from .pipeline import LoadedJob, RunArguments, evaluate_models, load_job
 
     model = load_model(args.model)
+    protocol: dict = {}
     if args.scenario:
+        from .scenarios import get_builder
+
+        protocol = get_builder(args.scenario).relearning
         job = load_job(
             RunArguments(scenario=args.scenario, scenario_cache_dir=args.scenario_cache_dir), args.seed
         )
@@ -32,6 +36,11 @@ def evaluate_directory(args: Any) -> dict:
         job.original = load_model(args.original)
     if args.golden:
         job.golden = load_model(args.golden)
-    run_args = RunArguments(relearn=not args.no_relearn and job.original is not None)
+    run_args = RunArguments(
+        relearn=not args.no_relearn and job.original is not None,
+        generation=True if args.generation else None,
+        max_new_tokens=args.max_new_tokens,
+        **protocol,
+    )
     metrics, _ = evaluate_models(job, {"model": model}, run_args, seed=args.seed)
     return metrics["model"]

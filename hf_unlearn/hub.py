@@ -43,6 +43,19 @@ CARD_METRICS = [
     ("mia/auc", "mia_auc"),
     ("mia/min_k_auc", "mia_min_k_auc"),
     ("forget_quality/ks_pvalue", "forget_quality_ks_pvalue"),
+    # TOFU / MUSE keys (docs/metrics.md: OpenUnlearning's forget_Q_A_ROUGE, forget_truth_ratio, forget_quality, ...)
+    ("forget/rouge_l_recall", "forget_rouge_l_recall"),
+    ("retain/rouge_l_recall", "retain_rouge_l_recall"),
+    ("forget/probability", "forget_probability"),
+    ("forget/truth_ratio", "forget_truth_ratio"),
+    ("forget_quality/truth_ratio_ks_pvalue", "forget_quality"),
+    ("utility/model_utility", "model_utility"),
+    ("forget/extraction_strength", "extraction_strength"),
+    ("forget/exact_memorization", "exact_memorization"),
+    ("mia/min_k_04_auc", "mia_min_k_04_auc"),
+    ("mia/min_k_plus_plus_auc", "mia_min_k_plus_plus_auc"),
+    ("mia/zlib_auc", "mia_zlib_auc"),
+    ("privleak", "privleak"),
     ("rcd/steps", "relearning_steps"),
     ("rcd/ratio_to_golden", "rcd_ratio_to_golden"),
 ]
@@ -90,23 +103,30 @@ def build_model_card(report: dict) -> Any:
 
 
 def _template_fields(report: dict) -> dict:
+    from .headline import headline_keys
+
     rows = report.get("metrics", {})
     keys = sorted({k for m in rows.values() for k, v in m.items() if isinstance(v, (int, float))})
-    table = ["| model | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    for name, values in rows.items():
-        cells = [_fmt(values.get(k)) for k in keys]
-        table.append(f"| {name} | " + " | ".join(cells) + " |")
+    headline = [k for k in headline_keys(report.get("task", "classification"), rows) if k in keys]
     return {
+        "summary_table": _markdown_table(rows, headline),
+        "results_table": _markdown_table(rows, keys),
         "model_name": report.get("model_name", f"unlearned-{report.get('method', 'model')}"),
         "method": report.get("method"),
         "hyperparameters": json.dumps(report.get("hyperparameters", {}), indent=2, sort_keys=True),
         "fingerprint": report.get("forget_fingerprint", {}),
-        "results_table": "\n".join(table),
         "flags": report.get("flags", []),
         "versions": report.get("versions", {}),
         "scenario": report.get("scenario") or "user data",
         "citations": CITATIONS,
     }
+
+
+def _markdown_table(rows: dict[str, dict], keys: list[str]) -> str:
+    table = ["| model | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, values in rows.items():
+        table.append(f"| {name} | " + " | ".join(_fmt(values.get(k)) for k in keys) + " |")
+    return "\n".join(table)
 
 
 def _fmt(value: Any) -> str:
@@ -191,12 +211,22 @@ SHA-256 fingerprint (sorted per-example hashes of the canonical JSON of each exa
 
 ## Results
 
-Rows: the original model, the golden model, and this unlearned model. Forget-set accuracy should be close
-to the golden model's, not to zero; `rcd/ratio_to_golden` is the relearning convergence delay relative to
-the golden model (1.0 is ideal, near 0 means the forgotten data is still recoverable); always read it
-next to retain utility.
+Rows: the original model, the golden model, and this unlearned model. Every forget-set number should be
+close to the golden model's, not at an extreme: forget accuracy or ROUGE-L near golden's, forget quality
+(the KS-test p-value of the truth ratios against golden's) high, PrivLeak near 0 (negative: the forget set
+is still recognizable; positive: it was pushed past what a model that never saw it does);
+`rcd/ratio_to_golden` is the relearning convergence delay relative to the golden model (1.0 is ideal, near
+0 means the forgotten data is still recoverable). Read them next to retain utility. Definitions: the
+`hf_unlearn` documentation, `docs/metrics.md`.
+
+{{ summary_table }}
+
+<details>
+<summary>All metrics</summary>
 
 {{ results_table }}
+
+</details>
 {% if flags %}
 **Warnings:**
 {% for flag in flags %}- {{ flag }}

@@ -52,10 +52,28 @@ class RunArguments:
     evaluate: bool = field(
         default=True, metadata={"help": "Compute evaluate_unlearning metrics after unlearning."}
     )
+    generation: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Causal LMs: also generate greedy answers and score them (ROUGE-L, TOFU model utility). "
+            "Default: the scenario's choice (on for tofu-llama), off for your own data."
+        },
+    )
+    max_new_tokens: int | None = field(
+        default=None,
+        metadata={"help": "Generation budget per answer (default: the scenario's, else 200 as TOFU)."},
+    )
     relearn: bool = field(default=True, metadata={"help": "Compute the relearning convergence delay (RCD)."})
     relearn_max_steps: int = field(default=100, metadata={"help": "RCD: relearning step budget."})
     relearn_learning_rate: float = field(default=1e-4, metadata={"help": "RCD: relearning learning rate."})
     relearn_batch_size: int = field(default=8, metadata={"help": "RCD: relearning batch size."})
+    relearn_target: str | None = field(
+        default=None,
+        metadata={
+            "help": "RCD: what must recover, 'loss' or 'accuracy' (default: loss for causal LMs, accuracy for "
+            "classifiers)."
+        },
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into a non-empty output_dir."}
     )
@@ -78,6 +96,7 @@ class LoadedJob:
     make_model: Any = None  # returns a fresh copy of the original model
     golden_relearn: Any = None  # the golden model's RelearnResult, computed once per job
     defaults: dict = field(default_factory=dict)  # suggested UnlearningConfig values (scenarios)
+    evaluation: dict = field(default_factory=dict)  # evaluate_unlearning options (scenarios)
 
 
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -113,6 +132,7 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
             },
             make_model=sc.original_model,
             defaults=dict(sc.unlearning_defaults),
+            evaluation=dict(sc.evaluation),
         )
     if not run_args.model_name_or_path:
         raise ValueError("Give either scenario or model_name_or_path.")
@@ -200,9 +220,11 @@ def evaluate_models(
         learning_rate=run_args.relearn_learning_rate,
         batch_size=run_args.relearn_batch_size,
         max_steps=run_args.relearn_max_steps,
+        target=run_args.relearn_target,
         seed=seed,
         progress_bar=progress,
     )
+    options = evaluation_options(job, run_args)
     for name, model in models.items():
         row = {}
         if run_args.evaluate:
@@ -215,6 +237,7 @@ def evaluate_models(
                     original_model=job.original,
                     golden_model=job.golden,
                     processing_class=job.tokenizer,
+                    **options,
                 )
             )
         if run_args.relearn:
@@ -242,6 +265,16 @@ def evaluate_models(
                 row["rcd/ratio_to_golden"] = result.ratio_to_golden
         metrics[name] = row
     return {name: metrics[name] for name in order}, {name: relearn[name] for name in order if name in relearn}
+
+
+def evaluation_options(job: LoadedJob, run_args: RunArguments) -> dict:
+    """``evaluate_unlearning`` keyword arguments: the scenario's, overridden by those the user set."""
+    options = dict(job.evaluation)
+    if run_args.generation is not None:
+        options["generation"] = run_args.generation
+    if run_args.max_new_tokens is not None:
+        options["max_new_tokens"] = run_args.max_new_tokens
+    return options
 
 
 def utility_flags(metrics: dict) -> list[str]:

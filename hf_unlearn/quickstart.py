@@ -7,6 +7,7 @@ import json
 import os
 import time
 
+from .headline import headline_keys, short_keys
 from .pipeline import (
     RunArguments,
     build_report,
@@ -18,27 +19,6 @@ from .pipeline import (
     write_outputs,
     write_plots,
 )
-
-TABLE_KEYS = {
-    "classification": [
-        "forget/accuracy",
-        "retain/accuracy",
-        "test/accuracy",
-        "mia/auc",
-        "forget_quality/ks_pvalue",
-        "rcd/steps",
-        "rcd/ratio_to_golden",
-    ],
-    "causal_lm": [
-        "forget/loss",
-        "retain/token_accuracy",
-        "test/perplexity",
-        "mia/auc",
-        "forget_quality/ks_pvalue",
-        "rcd/steps",
-        "rcd/ratio_to_golden",
-    ],
-}
 
 
 def quickstart(
@@ -60,7 +40,13 @@ def quickstart(
     check_output_dir(output_dir, overwrite)
     say = _stage_printer(progress)
     start = time.perf_counter()
-    run_args = RunArguments(scenario=scenario, scenario_cache_dir=os.path.join(output_dir, "scenarios"))
+    from .scenarios import get_builder
+
+    run_args = RunArguments(
+        scenario=scenario,
+        scenario_cache_dir=os.path.join(output_dir, "scenarios"),
+        **get_builder(scenario).relearning,
+    )
     say(f"scenario {scenario}: loading the original and golden models (trained once, then cached)")
     job = load_job(run_args, seed=seed, progress=progress)
     say(f"scenario {scenario}: {_sizes(job.info.get('sizes'))}")
@@ -93,7 +79,7 @@ def quickstart(
         )
         metrics[method]["seconds"] = seconds
         say(f"{method}: unlearned in {seconds:.0f} s, evaluated (" + _summary(row, job.task) + ")")
-    table = comparison_table(metrics, TABLE_KEYS[job.task])
+    table = comparison_table(metrics, headline_keys(job.task, metrics))
     summary = {
         "scenario": scenario,
         "sizes": job.info.get("sizes"),
@@ -129,7 +115,7 @@ def _sizes(sizes: dict | None) -> str:
 
 def _summary(metrics: dict[str, dict], task: str) -> str:
     """Headline numbers of each model, e.g. ``golden: forget/accuracy 0.062, retain/accuracy 1.000, ...``."""
-    keys = TABLE_KEYS[task][:2] + ["rcd/ratio_to_golden"]
+    keys = short_keys(task, metrics)
     return "; ".join(
         f"{name}: " + ", ".join(f"{k} {_cell(row[k])}" for k in keys if k in row)
         for name, row in metrics.items()

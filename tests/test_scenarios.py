@@ -51,7 +51,7 @@ class TinyAuthors(AuthorsScenario):
 
 # -- registry ----------------------------------------------------------------------------------------------
 def test_registry_and_unknown_name():
-    assert scenario_names() == ["polarity-minilm", "news-gpt2", "authors-qa"]
+    assert scenario_names() == ["polarity-minilm", "news-gpt2", "authors-qa", "tofu-llama"]
     descriptions = list_scenarios()
     assert set(descriptions) == set(scenario_names())
     assert all(len(text) > 200 for text in descriptions.values())

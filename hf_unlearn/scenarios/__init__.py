@@ -13,6 +13,8 @@ sc.forget, sc.retain, sc.test, sc.tokenizer, sc.sizes, sc.train_seconds, sc.unle
 * ``news-gpt2``: a take-down request; a small GPT-2 memorized 300 real news articles, 10% must go
   (needs gensim's corpora, from the same extra).
 * ``authors-qa``: forgetting people; synthetic fictitious-people QA (TOFU-like) on a small GPT-2 (no extra).
+* ``tofu-llama``: TOFU's protocol in miniature: chat-format questions about fictitious people with paraphrased
+  and perturbed answers (truth ratio, forget quality, model utility, ROUGE-L) on a tiny Llama (no extra).
 
 The original model is trained on forget + retain, the golden model from the same initial weights with the
 same recipe on retain only; both are cached under ``output_dir/<name>/{original,golden}``.
@@ -38,8 +40,9 @@ def _builders() -> dict[str, type[ScenarioBuilder]]:
     from .authors import AuthorsScenario
     from .news import NewsScenario
     from .polarity import PolarityScenario
+    from .tofu_like import TofuLlamaScenario
 
-    return {cls.name: cls for cls in (PolarityScenario, NewsScenario, AuthorsScenario)}
+    return {cls.name: cls for cls in (PolarityScenario, NewsScenario, AuthorsScenario, TofuLlamaScenario)}
 
 
 def scenario_names() -> list[str]:

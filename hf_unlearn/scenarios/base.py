@@ -129,6 +129,10 @@ class ScenarioBuilder:
     description: str = ""
     recipe: TrainRecipe
     unlearning_defaults: dict = {}
+    #: ``evaluate_unlearning`` keyword arguments this scenario is evaluated with (e.g. ``generation``).
+    evaluation: dict = {}
+    #: The relearning (RCD) protocol for this scenario, as ``RunArguments.relearn_*`` values.
+    relearning: dict = {}
     #: Bump when the data generator or preprocessing changes, so that caches rebuild.
     version: int = 1
 
@@ -176,6 +180,9 @@ class TinyCausalLMBuilder(ScenarioBuilder):
     hidden_size: int
     num_layers: int
 
+    # tiny models trained from scratch relearn at 1e-3 (design notes, section 11)
+    relearning = {"relearn_learning_rate": 1e-3, "relearn_max_steps": 100}
+
     def config(self) -> dict:
         return {
             "vocab_size": self.vocab_size,
@@ -209,6 +216,7 @@ class Scenario:
         sizes: ``n_forget``, ``n_retain``, ``n_test``, ``n_params`` and scenario-specific counts.
         train_seconds: ``{"original", "golden"}`` wall time of training each from scratch (measured when built).
         unlearning_defaults: suggested ``UnlearningConfig`` keyword arguments for this scenario.
+        evaluation: ``evaluate_unlearning`` keyword arguments for this scenario (e.g. ``generation=True``).
         metrics: memorization measured when built: ``{"original": {...}, "golden": {...}}`` with accuracy
             (classifiers) or per-token NLL and token accuracy (causal LMs) on forget / retain / test.
         init_fingerprint: SHA-256 of the initial weights both models were trained from.
@@ -229,6 +237,7 @@ class Scenario:
     train_seconds: dict
     unlearning_defaults: dict
     seed: int = 0
+    evaluation: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     init_fingerprint: str = ""
     config: dict = field(default_factory=dict)
@@ -448,6 +457,7 @@ def build_scenario(
             train_seconds=dict(meta["train_seconds"]),
             unlearning_defaults=dict(builder.unlearning_defaults),
             seed=seed,
+            evaluation=dict(builder.evaluation),
             metrics=meta.get("metrics", {}),
             init_fingerprint=meta.get("init_fingerprint", ""),
             config=config,
