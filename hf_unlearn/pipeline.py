@@ -40,6 +40,26 @@ class RunArguments:
     test_dataset: str | None = field(
         default=None, metadata={"help": "Held-out set for test metrics and the MIA."}
     )
+    data_source: str | None = field(
+        default=None,
+        metadata={
+            "help": "A public benchmark's local copy ('tofu' or 'muse', see docs/benchmarks.md) gives the forget, "
+            "retain and test sets instead of forget_dataset/retain_dataset/test_dataset."
+        },
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "The benchmark's folder (e.g. huggingface-cli download locuslab/TOFU --local-dir DIR)."
+        },
+    )
+    data_subset: str | None = field(
+        default=None,
+        metadata={
+            "help": "The benchmark's forget subset (TOFU: forget01, forget05, forget10 (default); MUSE: forget "
+            "(default), scal_forget_K, sust_forget_K)."
+        },
+    )
     scenario_cache_dir: str = field(
         default="outputs/scenarios", metadata={"help": "Where scenario original/golden models are cached."}
     )
@@ -136,10 +156,11 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
         )
     if not run_args.model_name_or_path:
         raise ValueError("Give either scenario or model_name_or_path.")
-    if not (run_args.forget_dataset and run_args.retain_dataset):
-        raise ValueError("With model_name_or_path, forget_dataset and retain_dataset are required.")
-    from .loading import load_dataset_file, load_model, load_tokenizer
+    from .loading import check_model_dir, load_model, load_tokenizer
 
+    check_model_dir(run_args.model_name_or_path)
+    tokenizer = load_tokenizer(run_args.model_name_or_path)
+    forget, retain, test = job_datasets(run_args, tokenizer)
     model = load_model(run_args.model_name_or_path, trust_remote_code=run_args.trust_remote_code)
     golden = None
     if run_args.golden_model_path:
@@ -149,16 +170,44 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
     original = copy.deepcopy(model)
     return LoadedJob(
         model=model,
-        tokenizer=load_tokenizer(run_args.model_name_or_path),
-        forget=load_dataset_file(run_args.forget_dataset),
-        retain=load_dataset_file(run_args.retain_dataset),
-        test=load_dataset_file(run_args.test_dataset) if run_args.test_dataset else None,
+        tokenizer=tokenizer,
+        forget=forget,
+        retain=retain,
+        test=test,
         golden=golden,
         original=original,
         task=infer_task(model),
         info={"scenario": None, "base_model": run_args.model_name_or_path},
         make_model=lambda: copy.deepcopy(original),
     )
+
+
+def job_datasets(run_args: RunArguments, tokenizer: Any) -> tuple[Any, Any, Any]:
+    """``(forget, retain, test)`` from dataset files, or from a benchmark's local copy (``data_source``: chat
+    rows when the tokenizer has a chat template, MUSE's corpora cut into chunks by the tokenizer)."""
+    from .loading import load_dataset_file
+
+    files = [k for k in ("forget_dataset", "retain_dataset", "test_dataset") if getattr(run_args, k)]
+    if run_args.data_source is None:
+        if run_args.data_dir or run_args.data_subset:
+            raise ValueError("data_dir / data_subset need data_source ('tofu' or 'muse').")
+        if not (run_args.forget_dataset and run_args.retain_dataset):
+            raise ValueError("With model_name_or_path, forget_dataset and retain_dataset are required.")
+        test = load_dataset_file(run_args.test_dataset) if run_args.test_dataset else None
+        return load_dataset_file(run_args.forget_dataset), load_dataset_file(run_args.retain_dataset), test
+    if files:
+        raise ValueError(
+            f"data_source={run_args.data_source!r} supplies the forget, retain and test sets: remove {', '.join(files)}."
+        )
+    if not run_args.data_dir:
+        raise ValueError("data_source needs data_dir, the folder of the benchmark's local copy.")
+    from .sources import load_source
+
+    chat = getattr(tokenizer, "chat_template", None) is not None
+    data = load_source(
+        run_args.data_source, run_args.data_dir, run_args.data_subset, tokenizer=tokenizer, chat=chat
+    )
+    return data.forget, data.retain, data.test
 
 
 def peft_config_of(run_args: RunArguments, task: str):
