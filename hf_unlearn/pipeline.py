@@ -117,6 +117,9 @@ class LoadedJob:
     golden_relearn: Any = None  # the golden model's RelearnResult, computed once per job
     defaults: dict = field(default_factory=dict)  # suggested UnlearningConfig values (scenarios)
     evaluation: dict = field(default_factory=dict)  # evaluate_unlearning options (scenarios)
+    retain_eval: Any = (
+        None  # the retain set the metrics use, when not the training one (TOFU: retain_perturbed)
+    )
 
 
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -160,7 +163,7 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
 
     check_model_dir(run_args.model_name_or_path)
     tokenizer = load_tokenizer(run_args.model_name_or_path)
-    forget, retain, test = job_datasets(run_args, tokenizer)
+    forget, retain, test, retain_eval = job_datasets(run_args, tokenizer)
     model = load_model(run_args.model_name_or_path, trust_remote_code=run_args.trust_remote_code)
     golden = None
     if run_args.golden_model_path:
@@ -174,6 +177,7 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
         forget=forget,
         retain=retain,
         test=test,
+        retain_eval=retain_eval,
         golden=golden,
         original=original,
         task=infer_task(model),
@@ -182,9 +186,11 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
     )
 
 
-def job_datasets(run_args: RunArguments, tokenizer: Any) -> tuple[Any, Any, Any]:
-    """``(forget, retain, test)`` from dataset files, or from a benchmark's local copy (``data_source``: chat
-    rows when the tokenizer has a chat template, MUSE's corpora cut into chunks by the tokenizer)."""
+def job_datasets(run_args: RunArguments, tokenizer: Any) -> tuple[Any, Any, Any, Any]:
+    """``(forget, retain, test, retain_eval)`` from dataset files, or from a benchmark's local copy
+    (``data_source``: chat rows when the tokenizer has a chat template, MUSE's corpora cut into chunks by the
+    tokenizer; ``retain_eval`` is the benchmark's retain evaluation set, e.g. TOFU's ``retain_perturbed``, else
+    ``None``)."""
     from .loading import load_dataset_file
 
     files = [k for k in ("forget_dataset", "retain_dataset", "test_dataset") if getattr(run_args, k)]
@@ -194,7 +200,11 @@ def job_datasets(run_args: RunArguments, tokenizer: Any) -> tuple[Any, Any, Any]
         if not (run_args.forget_dataset and run_args.retain_dataset):
             raise ValueError("With model_name_or_path, forget_dataset and retain_dataset are required.")
         test = load_dataset_file(run_args.test_dataset) if run_args.test_dataset else None
-        return load_dataset_file(run_args.forget_dataset), load_dataset_file(run_args.retain_dataset), test
+        forget, retain = (
+            load_dataset_file(run_args.forget_dataset),
+            load_dataset_file(run_args.retain_dataset),
+        )
+        return forget, retain, test, None
     if files:
         raise ValueError(
             f"data_source={run_args.data_source!r} supplies the forget, retain and test sets: remove {', '.join(files)}."
@@ -207,7 +217,7 @@ def job_datasets(run_args: RunArguments, tokenizer: Any) -> tuple[Any, Any, Any]
     data = load_source(
         run_args.data_source, run_args.data_dir, run_args.data_subset, tokenizer=tokenizer, chat=chat
     )
-    return data.forget, data.retain, data.test
+    return data.forget, data.retain, data.test, data.extra.get("retain_eval")
 
 
 def peft_config_of(run_args: RunArguments, task: str):
@@ -281,7 +291,7 @@ def evaluate_models(
                 evaluate_unlearning(
                     model,
                     forget_dataset=job.forget,
-                    retain_dataset=job.retain,
+                    retain_dataset=job.retain if job.retain_eval is None else job.retain_eval,
                     test_dataset=job.test,
                     original_model=job.original,
                     golden_model=job.golden,

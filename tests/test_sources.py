@@ -413,6 +413,15 @@ def test_recipes_parse_and_load_job_takes_the_data_from_the_source(tmp_path, tof
     assert (len(job.forget), len(job.retain), len(job.test)) == (4, 6, 3)
     assert job.forget[0]["prompt"][-1]["role"] == "user"  # the tokenizer has a chat template: chat rows
     assert PERTURBED in job.forget.column_names and job.task == "causal_lm"
+    # the metrics take TOFU's retain_perturbed (with the truth-ratio columns), training the full retain split
+    assert len(job.retain_eval) == 3 and PERTURBED in job.retain_eval.column_names
+    assert PERTURBED not in job.retain.column_names
+    from hf_unlearn.pipeline import evaluate_models
+
+    metrics, _ = evaluate_models(
+        job, {"model": job.model}, RunArguments(relearn=False, generation=True, max_new_tokens=4)
+    )
+    assert {"retain/truth_ratio", "utility/model_utility", "forget/truth_ratio"} <= set(metrics["model"])
     both = RunArguments(
         model_name_or_path=str(tmp_path / "model"),
         data_source="tofu",
