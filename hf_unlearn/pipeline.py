@@ -117,9 +117,8 @@ class LoadedJob:
     golden_relearn: Any = None  # the golden model's RelearnResult, computed once per job
     defaults: dict = field(default_factory=dict)  # suggested UnlearningConfig values (scenarios)
     evaluation: dict = field(default_factory=dict)  # evaluate_unlearning options (scenarios)
-    retain_eval: Any = (
-        None  # the retain set the metrics use, when not the training one (TOFU: retain_perturbed)
-    )
+    retain_eval: Any = None  # the retain set of the metrics, if not the training one (TOFU: retain_perturbed)
+    utility: dict = field(default_factory=dict)  # extra model-utility splits (TOFU: real authors...)
 
 
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -163,7 +162,7 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
 
     check_model_dir(run_args.model_name_or_path)
     tokenizer = load_tokenizer(run_args.model_name_or_path)
-    forget, retain, test, retain_eval = job_datasets(run_args, tokenizer)
+    forget, retain, test, evaluation_sets = job_datasets(run_args, tokenizer)
     model = load_model(run_args.model_name_or_path, trust_remote_code=run_args.trust_remote_code)
     golden = None
     if run_args.golden_model_path:
@@ -177,7 +176,7 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
         forget=forget,
         retain=retain,
         test=test,
-        retain_eval=retain_eval,
+        **evaluation_sets,
         golden=golden,
         original=original,
         task=infer_task(model),
@@ -186,11 +185,11 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
     )
 
 
-def job_datasets(run_args: RunArguments, tokenizer: Any) -> tuple[Any, Any, Any, Any]:
-    """``(forget, retain, test, retain_eval)`` from dataset files, or from a benchmark's local copy
+def job_datasets(run_args: RunArguments, tokenizer: Any) -> tuple[Any, Any, Any, dict]:
+    """``(forget, retain, test, evaluation_sets)`` from dataset files, or from a benchmark's local copy
     (``data_source``: chat rows when the tokenizer has a chat template, MUSE's corpora cut into chunks by the
-    tokenizer; ``retain_eval`` is the benchmark's retain evaluation set, e.g. TOFU's ``retain_perturbed``, else
-    ``None``)."""
+    tokenizer). ``evaluation_sets`` holds ``LoadedJob`` fields: ``retain_eval`` (the benchmark's retain
+    evaluation set, TOFU's ``retain_perturbed``) and ``utility`` (TOFU's real authors and world facts)."""
     from .loading import load_dataset_file
 
     files = [k for k in ("forget_dataset", "retain_dataset", "test_dataset") if getattr(run_args, k)]
@@ -204,7 +203,7 @@ def job_datasets(run_args: RunArguments, tokenizer: Any) -> tuple[Any, Any, Any,
             load_dataset_file(run_args.forget_dataset),
             load_dataset_file(run_args.retain_dataset),
         )
-        return forget, retain, test, None
+        return forget, retain, test, {}
     if files:
         raise ValueError(
             f"data_source={run_args.data_source!r} supplies the forget, retain and test sets: remove {', '.join(files)}."
@@ -217,7 +216,8 @@ def job_datasets(run_args: RunArguments, tokenizer: Any) -> tuple[Any, Any, Any,
     data = load_source(
         run_args.data_source, run_args.data_dir, run_args.data_subset, tokenizer=tokenizer, chat=chat
     )
-    return data.forget, data.retain, data.test, data.extra.get("retain_eval")
+    sets = {"retain_eval": data.extra.get("retain_eval"), "utility": data.utility_datasets()}
+    return data.forget, data.retain, data.test, sets
 
 
 def peft_config_of(run_args: RunArguments, task: str):
@@ -296,6 +296,7 @@ def evaluate_models(
                     original_model=job.original,
                     golden_model=job.golden,
                     processing_class=job.tokenizer,
+                    utility_datasets=job.utility or None,
                     **options,
                 )
             )

@@ -143,3 +143,50 @@ def test_generation_keys_only_when_asked(memorized, qa):
     )
     assert not any("rouge" in key or "truth_ratio" in key or "model_utility" in key for key in metrics)
     assert {"forget/probability", "forget/extraction_strength", "forget/exact_memorization"} <= set(metrics)
+
+
+def test_normalised_probability_of_hand_set_losses():
+    # P(a) = 1, two perturbed answers of probability 1/e each
+    np.testing.assert_allclose(
+        tofu.normalised_probability(np.array([0.0]), np.array([[1.0, 1.0]])),
+        [1 / (1 + 2 / math.e)],
+        rtol=1e-8,
+    )
+    # a model that puts the same probability on every option: 1 / (K + 1)
+    np.testing.assert_allclose(
+        tofu.normalised_probability(np.array([2.0, 0.5]), np.array([[2.0] * 3, [0.5] * 3])), [0.25, 0.25]
+    )
+
+
+@pytest.mark.efficacy
+def test_utility_datasets_enter_model_utility_with_normalised_probability(memorized, qa, tofu_task):
+    from scipy.stats import hmean
+
+    forget, retain = tofu_task
+    # a "world facts"-like split: the test questions with other answers as the perturbed options
+    utility = [{k: v for k, v in row.items() if k != "paraphrased_completion"} for row in retain[:6]]
+    kwargs = dict(
+        forget_dataset=forget,
+        retain_dataset=retain,
+        processing_class=qa.tokenizer,
+        generation=True,
+        max_new_tokens=12,
+    )
+    base = evaluate_unlearning(memorized, **kwargs)
+    metrics = evaluate_unlearning(memorized, utility_datasets={"world_facts": utility}, **kwargs)
+    parts = [
+        metrics[f"{split}/{key}"]
+        for split in ("retain", "world_facts")
+        for key in ("probability", "rouge_l_recall", "truth_ratio")
+    ]
+    assert metrics["utility/model_utility"] == pytest.approx(hmean(parts))
+    assert 0 < metrics["world_facts/probability"] <= 1
+    # the memorized model prefers its answer among 3 options: above the uniform 1/3
+    assert metrics["world_facts/probability"] > 0.5
+    assert metrics["retain/probability"] == pytest.approx(base["retain/probability"])
+    for bad in ({"retain": utility}, {"a/b": utility}):
+        with pytest.raises(ValueError, match="cannot name a split"):
+            evaluate_unlearning(memorized, utility_datasets=bad, **kwargs)
+    no_options = [{k: v for k, v in row.items() if k != "perturbed_completions"} for row in utility]
+    with pytest.raises(ValueError, match="perturbed_completions"):
+        evaluate_unlearning(memorized, utility_datasets={"world_facts": no_options}, **kwargs)

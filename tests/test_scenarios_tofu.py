@@ -179,3 +179,23 @@ def test_build_memorizes_the_forget_people_and_golden_cannot_tell_true_from_fals
     assert o["retain/truth_ratio"] >= 0.2 and g["retain/truth_ratio"] >= 0.2
     assert g["forget/truth_ratio"] > o["forget/truth_ratio"] + 0.02  # closer to 1 = cannot tell
     assert abs(o["utility/model_utility"] - g["utility/model_utility"]) <= 0.05
+
+
+def test_the_recipe_runs_the_scenario_with_its_own_evaluation_and_relearning_protocol():
+    from hf_unlearn.cli import parse_recipe
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run_args, config = parse_recipe([os.path.join(root, "recipes", "tofu-llama-ieu.yaml")])
+    builder = TofuLlamaScenario()
+    assert run_args.scenario == builder.name and config.method == "ieu"
+    assert run_args.generation is True and run_args.max_new_tokens == builder.evaluation["max_new_tokens"]
+    for key, value in builder.relearning.items():
+        assert getattr(run_args, key) == value, key
+    for key, value in builder.unlearning_defaults.items():
+        got = getattr(config, key)
+        assert (got.value if hasattr(got, "value") else got) == value, key  # the scheduler is an enum
+    # a plain flag overrides the recipe; generation can be switched off
+    run_args, _ = parse_recipe(
+        [os.path.join(root, "recipes", "tofu-llama-ieu.yaml"), "--generation", "false"]
+    )
+    assert run_args.generation is False

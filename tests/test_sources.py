@@ -422,6 +422,11 @@ def test_recipes_parse_and_load_job_takes_the_data_from_the_source(tmp_path, tof
         job, {"model": job.model}, RunArguments(relearn=False, generation=True, max_new_tokens=4)
     )
     assert {"retain/truth_ratio", "utility/model_utility", "forget/truth_ratio"} <= set(metrics["model"])
+    # real authors and world facts enter model utility
+    assert set(job.utility) == {"real_authors", "world_facts"}
+    assert {"real_authors/probability", "world_facts/truth_ratio", "world_facts/rouge_l_recall"} <= set(
+        metrics["model"]
+    )
     both = RunArguments(
         model_name_or_path=str(tmp_path / "model"),
         data_source="tofu",

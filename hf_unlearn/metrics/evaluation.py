@@ -184,6 +184,7 @@ def evaluate_unlearning(
     generation: bool = False,
     max_new_tokens: int = 200,
     reference_model: torch.nn.Module | None = None,
+    utility_datasets: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Evaluate an unlearned ``model``; returns a flat dict of floats (keys in ``docs/metrics.md``).
 
@@ -201,12 +202,17 @@ def evaluate_unlearning(
         max_new_tokens: generation budget (TOFU: 200, MUSE: 128 verbatim / 32 knowledge QA).
         reference_model: causal LMs: the reference of the reference-model attack (``mia/reference_auc``);
             defaults to ``original_model``.
+        utility_datasets: causal LMs: further model-utility splits by name, each with a
+            ``perturbed_completions`` column (TOFU: ``{"real_authors": ..., "world_facts": ...}``): keys
+            ``<name>/probability`` (normalised over the options), ``<name>/truth_ratio`` and, with
+            ``generation``, ``<name>/rouge_l_recall``, all three in ``utility/model_utility``.
 
     None of the models is modified; their train/eval modes are restored.
     """
     task = infer_task(model)
     if golden_model is not None and infer_task(golden_model) != task:
         raise ValueError("golden_model must be the same kind of model (classifier / causal LM) as model.")
+    _check_utility_datasets(utility_datasets, task)
     splits = {"forget": forget_dataset, "retain": retain_dataset}
     if test_dataset is not None:
         splits["test"] = test_dataset
@@ -242,7 +248,9 @@ def evaluate_unlearning(
     if task != CLASSIFICATION:
         from .generative import LMEvalInputs, lm_metrics
 
-        inputs = LMEvalInputs(split_rows, splits, stats, golden_stats, collator, processing_class, batch_size)
+        inputs = LMEvalInputs(
+            split_rows, splits, stats, golden_stats, collator, processing_class, batch_size, utility_datasets
+        )
         reference = reference_model if reference_model is not None else original_model
         metrics.update(lm_metrics(model, inputs, golden_model, reference, generation, max_new_tokens))
     for key, other in (("golden", golden_model), ("original", original_model)):
@@ -252,3 +260,31 @@ def evaluate_unlearning(
             except ValueError as err:
                 logger.warning("distance/l2_to_%s left out: %s", key, err)
     return metrics
+
+
+RESERVED_PREFIXES = (
+    "forget",
+    "retain",
+    "test",
+    "golden",
+    "mia",
+    "utility",
+    "forget_quality",
+    "distance",
+    "rcd",
+)
+
+
+def _check_utility_datasets(utility_datasets: dict[str, Any] | None, task: str) -> None:
+    if not utility_datasets:
+        return
+    if task == CLASSIFICATION:
+        raise ValueError("utility_datasets (TOFU's extra model-utility splits) is for causal LMs.")
+    if not isinstance(utility_datasets, dict):
+        raise ValueError("utility_datasets must be a dict {name: dataset}.")
+    for name in utility_datasets:
+        if not isinstance(name, str) or not name or "/" in name or name in RESERVED_PREFIXES:
+            raise ValueError(
+                f"utility_datasets: {name!r} cannot name a split (a non-empty string without '/', not one of "
+                f"{', '.join(RESERVED_PREFIXES)})."
+            )

@@ -28,6 +28,9 @@ class LMEvalInputs:
     collator: Any
     tokenizer: Any
     batch_size: int = 32
+    utility: dict[str, Any] | None = (
+        None  # extra model-utility splits by name (TOFU: real authors, world facts)
+    )
 
 
 def lm_metrics(
@@ -64,16 +67,43 @@ def lm_metrics(
             out["forget_quality/truth_ratio_ks_pvalue"] = tofu.forget_quality(*ratios["forget"])
     if "retain" in ratios:
         out["retain/truth_ratio"] = tofu.truth_ratio_retain_score(ratios["retain"][0])
+    utility_rows = {}
+    for name, data in (inputs.utility or {}).items():
+        values, utility_rows[name] = _utility_split(model, name, data, inputs)
+        out.update(values)
     if generation:
-        for split, rows in inputs.rows.items():
+        for split, rows in {**inputs.rows, **utility_rows}.items():
             texts = generate_completions(model, rows, inputs.tokenizer, max_new_tokens, inputs.batch_size)
             scores = rouge_l(texts, references_of(rows, inputs.tokenizer))
             out[f"{split}/rouge_l_recall"] = float(scores["recall"].mean())
             out[f"{split}/rouge_l_f1"] = float(scores["f1"].mean())
         if "retain/truth_ratio" in out:
-            parts = [out["retain/probability"], out["retain/rouge_l_recall"], out["retain/truth_ratio"]]
+            parts = [
+                out[f"{split}/{key}"]
+                for split in ("retain", *utility_rows)
+                for key in ("probability", "rouge_l_recall", "truth_ratio")
+            ]
             out["utility/model_utility"] = tofu.model_utility(parts) if min(parts) > 0 else 0.0
     return out
+
+
+def _utility_split(model, name: str, data: Any, inputs: LMEvalInputs) -> tuple[dict[str, float], list[dict]]:
+    """TOFU's probability (normalised over the options) and truth ratio (the perturbed answers against the
+    answer itself) on a utility split; returns them and the split's canonical rows (for the generations)."""
+    from ._passes import prepare
+    from .evaluation import collect_stats
+
+    rows, collator, task = prepare(model, data, inputs.tokenizer, f"utility_datasets[{name!r}]")
+    correct = collect_stats([model], rows, collator, task, inputs.batch_size)[0].loss
+    variants = tofu.perturbed_variants(data, f"utility_datasets[{name!r}]")
+    perturbed = np.stack(
+        [_losses([model], v, f"utility_datasets[{name!r}] (perturbed)", inputs)[0] for v in variants], axis=1
+    )
+    values = {
+        f"{name}/probability": float(np.mean(tofu.normalised_probability(correct, perturbed))),
+        f"{name}/truth_ratio": tofu.truth_ratio_retain_score(tofu.truth_ratio(correct, perturbed)),
+    }
+    return values, rows
 
 
 def _nanmean(values: np.ndarray) -> float:

@@ -10,8 +10,10 @@
   unlearning); retain-side ``mean(max(0, 1 - R))`` (higher = prefers the true answer).
 * Forget quality: the KS-test p-value between the truth ratios of the model and of the golden model on the
   forget set (OpenUnlearning feeds ``1 / (R + 1e-10)``; KS is rank-based, the p-value is the same).
-* Model utility: the harmonic mean of the retain-side probability, ROUGE-L recall and truth ratio (TOFU adds
-  the real-authors and world-facts splits; with retain only, the three retain values).
+* Model utility: the harmonic mean of the retain-side probability, ROUGE-L recall and truth ratio, and of the
+  same three on every utility split given (TOFU: real authors and world facts, where the probability is
+  normalised over the options, ``P(a) / (P(a) + sum_k P(a~_k))``, and the truth ratio compares the perturbed
+  answers with the answer itself).
 
 Datasets carry ``paraphrased_completion`` (str) and ``perturbed_completions`` (list of str) next to the
 prompt/completion (plain, conversational or ``messages`` form).
@@ -35,6 +37,14 @@ def truth_ratio(paraphrased_losses: np.ndarray, perturbed_losses: np.ndarray) ->
     """``R`` per question from ``[N]`` paraphrased losses and ``[N, K]`` perturbed losses."""
     perturbed = np.asarray(perturbed_losses, dtype=float)
     return np.exp(-perturbed.mean(axis=1)) / (np.exp(-np.asarray(paraphrased_losses, dtype=float)) + 1e-10)
+
+
+def normalised_probability(correct_losses: np.ndarray, perturbed_losses: np.ndarray) -> np.ndarray:
+    """``P(a) / (P(a) + sum_k P(a~_k) + 1e-10)`` per question from ``[N]`` and ``[N, K]`` losses: TOFU's
+    probability on the real-authors and world-facts splits (OpenUnlearning's ``probability_w_options``)."""
+    correct = probability(correct_losses)
+    wrong = probability(perturbed_losses).sum(axis=1)
+    return correct / (correct + wrong + 1e-10)
 
 
 def truth_ratio_forget_score(ratios: np.ndarray) -> float:
@@ -73,14 +83,22 @@ def answer_variants(data: Any, name: str) -> tuple[list[dict], list[list[dict]]]
     from ..data import to_dataset
 
     rows = to_dataset(data, name).to_list()
+    return [_with_answer(row, row[PARAPHRASED]) for row in rows], perturbed_variants(data, name)
+
+
+def perturbed_variants(data: Any, name: str) -> list[list[dict]]:
+    """For each perturbed position k, the dataset with each completion replaced by its k-th perturbed answer."""
+    from ..data import to_dataset
+
+    rows = to_dataset(data, name).to_list()
+    if not rows or PERTURBED not in rows[0]:
+        raise ValueError(f"{name} needs a {PERTURBED!r} column (a list of wrong answers per example).")
     counts = {len(row[PERTURBED]) for row in rows}
     if len(counts) != 1 or 0 in counts:
         raise ValueError(
             f"{name}: every example needs the same number (>= 1) of {PERTURBED!r}; found {counts}."
         )
-    paraphrased = [_with_answer(row, row[PARAPHRASED]) for row in rows]
-    perturbed = [[_with_answer(row, row[PERTURBED][k]) for row in rows] for k in range(counts.pop())]
-    return paraphrased, perturbed
+    return [[_with_answer(row, row[PERTURBED][k]) for row in rows] for k in range(counts.pop())]
 
 
 def _with_answer(row: dict, answer: str) -> dict:

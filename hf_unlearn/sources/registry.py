@@ -26,6 +26,9 @@ class BenchmarkData:
         extra: the benchmark's other evaluation sets by name (e.g. TOFU's ``retain_eval``, ``real_authors``;
             MUSE's ``verbmem_forget``, ``knowmem_forget``).
         info: which files were read (relative to the folder), row counts, the options used, splits not found.
+        utility: the names in ``extra`` that are model-utility splits (``evaluate_unlearning``'s
+            ``utility_datasets``; TOFU: ``real_authors``, ``world_facts``). ``extra["retain_eval"]``, when
+            present, is the retain set the metrics use in place of the training one.
     """
 
     forget: Any
@@ -33,6 +36,11 @@ class BenchmarkData:
     test: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    utility: tuple[str, ...] = ()
+
+    def utility_datasets(self) -> dict[str, Any]:
+        """``{name: dataset}`` of the model-utility splits, for ``evaluate_unlearning(utility_datasets=...)``."""
+        return {name: self.extra[name] for name in self.utility}
 
     def counts(self) -> dict[str, int]:
         """Rows per set: ``forget``, ``retain``, ``test`` (if any) and each ``extra`` set."""

@@ -92,6 +92,7 @@ def load_tofu(
     for name in ("real_authors", "world_facts"):
         if raw[name] is not None:
             data.extra[name] = eval_dataset(fmt, raw[name], "answer", f"tofu {name}_perturbed")
+            data.utility += (name,)
     data.info = _info(data, reader, subset, chat, system_prompt)
     return data
 
