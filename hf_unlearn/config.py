@@ -11,6 +11,8 @@ from .methods import METHODS
 DR_VARIANTS = ("kl", "ce")
 NOISE_SCHEDULES = ("constant", "linear", "cosine")
 INFLUENCE_REMOVALS = ("none", "mask")
+STOPPING_RULES = ("none", "heldout", "heldout_pause")
+LABEL_CORRUPTIONS = ("none", "random")
 
 
 @dataclass
@@ -121,6 +123,38 @@ class UnlearningConfig(TrainingArguments):
         default=0.01,
         metadata={"help": "Fraction in (0, 1) of trainable weights reset by influence_removal='mask'."},
     )
+    stopping: str = field(
+        default="none",
+        metadata={
+            "help": "Held-out-referenced stopping (no golden model needed): every stopping_eval_steps steps, "
+            "compare the per-example forget losses with those on eval_dataset (held-out data of the same kind) "
+            "by the AUC of a loss attack. 'heldout': stop at the first check where the AUC is <= 0.5 + "
+            "stopping_tolerance, keeping that step's weights. 'heldout_pause': pause the forget term (train on "
+            "retain only) while the AUC is within that bound and resume it when the forget set drifts back, up "
+            "to max_steps, so that retain utility can recover from the ascent. The checks, the step and the "
+            "reason go to the report and the model card.",
+            "choices": list(STOPPING_RULES),
+        },
+    )
+    stopping_eval_steps: int = field(
+        default=10,
+        metadata={
+            "help": "stopping='heldout': check every this many optimizer steps (one forward pass each)."
+        },
+    )
+    stopping_tolerance: float = field(
+        default=0.05,
+        metadata={"help": "stopping='heldout': stop when the forget/held-out loss AUC is <= 0.5 + this."},
+    )
+    heldout_label_corruption: str = field(
+        default="none",
+        metadata={
+            "help": "Classifiers, stopping='heldout': 'random' relabels the held-out reference with seeded random "
+            "wrong labels, for forget sets of corrupted labels (mislabeled data), so that the reference is "
+            "unseen data with the same kind of corruption.",
+            "choices": list(LABEL_CORRUPTIONS),
+        },
+    )
     max_length: int | None = field(
         default=None,
         metadata={"help": "Truncate tokenized sequences to this length (default: the model's maximum)."},
@@ -148,6 +182,16 @@ class UnlearningConfig(TrainingArguments):
         _check_choice("dr_variant", self.dr_variant, DR_VARIANTS)
         _check_choice("ieu_noise_schedule", self.ieu_noise_schedule, NOISE_SCHEDULES)
         _check_choice("influence_removal", self.influence_removal, INFLUENCE_REMOVALS)
+        _check_choice("stopping", self.stopping, STOPPING_RULES)
+        _check_choice("heldout_label_corruption", self.heldout_label_corruption, LABEL_CORRUPTIONS)
+        if self.stopping_eval_steps < 1:
+            raise ValueError(
+                f"UnlearningConfig.stopping_eval_steps must be >= 1, got {self.stopping_eval_steps}."
+            )
+        if not 0 <= self.stopping_tolerance < 0.5:
+            raise ValueError(
+                f"UnlearningConfig.stopping_tolerance must be in [0, 0.5), got {self.stopping_tolerance}."
+            )
         if not 0 < self.dr_alpha <= 1:
             raise ValueError(f"UnlearningConfig.dr_alpha must be in (0, 1], got {self.dr_alpha}.")
         if not 0 < self.mask_ratio < 1:

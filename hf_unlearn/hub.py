@@ -116,6 +116,7 @@ def _template_fields(report: dict) -> dict:
         "hyperparameters": json.dumps(report.get("hyperparameters", {}), indent=2, sort_keys=True),
         "fingerprint": report.get("forget_fingerprint", {}),
         "flags": report.get("flags", []),
+        "stopping": report.get("stopping"),
         "versions": report.get("versions", {}),
         "scenario": report.get("scenario") or "user data",
         "citations": CITATIONS,
@@ -232,6 +233,13 @@ is still recognizable; positive: it was pushed past what a model that never saw 
 {% for flag in flags %}- {{ flag }}
 {% endfor %}{% endif %}
 
+{% if stopping %}
+## When unlearning stopped
+
+Held-out-referenced stopping (`stopping="heldout"`, no golden model involved): every {{ stopping.every }} steps
+the forget set's per-example losses were compared with those of held-out data of the same kind.
+{% if stopping.stopped_step is not none %}Stopped at step **{{ stopping.stopped_step }}**{% else %}It did not stop early{% endif %}: {{ stopping.reason }}.
+{% endif %}
 ## Unlearning hyperparameters
 
 ```json

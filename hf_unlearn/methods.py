@@ -34,6 +34,9 @@ class StepInputs:
     forget_alt: Part | None = None
     step: int = 0
     ref_logprob: torch.Tensor | None = None  # cached reference log-probs of the forget batch (NPO)
+    forget_active: bool = (
+        True  # False: the held-out rule paused the forget term; the step trains on retain only
+    )
 
 
 @dataclass
@@ -74,7 +77,10 @@ class UnlearningMethod:
     def compute(self, inputs: StepInputs) -> MethodOutput:
         retain_nll = losses.per_example_nll(inputs.retain.logits, inputs.retain.labels)
         forget_nll = losses.per_example_nll(inputs.forget.logits, inputs.forget.labels)
-        loss, extra = self.loss(inputs, retain_nll, forget_nll)
+        if inputs.forget_active:
+            loss, extra = self.loss(inputs, retain_nll, forget_nll)
+        else:
+            loss, extra = retain_nll.mean(), {}
         metrics = {
             "retain_loss": retain_nll.detach().mean(),
             "forget_loss": forget_nll.detach().mean(),

@@ -241,10 +241,11 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
 
     from .trainer import UnlearningTrainer
 
-    if config.forget_loss_cap_from_eval is not None and job.test is None:
+    needs_heldout = config.forget_loss_cap_from_eval is not None or config.stopping != "none"
+    if needs_heldout and job.test is None:
         raise ValueError(
-            "forget_loss_cap_from_eval measures the model's loss on held-out data: set test_dataset (or use a "
-            "scenario, which has one), or set forget_loss_cap instead."
+            "forget_loss_cap_from_eval and stopping='heldout' measure the model on held-out data: set "
+            "test_dataset (or use a scenario or data_source, which have one)."
         )
     trainer = UnlearningTrainer(
         job.model,
@@ -253,8 +254,8 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
         retain_dataset=job.retain,
         processing_class=job.tokenizer,
         peft_config=peft_config_of(run_args, job.task),
-        # the held-out set, needed only to measure the forget-loss cap
-        eval_dataset=job.test if config.forget_loss_cap_from_eval is not None else None,
+        # the held-out set, needed only for the forget-loss cap and the stopping rule
+        eval_dataset=job.test if needs_heldout else None,
     )
     if quiet:
         trainer.remove_callback(PrinterCallback)
@@ -393,6 +394,7 @@ def build_report(
         "timing": {"unlearning_seconds": seconds, "reference_train_seconds": job.info.get("train_seconds")},
         "metrics": metrics,
         "relearning": {name: r.to_dict() for name, r in relearn.items()},
+        "stopping": trainer.stopping.record.to_dict() if getattr(trainer, "stopping", None) else None,
         "flags": utility_flags(metrics),
     }
 
@@ -465,6 +467,10 @@ UNLEARNING_FIELDS = (
     "forget_loss_cap",
     "forget_loss_cap_margin",
     "forget_loss_cap_from_eval",
+    "stopping",
+    "stopping_eval_steps",
+    "stopping_tolerance",
+    "heldout_label_corruption",
     "influence_removal",
     "mask_ratio",
     "seed",

@@ -114,6 +114,41 @@ class UnlearningTrainer(Trainer):
                 "forget_loss_cap_from_eval needs eval_dataset (held-out examples of the same task) to measure "
                 "the model's loss on unseen data; pass eval_dataset or set forget_loss_cap instead."
             )
+        self.forget_active = True  # the held-out rule may pause the forget term (stopping="heldout_pause")
+        self.stopping = self._stopping_callback()
+        if self.stopping is not None:
+            self.add_callback(self.stopping)
+
+    def _stopping_callback(self):
+        """The held-out stopping rule (``stopping="heldout"``), or None."""
+        args = self.args
+        if args.heldout_label_corruption != "none" and self.task != CLASSIFICATION:
+            raise ValueError(
+                "heldout_label_corruption relabels classifier examples; this model is a causal LM."
+            )
+        if args.stopping == "none":
+            return None
+        if self.eval_dataset is None:
+            raise ValueError(
+                "stopping='heldout' compares the forget set with held-out data of the same kind: pass "
+                "eval_dataset (e.g. the test split, TOFU's holdout), which the model never trained on."
+            )
+        from .stopping import HeldoutStoppingCallback, corrupt_labels
+
+        reference = self._heldout_rows()
+        if args.heldout_label_corruption == "random":
+            reference = corrupt_labels(reference, num_classes_of(self.model), args.seed)
+        return HeldoutStoppingCallback(
+            self,
+            reference,
+            args.stopping_eval_steps,
+            args.stopping_tolerance,
+            pause=args.stopping == "heldout_pause",
+        )
+
+    def _heldout_rows(self) -> list[dict]:
+        parts = self.eval_dataset.values() if isinstance(self.eval_dataset, dict) else [self.eval_dataset]
+        return [row for part in parts for row in part.rows]
 
     # -- set-up before the first step --------------------------------------------------------------
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
@@ -128,8 +163,11 @@ class UnlearningTrainer(Trainer):
             self.ref_logprob = _load_reference(checkpoint) if checkpoint else None
             if self.ref_logprob is None:
                 self.ref_logprob = self.reference_logprobs()
+        saved = _load_state(checkpoint)
         if self.method.uses_forget_loss_cap:
-            self.method.forget_loss_cap = self.resolve_forget_loss_cap(_load_state(checkpoint))
+            self.method.forget_loss_cap = self.resolve_forget_loss_cap(saved)
+        if self.stopping is not None and saved.get("stopping"):
+            self.stopping.restore(saved["stopping"])
         if self.args.influence_removal == "mask" and not self.influence_removed and not checkpoint:
             self.influence_removed = self.remove_influence()
         return super().train(resume_from_checkpoint=checkpoint, **kwargs)
@@ -165,9 +203,14 @@ class UnlearningTrainer(Trainer):
             from safetensors.torch import save_file
 
             save_file({"ref_logprob": self.ref_logprob.contiguous()}, os.path.join(folder, REFERENCE_FILE))
+        state = {}
         if self.forget_loss_cap_source in ("default", "heldout"):
+            state["forget_loss_cap"] = self.method.forget_loss_cap
+        if self.stopping is not None:
+            state["stopping"] = self.stopping.record.to_dict()
+        if state:
             with open(os.path.join(folder, STATE_FILE), "w") as f:
-                json.dump({"forget_loss_cap": self.method.forget_loss_cap}, f)
+                json.dump(state, f)
 
     def resolve_forget_loss_cap(self, saved: dict | None = None) -> float | None:
         """The cap of the ascent term for this run, decided once before the first step.
@@ -217,8 +260,7 @@ class UnlearningTrainer(Trainer):
     def heldout_cap(self) -> float:
         """``forget_loss_cap_from_eval`` x the model's mean per-example loss on ``eval_dataset`` (all of its
         parts when it is a dict), measured now, before unlearning."""
-        parts = self.eval_dataset.values() if isinstance(self.eval_dataset, dict) else [self.eval_dataset]
-        rows = [row for part in parts for row in part.rows]
+        rows = self._heldout_rows()
         heldout = float(self._per_example(self.model, rows, "held-out loss", losses.per_example_nll).mean())
         if not heldout > 0 or not math.isfinite(heldout):
             raise ValueError(
@@ -330,7 +372,10 @@ class UnlearningTrainer(Trainer):
         ref = None
         if self.ref_logprob is not None:
             ref = self.ref_logprob[parts["forget"].index.cpu()].to(logits.device)
-        output = self.method.compute(StepInputs(**parts, step=self.state.global_step, ref_logprob=ref))
+        step = StepInputs(
+            **parts, step=self.state.global_step, ref_logprob=ref, forget_active=self.forget_active
+        )
+        output = self.method.compute(step)
         self._check_finite(output.loss)
         for key, value in output.metrics.items():
             self._step_metrics[key].append(value.detach())

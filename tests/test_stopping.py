@@ -1,0 +1,182 @@
+"""Held-out-referenced stopping (``stopping="heldout"`` / ``"heldout_pause"``): the rule, the kept weights,
+resume, the label corruption of the reference, and the errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_config
+
+from hf_unlearn import UnlearningTrainer
+from hf_unlearn.stopping import corrupt_labels, loss_auc
+from hf_unlearn.tiny import tiny_classifier
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _trainer(tmp_path, task, **kwargs):
+    config = make_config(
+        tmp_path,
+        method="grad_diff",
+        learning_rate=1e-3,
+        lr_scheduler_type="constant",
+        logging_steps=1000,
+        **kwargs,
+    )
+    model = tiny_classifier(task.tokenizer, seed=0)
+    return UnlearningTrainer(
+        model,
+        config,
+        forget_dataset=task.forget,
+        retain_dataset=task.retain,
+        eval_dataset=task.test,
+        processing_class=task.tokenizer,
+    )
+
+
+def _script_losses(monkeypatch, trainer, forget_at):
+    """Replace the stopping rule's loss passes: held-out losses are fixed, the forget losses at step s are
+    ``forget_at(s)`` (one value for every forget example); every other pass is left alone."""
+    n_forget, n_ref = len(trainer.forget_rows), len(trainer.stopping.reference)
+    heldout = torch.linspace(1.0, 3.0, n_ref)
+    real = trainer._per_example
+
+    def scripted(model, rows, desc, fn):
+        if desc == "stopping: forget":
+            return torch.full((n_forget,), float(forget_at(trainer.state.global_step)))
+        if desc == "stopping: held-out":
+            return heldout
+        return real(model, rows, desc, fn)
+
+    monkeypatch.setattr(trainer, "_per_example", scripted)
+
+
+def test_loss_auc_conventions():
+    assert loss_auc(np.array([0.1, 0.2]), np.array([1.0, 2.0])) == 1.0  # forget still memorized
+    assert loss_auc(np.array([5.0, 6.0]), np.array([1.0, 2.0])) == 0.0  # pushed past unseen data
+    assert loss_auc(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == pytest.approx(0.5)
+
+
+def test_corrupted_labels_are_seeded_wrong_labels():
+    rows = [{"input_ids": [1, 2], "labels": y} for y in [0, 1, 2, 3, 4] * 20]
+    out = corrupt_labels(rows, num_classes=5, seed=0)
+    assert all(o["labels"] != r["labels"] and 0 <= o["labels"] < 5 for o, r in zip(out, rows))
+    assert len({o["labels"] for o in out}) == 5 and rows[0]["labels"] == 0  # inputs untouched
+    assert out == corrupt_labels(rows, num_classes=5, seed=0) != corrupt_labels(rows, num_classes=5, seed=1)
+
+
+def test_stops_at_the_first_check_where_the_forget_set_looks_held_out_and_keeps_that_step(
+    tmp_path, mislabeled, monkeypatch
+):
+    # forget losses rise 0.2 per step; the held-out losses span [1, 3] (median 2): AUC <= 0.55 from ~step 10
+    trainer = _trainer(tmp_path / "a", mislabeled, max_steps=30, stopping="heldout", stopping_eval_steps=4)
+    _script_losses(monkeypatch, trainer, lambda step: 0.2 * step)
+    trainer.train()
+    record = trainer.stopping.record
+    aucs = {entry["step"]: entry["loss_auc"] for entry in record.history}
+    assert list(aucs) == [0, 4, 8, 12]
+    assert aucs[8] > 0.55 >= aucs[12]
+    assert record.stopped_step == 12 == trainer.state.global_step and "indistinguishable" in record.reason
+    # the kept weights are those of step 12: the same run told to stop there
+    plain = _trainer(tmp_path / "b", mislabeled, max_steps=12)
+    plain.train()
+    for key, value in _state(plain.model).items():
+        torch.testing.assert_close(_state(trainer.model)[key], value, rtol=0, atol=0)
+    assert any("stopping/loss_auc" in entry for entry in trainer.state.log_history)
+
+
+def test_pause_switches_the_forget_term_off_and_on_and_runs_to_max_steps(tmp_path, mislabeled, monkeypatch):
+    sequence = {0: 0.1, 3: 2.9, 6: 0.1, 9: 2.9, 12: 2.9}  # far above / below the held-out median 2
+    trainer = _trainer(tmp_path, mislabeled, max_steps=12, stopping="heldout_pause", stopping_eval_steps=3)
+    _script_losses(monkeypatch, trainer, lambda step: sequence[step])
+    active = []
+    compute = trainer.method.compute
+    monkeypatch.setattr(
+        trainer.method, "compute", lambda inputs: active.append(inputs.forget_active) or compute(inputs)
+    )
+    trainer.train()
+    assert trainer.state.global_step == 12 and trainer.stopping.record.stopped_step is None
+    # steps 1-3 push (start AUC 1.0), 4-6 retain only (AUC 0 at step 3), 7-9 push again, 10-12 retain only
+    assert active == [True] * 3 + [False] * 3 + [True] * 3 + [False] * 3
+    flags = [entry.get("forget_active") for entry in trainer.stopping.record.history]
+    assert flags == [None, False, True, False, False]
+
+
+@pytest.mark.parametrize("rule", ["heldout", "heldout_pause"])
+def test_resume_with_stopping_on_is_bit_identical(tmp_path, mislabeled, rule, monkeypatch):
+    # "heldout": scripted forget losses cross the held-out median at step 6, after the checkpoint at step 4;
+    # "heldout_pause": the checkpoint falls in a paused phase (steps 5-6 train on retain only)
+    script = (lambda step: 0.35 * step) if rule == "heldout" else (lambda step: 2.9 if step == 4 else 0.1)
+    kwargs = dict(max_steps=8, stopping=rule, stopping_eval_steps=2)
+    full = _trainer(tmp_path / "full", mislabeled, save_strategy="steps", save_steps=4, **kwargs)
+    _script_losses(monkeypatch, full, script)
+    full.train()
+    assert full.state.global_step == (6 if rule == "heldout" else 8)
+    resumed = _trainer(tmp_path / "resumed", mislabeled, **kwargs)
+    _script_losses(monkeypatch, resumed, script)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "out" / "checkpoint-4"))
+    assert resumed.state.global_step == full.state.global_step
+    assert resumed.stopping.record.history == full.stopping.record.history
+    assert resumed.stopping.record.stopped_step == full.stopping.record.stopped_step
+    for key, value in _state(full.model).items():
+        torch.testing.assert_close(_state(resumed.model)[key], value, rtol=0, atol=0)
+
+
+def test_label_corruption_builds_the_reference_from_wrong_labels(tmp_path, mislabeled):
+    clean = _trainer(tmp_path / "a", mislabeled, stopping="heldout")
+    corrupted = _trainer(tmp_path / "b", mislabeled, stopping="heldout", heldout_label_corruption="random")
+    pairs = zip(clean.stopping.reference, corrupted.stopping.reference)
+    assert all(c["labels"] != r["labels"] and c["input_ids"] == r["input_ids"] for r, c in pairs)
+
+
+def test_errors_for_bad_settings(tmp_path, mislabeled, qa):
+    with pytest.raises(ValueError, match="stopping must be one of"):
+        make_config(tmp_path, stopping="golden")
+    with pytest.raises(ValueError, match="stopping_eval_steps must be >= 1"):
+        make_config(tmp_path, stopping="heldout", stopping_eval_steps=0)
+    with pytest.raises(ValueError, match="stopping_tolerance must be in"):
+        make_config(tmp_path, stopping="heldout", stopping_tolerance=0.5)
+    config = make_config(tmp_path, stopping="heldout")
+    model = tiny_classifier(mislabeled.tokenizer)
+    with pytest.raises(ValueError, match="pass eval_dataset"):
+        UnlearningTrainer(
+            model,
+            config,
+            forget_dataset=mislabeled.forget,
+            retain_dataset=mislabeled.retain,
+            processing_class=mislabeled.tokenizer,
+        )
+    from hf_unlearn.tiny import tiny_causal_lm
+
+    config = make_config(tmp_path, heldout_label_corruption="random")
+    with pytest.raises(ValueError, match="relabels classifier examples"):
+        UnlearningTrainer(
+            tiny_causal_lm(qa.tokenizer),
+            config,
+            forget_dataset=qa.forget,
+            retain_dataset=qa.retain,
+            processing_class=qa.tokenizer,
+        )
+
+
+def test_the_pipeline_passes_the_held_out_set_and_the_report_and_card_carry_the_stop(tmp_path, mislabeled):
+    from hf_unlearn.hub import build_model_card
+    from hf_unlearn.pipeline import LoadedJob, RunArguments, build_report, unlearn
+
+    model = tiny_classifier(mislabeled.tokenizer, seed=0)
+    job = LoadedJob(
+        model=model, tokenizer=mislabeled.tokenizer, forget=mislabeled.forget, retain=mislabeled.retain
+    )
+    config = make_config(tmp_path, method="grad_diff", stopping="heldout", stopping_eval_steps=1)
+    with pytest.raises(ValueError, match="held-out data"):
+        unlearn(job, config, RunArguments())
+    job.test = mislabeled.test
+    trainer, seconds = unlearn(job, config, RunArguments(), quiet=True)
+    report = build_report(job, config, RunArguments(), {}, {}, seconds, trainer)
+    assert report["stopping"]["history"][0]["step"] == 0 and report["stopping"]["reason"]
+    assert report["hyperparameters"]["stopping"] == "heldout"
+    card = str(build_model_card(report))
+    assert "## When unlearning stopped" in card and report["stopping"]["reason"] in card
