@@ -12,6 +12,7 @@ HEADLINE_KEYS = {
         "forget_quality/ks_pvalue",
         "rcd/steps",
         "rcd/ratio_to_golden",
+        "rcd/ratio_to_heldout",
     ],
     "causal_lm": [
         "forget/loss",
@@ -21,6 +22,7 @@ HEADLINE_KEYS = {
         "forget_quality/ks_pvalue",
         "rcd/steps",
         "rcd/ratio_to_golden",
+        "rcd/ratio_to_heldout",
     ],
     # TOFU-shaped data (paraphrased and perturbed answers, generations): OpenUnlearning's headline numbers
     "tofu": [
@@ -31,6 +33,7 @@ HEADLINE_KEYS = {
         "privleak",
         "forget/extraction_strength",
         "rcd/ratio_to_golden",
+        "rcd/ratio_to_heldout",
     ],
 }
 

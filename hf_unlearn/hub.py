@@ -58,6 +58,7 @@ CARD_METRICS = [
     ("privleak", "privleak"),
     ("rcd/steps", "relearning_steps"),
     ("rcd/ratio_to_golden", "rcd_ratio_to_golden"),
+    ("rcd/ratio_to_heldout", "rcd_ratio_to_heldout"),
 ]
 
 

@@ -115,6 +115,8 @@ class LoadedJob:
     info: dict = field(default_factory=dict)
     make_model: Any = None  # returns a fresh copy of the original model
     golden_relearn: Any = None  # the golden model's RelearnResult, computed once per job
+    heldout_relearn: Any = None  # the original learning held-out data (golden-free RCD), once per job
+    heldout_label_corruption: str = "none"  # "random": the forget set is wrong labels (scenarios say so)
     defaults: dict = field(default_factory=dict)  # suggested UnlearningConfig values (scenarios)
     evaluation: dict = field(default_factory=dict)  # evaluate_unlearning options (scenarios)
     retain_eval: Any = None  # the retain set of the metrics, if not the training one (TOFU: retain_perturbed)
@@ -155,6 +157,7 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
             make_model=sc.original_model,
             defaults=dict(sc.unlearning_defaults),
             evaluation=dict(sc.evaluation),
+            heldout_label_corruption=sc.heldout_label_corruption,
         )
     if not run_args.model_name_or_path:
         raise ValueError("Give either scenario or model_name_or_path.")
@@ -310,7 +313,10 @@ def evaluate_models(
                 golden_result=job.golden_relearn,
                 processing_class=job.tokenizer,
                 config=relearn_config,
+                heldout_dataset=heldout_reference(job) if job.heldout_relearn is None else None,
+                heldout_result=job.heldout_relearn,
             )
+            job.heldout_relearn = job.heldout_relearn or result.heldout
             if name == "golden":
                 job.golden_relearn = result
             elif job.golden_relearn is None and result.golden is not None:
@@ -324,8 +330,22 @@ def evaluate_models(
                 row["rcd/ratio_to_golden"] = 1.0
             elif result.ratio_to_golden is not None:
                 row["rcd/ratio_to_golden"] = result.ratio_to_golden
+            if result.ratio_to_heldout is not None:
+                row["rcd/ratio_to_heldout"] = result.ratio_to_heldout
         metrics[name] = row
     return {name: metrics[name] for name in order}, {name: relearn[name] for name in order if name in relearn}
+
+
+def heldout_reference(job: LoadedJob) -> Any:
+    """Held-out data of the forget set's kind (golden-free RCD): the test set, relabeled with seeded wrong
+    labels when the forget set is corrupted labels."""
+    if job.test is None or job.heldout_label_corruption == "none" or job.task != "classification":
+        return job.test
+    from .data import num_classes_of, to_dataset
+    from .stopping import corrupt_labels
+
+    rows = to_dataset(job.test, "test_dataset").to_list()
+    return corrupt_labels(rows, num_classes_of(job.original), seed=0, key="label")
 
 
 def evaluation_options(job: LoadedJob, run_args: RunArguments) -> dict:

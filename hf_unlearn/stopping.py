@@ -50,13 +50,14 @@ def loss_auc(forget_losses: np.ndarray, heldout_losses: np.ndarray) -> float:
     return membership_auc(-np.asarray(forget_losses, dtype=float), -np.asarray(heldout_losses, dtype=float))
 
 
-def corrupt_labels(rows: list[dict], num_classes: int, seed: int) -> list[dict]:
-    """Copies of classifier ``rows`` whose label is replaced by a seeded random *wrong* label."""
+def corrupt_labels(rows: list[dict], num_classes: int, seed: int, key: str = "labels") -> list[dict]:
+    """Copies of classifier ``rows`` whose label (``key``: ``"labels"`` in canonical rows, ``"label"`` in raw
+    ones) is replaced by a seeded random *wrong* label."""
     rng = np.random.default_rng([seed, 7727])
     out = []
     for row in rows:
         shift = int(rng.integers(1, num_classes))
-        out.append({**row, "labels": (int(row["labels"]) + shift) % num_classes})
+        out.append({**row, key: (int(row[key]) + shift) % num_classes})
     return out
 
 

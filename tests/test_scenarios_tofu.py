@@ -22,6 +22,7 @@ TOFU_HEADLINE = [
     "privleak",
     "forget/extraction_strength",
     "rcd/ratio_to_golden",
+    "rcd/ratio_to_heldout",
 ]
 
 
@@ -34,6 +35,12 @@ class TinyTofu(TofuLlamaScenario):
     unlearning_defaults = suggested_unlearning(learning_rate=1e-3, max_steps=4, batch_size=16)
     relearning = {"relearn_learning_rate": 1e-3, "relearn_max_steps": 5, "relearn_target": "accuracy"}
     evaluation = {"generation": True, "max_new_tokens": 8}
+
+    @staticmethod
+    def _columns(seed: int) -> dict[str, dict[str, list]]:
+        # 4 people per split (24 questions each): enough for every key, a fraction of the time
+        full = TofuLlamaScenario._columns(seed)
+        return {split: {k: v[:24] for k, v in columns.items()} for split, columns in full.items()}
 
 
 @pytest.fixture(scope="module")

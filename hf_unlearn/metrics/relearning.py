@@ -20,6 +20,10 @@ the number of epochs of fine-tuning on the forget set until its loss is back bel
    ``ratio_to_golden = steps / steps_golden``: 1.0 is ideal; near 0 means the forget set's information is still in
    the weights (naive fine-tuning scores near 0); above 1 means the model is *harder* to teach the forget set
    than a model that never saw it, which is not automatically better (e.g. a wrecked model).
+5. Without a golden model, ``heldout_dataset`` gives a stand-in for its relearning time: the *original* model is
+   taught held-out examples of the same kind, which it never saw (as many as the forget set has, the first
+   ones), with the same protocol, seed and target, and ``ratio_to_heldout = steps / steps_heldout``. A model that
+   never saw the forget set needs about as long to learn it as the original needs to learn unseen data.
 
 Relearning counts are heavy-tailed and depend on the seed (and on the CPU thread count even at a fixed seed):
 prefer medians over several seeds, and always report RCD next to retain utility: wrecking the model also makes
@@ -134,6 +138,8 @@ class RelearnResult:
         reference: the original's forget-set ``loss`` and ``accuracy``.
         ratio_to_golden: ``steps / golden.steps`` (see ``relearning_convergence_delay``), None without golden.
         golden: the golden model's own result, relearned with the same protocol and seed.
+        ratio_to_heldout: ``steps / heldout.steps``, the golden-free ratio; None without ``heldout_dataset``.
+        heldout: the original model learning the held-out examples with the same protocol, seed and target.
         config: the ``RelearnConfig`` used, as a dict.
     """
 
@@ -148,11 +154,15 @@ class RelearnResult:
     ratio_to_golden: float | None = None
     golden: RelearnResult | None = None
     config: dict = field(default_factory=dict)
+    ratio_to_heldout: float | None = None
+    heldout: RelearnResult | None = None
 
     def to_dict(self) -> dict:
         """A JSON-serializable dict (non-finite floats become None)."""
-        out = {k: v for k, v in asdict(self).items() if k != "golden"}
-        out["golden"] = self.golden.to_dict() if self.golden is not None else None
+        out = {k: v for k, v in asdict(self).items() if k not in ("golden", "heldout")}
+        for name in ("golden", "heldout"):
+            other = getattr(self, name)
+            out[name] = other.to_dict() if other is not None else None
         return _json_safe(out)
 
 
@@ -175,6 +185,8 @@ def relearning_convergence_delay(
     processing_class: Any = None,
     config: RelearnConfig | None = None,
     golden_result: RelearnResult | None = None,
+    heldout_dataset: Any = None,
+    heldout_result: RelearnResult | None = None,
 ) -> RelearnResult:
     """Relearning convergence delay of ``model`` on ``forget_dataset`` (see the module docstring).
 
@@ -192,6 +204,11 @@ def relearning_convergence_delay(
         golden_result: the golden model's ``RelearnResult`` from an earlier call with the same forget set,
             original model and config (e.g. ``earlier.golden``): reused instead of relearning the golden model
             again when several unlearned models are compared.
+        heldout_dataset: optional held-out examples of the same kind as the forget set (never trained on): the
+            original model learns the first ``len(forget_dataset)`` of them with the same protocol and target,
+            giving the golden-free ``ratio_to_heldout``. For a forget set of wrong labels, pass held-out
+            examples with wrong labels too.
+        heldout_result: that run's ``RelearnResult`` from an earlier call (``earlier.heldout``), reused.
 
     ``ratio_to_golden`` is ``steps / golden.steps``. When the golden model already meets the target before any
     update (``golden.steps == 0``: the forget set is predicted from the retain set alone), the ratio is 1.0 if the
@@ -219,20 +236,29 @@ def relearning_convergence_delay(
 
     protocol = _Protocol(rows, collator, task, target, threshold, reference, config)
     result = protocol.run(model, original_model, "relearning")
-    if golden_result is not None:
-        if (golden_result.config, golden_result.target) != (asdict(config), target) or not math.isclose(
-            golden_result.threshold, threshold, rel_tol=1e-6
-        ):
-            raise ValueError(
-                "golden_result was computed with another protocol, original model or forget set; "
-                "pass golden_model instead."
+    resolution = 1 if config.refine else config.eval_every
+    if heldout_result is not None or heldout_dataset is not None:
+        if heldout_result is not None:
+            _check_reusable(heldout_result, config, target, threshold, "heldout_result", "heldout_dataset")
+            heldout = heldout_result
+        else:
+            heldout_rows, _, _ = prepare(
+                model, heldout_dataset, processing_class, "heldout_dataset", config.max_length
             )
+            heldout_protocol = _Protocol(
+                heldout_rows[: len(rows)], collator, task, target, threshold, reference, config
+            )
+            heldout = heldout_protocol.run(original_model, original_model, "learning held-out (original)")
+        result.heldout = heldout
+        result.ratio_to_heldout = _ratio(result.steps, heldout.steps, resolution)
+    if golden_result is not None:
+        _check_reusable(golden_result, config, target, threshold, "golden_result", "golden_model")
         golden = golden_result
     elif golden_model is not None:
         golden = protocol.run(golden_model, original_model, "relearning (golden)")
     if golden_result is not None or golden_model is not None:
         result.golden = golden
-        result.ratio_to_golden = _ratio(result.steps, golden.steps, 1 if config.refine else config.eval_every)
+        result.ratio_to_golden = _ratio(result.steps, golden.steps, resolution)
         if not result.recovered or not golden.recovered:
             logger.warning(
                 "RCD: %s did not recover within max_steps=%d; ratio_to_golden is computed from a censored count.",
@@ -240,6 +266,17 @@ def relearning_convergence_delay(
                 config.max_steps,
             )
     return result
+
+
+def _check_reusable(
+    earlier: RelearnResult, config: RelearnConfig, target: str, threshold: float, name: str, instead: str
+) -> None:
+    if (earlier.config, earlier.target) != (asdict(config), target) or not math.isclose(
+        earlier.threshold, threshold, rel_tol=1e-6
+    ):
+        raise ValueError(
+            f"{name} was computed with another protocol, original model or forget set; pass {instead} instead."
+        )
 
 
 def _ratio(steps: int, golden_steps: int, resolution: int) -> float:

@@ -133,6 +133,9 @@ class ScenarioBuilder:
     evaluation: dict = {}
     #: The relearning (RCD) protocol for this scenario, as ``RunArguments.relearn_*`` values.
     relearning: dict = {}
+    #: ``"random"`` when the forget set is corrupted labels: golden-free references (the held-out RCD) then use
+    #: held-out examples with seeded wrong labels, unseen data with the same corruption.
+    heldout_label_corruption: str = "none"
     #: Bump when the data generator or preprocessing changes, so that caches rebuild.
     version: int = 1
 
@@ -238,6 +241,7 @@ class Scenario:
     unlearning_defaults: dict
     seed: int = 0
     evaluation: dict = field(default_factory=dict)
+    heldout_label_corruption: str = "none"
     metrics: dict = field(default_factory=dict)
     init_fingerprint: str = ""
     config: dict = field(default_factory=dict)
@@ -458,6 +462,7 @@ def build_scenario(
             unlearning_defaults=dict(builder.unlearning_defaults),
             seed=seed,
             evaluation=dict(builder.evaluation),
+            heldout_label_corruption=builder.heldout_label_corruption,
             metrics=meta.get("metrics", {}),
             init_fingerprint=meta.get("init_fingerprint", ""),
             config=config,
