@@ -8,7 +8,7 @@ from transformers import TrainingArguments
 
 from .methods import METHODS
 
-DR_VARIANTS = ("kl", "ce")
+DR_VARIANTS = ("kl", "ce", "inverse")
 NOISE_SCHEDULES = ("constant", "linear", "cosine")
 INFLUENCE_REMOVALS = ("none", "mask")
 STOPPING_RULES = ("none", "heldout", "heldout_pause")
@@ -43,14 +43,16 @@ class UnlearningConfig(TrainingArguments):
     dr_alpha: float = field(
         default=0.5,
         metadata={
-            "help": "alpha in (0, 1]: weight of the discriminative regularizer; never above the retain loss."
+            "help": "alpha in (0, 1]: weight of the discriminative regularizer, never above the retain loss "
+            "('kl', 'ce'); with dr_variant='inverse', the weight of the retain loss instead."
         },
     )
     dr_variant: str = field(
         default="kl",
         metadata={
-            "help": "DR regularizer: 'kl' (KL from the uniform wrong-label distribution to the prediction) or "
-            "'ce' (cross-entropy on a sampled wrong label, or on the 'alternative' completion).",
+            "help": "DR regularizer: 'kl' (KL from the uniform wrong-label distribution to the prediction), "
+            "'ce' (cross-entropy on a sampled wrong label, or on the 'alternative' completion), or 'inverse' "
+            "(the seed paper's inverse form, ICE-FT: alpha x retain loss + the 'ce' term).",
             "choices": list(DR_VARIANTS),
         },
     )

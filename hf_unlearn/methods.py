@@ -171,14 +171,19 @@ class RandomLabels(UnlearningMethod):
 @register_method("dr")
 class DiscriminativeRegularization(UnlearningMethod):
     """``l(B_r) + alpha * R(B_f)``: ``R`` is KL to the wrong-label distribution (``dr_variant="kl"``) or
-    cross-entropy on a sampled wrong label / the ``alternative`` completion (``dr_variant="ce"``)."""
+    cross-entropy on a sampled wrong label / the ``alternative`` completion (``dr_variant="ce"``). The seed
+    paper's inverse form (``dr_variant="inverse"``, its ICE-FT) puts alpha on the retain term instead:
+    ``alpha * l(B_r) + CE(B_f, y')``."""
 
     def loss(self, inputs, retain_nll, forget_nll):
         if self.args.dr_variant == "kl" and inputs.forget_alt is None:
             reg = losses.wrong_label_kl(inputs.forget.logits, inputs.forget.labels).mean()
         else:
             reg = self.wrong_target_nll(inputs).mean()
-        return retain_nll.mean() + self.args.dr_alpha * reg, {"dr_regularizer": reg.detach()}
+        retain_weight, reg_weight = (
+            (self.args.dr_alpha, 1.0) if self.args.dr_variant == "inverse" else (1.0, self.args.dr_alpha)
+        )
+        return retain_weight * retain_nll.mean() + reg_weight * reg, {"dr_regularizer": reg.detach()}
 
 
 @register_method("ieu")
