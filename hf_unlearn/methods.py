@@ -34,9 +34,8 @@ class StepInputs:
     forget_alt: Part | None = None
     step: int = 0
     ref_logprob: torch.Tensor | None = None  # cached reference log-probs of the forget batch (NPO)
-    forget_active: bool = (
-        True  # False: the held-out rule paused the forget term; the step trains on retain only
-    )
+    # False while the held-out rule pauses the forget term: the step trains on retain only
+    forget_active: bool = True
 
 
 @dataclass

@@ -201,11 +201,9 @@ def job_datasets(run_args: RunArguments, tokenizer: Any) -> tuple[Any, Any, Any,
             raise ValueError("data_dir / data_subset need data_source ('tofu' or 'muse').")
         if not (run_args.forget_dataset and run_args.retain_dataset):
             raise ValueError("With model_name_or_path, forget_dataset and retain_dataset are required.")
+        forget = load_dataset_file(run_args.forget_dataset)
+        retain = load_dataset_file(run_args.retain_dataset)
         test = load_dataset_file(run_args.test_dataset) if run_args.test_dataset else None
-        forget, retain = (
-            load_dataset_file(run_args.forget_dataset),
-            load_dataset_file(run_args.retain_dataset),
-        )
         return forget, retain, test, {}
     if files:
         raise ValueError(

@@ -45,9 +45,9 @@ class StoppingRecord:
 
 def loss_auc(forget_losses: np.ndarray, heldout_losses: np.ndarray) -> float:
     """P(a forget example has a lower loss than a held-out one), ties counted half: the loss attack's AUC."""
-    from .metrics.mia import membership_auc
+    from .metrics.mia import attack_auc
 
-    return membership_auc(-np.asarray(forget_losses, dtype=float), -np.asarray(heldout_losses, dtype=float))
+    return attack_auc(forget_losses, heldout_losses)
 
 
 def corrupt_labels(rows: list[dict], num_classes: int, seed: int, key: str = "labels") -> list[dict]:
@@ -91,8 +91,9 @@ class HeldoutStoppingCallback(TrainerCallback):
     def measure(self, step: int) -> dict:
         """One check at ``step``: the loss AUC and the mean losses, appended to the record."""
         trainer = self.trainer
-        forget = trainer._per_example(trainer.model, trainer.forget_rows, "stopping: forget", _nll)
-        heldout = trainer._per_example(trainer.model, self.reference, "stopping: held-out", _nll)
+        nll = losses.per_example_nll
+        forget = trainer._per_example(trainer.model, trainer.forget_rows, "stopping: forget", nll)
+        heldout = trainer._per_example(trainer.model, self.reference, "stopping: held-out", nll)
         entry = {
             "step": int(step),
             "loss_auc": loss_auc(forget.numpy(), heldout.numpy()),
@@ -150,10 +151,6 @@ class HeldoutStoppingCallback(TrainerCallback):
                 "not separable from the held-out reference by loss"
             )
             logger.warning("stopping='heldout': %s.", self.record.reason)
-
-
-def _nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return losses.per_example_nll(logits, labels)
 
 
 def _finite_mean(values: torch.Tensor) -> float:

@@ -28,9 +28,8 @@ class LMEvalInputs:
     collator: Any
     tokenizer: Any
     batch_size: int = 32
-    utility: dict[str, Any] | None = (
-        None  # extra model-utility splits by name (TOFU: real authors, world facts)
-    )
+    # extra model-utility splits by name (TOFU: real authors, world facts)
+    utility: dict[str, Any] | None = None
 
 
 def lm_metrics(
