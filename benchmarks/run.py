@@ -25,6 +25,7 @@ CPU_BENCHMARKS = [
     "quality",
     "tofu",
     "generation_cost",
+    "stopping",
 ]
 ALL = CPU_BENCHMARKS + ["gpu", "sweep"]
 

@@ -11,7 +11,8 @@ from .methods import METHODS
 DR_VARIANTS = ("kl", "ce", "inverse")
 NOISE_SCHEDULES = ("constant", "linear", "cosine")
 INFLUENCE_REMOVALS = ("none", "mask")
-STOPPING_RULES = ("none", "heldout", "heldout_pause")
+STOPPING_RULES = ("none", "heldout", "heldout_pause", "heldout_per_example")
+STOPPING_KEEP = ("in_band", "last")
 LABEL_CORRUPTIONS = ("none", "random")
 
 
@@ -133,15 +134,37 @@ class UnlearningConfig(TrainingArguments):
             "by the AUC of a loss attack. 'heldout': stop at the first check where the AUC is <= 0.5 + "
             "stopping_tolerance, keeping that step's weights. 'heldout_pause': pause the forget term (train on "
             "retain only) while the AUC is within that bound and resume it when the forget set drifts back, up "
-            "to max_steps, so that retain utility can recover from the ascent. The checks, the step and the "
-            "reason go to the report and the model card.",
+            "to max_steps, so that retain utility can recover from the ascent. 'heldout_per_example': at each "
+            "check, give every forget example a target loss, the held-out loss at its rank among the forget "
+            "losses (quantile matching), and stop pushing each example, at every step, while its loss is at or "
+            "above its target, up to max_steps. The checks, the step and the reason go to the report and the "
+            "model card.",
             "choices": list(STOPPING_RULES),
         },
     )
-    stopping_eval_steps: int = field(
-        default=10,
+    stopping_eval_steps: int | None = field(
+        default=None,
         metadata={
-            "help": "stopping='heldout': check every this many optimizer steps (one forward pass each)."
+            "help": "stopping='heldout': check every this many optimizer steps (one no-gradient forward pass over "
+            "the checked forget and held-out examples). None: the interval at which the checks cost about 10% of "
+            "the training time in between (a training step counted as 2.5 forward passes over its forget + "
+            "retain batches)."
+        },
+    )
+    stopping_max_examples: int = field(
+        default=64,
+        metadata={
+            "help": "stopping='heldout': each check measures at most this many forget and this many held-out "
+            "examples (a fixed seeded subset of each; 0 = all), which bounds its cost on large sets.",
+        },
+    )
+    stopping_keep: str = field(
+        default="in_band",
+        metadata={
+            "help": "stopping='heldout_pause' / 'heldout_per_example': 'in_band' ends with the weights of the "
+            "latest check whose loss AUC was within 0.5 +- stopping_tolerance (a CPU copy of the trainable "
+            "weights is kept; not under FSDP / DeepSpeed), 'last' with those of the last step.",
+            "choices": list(STOPPING_KEEP),
         },
     )
     stopping_tolerance: float = field(
@@ -185,10 +208,15 @@ class UnlearningConfig(TrainingArguments):
         _check_choice("ieu_noise_schedule", self.ieu_noise_schedule, NOISE_SCHEDULES)
         _check_choice("influence_removal", self.influence_removal, INFLUENCE_REMOVALS)
         _check_choice("stopping", self.stopping, STOPPING_RULES)
+        _check_choice("stopping_keep", self.stopping_keep, STOPPING_KEEP)
         _check_choice("heldout_label_corruption", self.heldout_label_corruption, LABEL_CORRUPTIONS)
-        if self.stopping_eval_steps < 1:
+        if self.stopping_eval_steps is not None and self.stopping_eval_steps < 1:
             raise ValueError(
                 f"UnlearningConfig.stopping_eval_steps must be >= 1, got {self.stopping_eval_steps}."
+            )
+        if self.stopping_max_examples < 0:
+            raise ValueError(
+                f"UnlearningConfig.stopping_max_examples must be >= 0 (0 = all), got {self.stopping_max_examples}."
             )
         if not 0 <= self.stopping_tolerance < 0.5:
             raise ValueError(

@@ -237,9 +237,9 @@ is still recognizable; positive: it was pushed past what a model that never saw 
 {% if stopping %}
 ## When unlearning stopped
 
-Held-out-referenced stopping (`stopping="heldout"`, no golden model involved): every {{ stopping.every }} steps
-the forget set's per-example losses were compared with those of held-out data of the same kind.
-{% if stopping.stopped_step is not none %}Stopped at step **{{ stopping.stopped_step }}**{% else %}It did not stop early{% endif %}: {{ stopping.reason }}.
+Held-out-referenced stopping (`stopping="{{ stopping.rule }}"`, no golden model involved): every {{ stopping.every }}
+steps the forget set's per-example losses were compared with those of held-out data of the same kind.
+{% if stopping.stopped_step is not none %}Stopped at step **{{ stopping.stopped_step }}**{% elif stopping.kept_step is not none %}Kept the weights of step **{{ stopping.kept_step }}**{% else %}It did not stop early{% endif %}: {{ stopping.reason }}.
 {% endif %}
 ## Unlearning hyperparameters
 

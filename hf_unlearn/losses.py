@@ -69,7 +69,23 @@ def npo_loss(logprob: torch.Tensor, ref_logprob: torch.Tensor, beta: float) -> t
 
     Equals ``(2 / beta) * log 2`` when the model equals the reference; decreases as ``pi`` falls below it.
     """
-    return (2.0 / beta) * F.softplus(beta * (logprob - ref_logprob)).mean()
+    return npo_per_example(logprob, ref_logprob, beta).mean()
+
+
+def npo_per_example(logprob: torch.Tensor, ref_logprob: torch.Tensor, beta: float) -> torch.Tensor:
+    """The per-example terms of ``npo_loss``: ``(2 / beta) * log(1 + (pi / pi_ref) ** beta)``."""
+    return (2.0 / beta) * F.softplus(beta * (logprob - ref_logprob))
+
+
+def below_target_mean(
+    values: torch.Tensor, forget_nll: torch.Tensor, target: torch.Tensor | None
+) -> torch.Tensor:
+    """``values.mean()`` with the examples whose forget loss reached their ``target`` counted as zero (they stop
+    being pushed; the divisor stays the batch size). ``target=None``: the plain mean."""
+    if target is None:
+        return values.mean()
+    below = forget_nll.detach() < target.to(forget_nll)
+    return torch.where(below, values, torch.zeros_like(values)).sum() / values.numel()
 
 
 def wrong_label_kl(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,8 @@ class StepInputs:
     ref_logprob: torch.Tensor | None = None  # cached reference log-probs of the forget batch (NPO)
     # False while the held-out rule pauses the forget term: the step trains on retain only
     forget_active: bool = True
+    # per-example rule: each forget example's held-out target loss; examples at or above it stop being pushed
+    forget_target: torch.Tensor | None = None
 
 
 @dataclass
@@ -68,6 +70,9 @@ class UnlearningMethod:
     name: ClassVar[str] = ""
     needs_reference: ClassVar[bool] = False  # cache reference log-probs of the forget set before training
     uses_forget_loss_cap: ClassVar[bool] = False  # the trainer resolves forget_loss_cap before training
+    has_forget_term: ClassVar[bool] = (
+        True  # False: the loss never looks at the forget set (naive fine-tuning)
+    )
 
     def __init__(self, args: Any, task: str):
         self.args, self.task = args, task
@@ -100,8 +105,16 @@ class UnlearningMethod:
     def retain_term(self, retain_nll: torch.Tensor) -> torch.Tensor:
         return self.args.retain_weight * retain_nll.mean()
 
-    def ascent_term(self, forget_nll: torch.Tensor) -> torch.Tensor:
-        return self.args.forget_weight * losses.capped_ascent(forget_nll, self.forget_loss_cap)
+    def ascent_term(self, forget_nll: torch.Tensor, inputs: StepInputs | None = None) -> torch.Tensor:
+        target = inputs.forget_target if inputs is not None else None
+        if target is None:
+            return self.args.forget_weight * losses.capped_ascent(forget_nll, self.forget_loss_cap)
+        capped = forget_nll if self.forget_loss_cap is None else forget_nll.clamp(max=self.forget_loss_cap)
+        return -self.args.forget_weight * losses.below_target_mean(capped, forget_nll, target)
+
+    def forget_mean(self, values: torch.Tensor, forget_nll: torch.Tensor, inputs: StepInputs) -> torch.Tensor:
+        """The batch mean of a per-example forget term, less the examples that reached their held-out target."""
+        return losses.below_target_mean(values, forget_nll, inputs.forget_target)
 
     def wrong_target_nll(self, inputs: StepInputs) -> torch.Tensor:
         """Per-example loss on a wrong target: the ``alternative`` completion, the fixed random wrong label
@@ -120,6 +133,8 @@ class UnlearningMethod:
 class FineTune(UnlearningMethod):
     """Naive fine-tuning on the retain set: ``l(B_r)``."""
 
+    has_forget_term = False
+
     def loss(self, inputs, retain_nll, forget_nll):
         return retain_nll.mean(), {}
 
@@ -131,7 +146,7 @@ class GradientAscent(UnlearningMethod):
     uses_forget_loss_cap = True
 
     def loss(self, inputs, retain_nll, forget_nll):
-        return self.ascent_term(forget_nll), {}
+        return self.ascent_term(forget_nll, inputs), {}
 
 
 @register_method("grad_diff")
@@ -141,7 +156,7 @@ class GradientDifference(UnlearningMethod):
     uses_forget_loss_cap = True
 
     def loss(self, inputs, retain_nll, forget_nll):
-        return self.ascent_term(forget_nll) + self.retain_term(retain_nll), {}
+        return self.ascent_term(forget_nll, inputs) + self.retain_term(retain_nll), {}
 
 
 @register_method("npo")
@@ -152,7 +167,8 @@ class NegativePreferenceOptimization(UnlearningMethod):
 
     def loss(self, inputs, retain_nll, forget_nll):
         logprob = losses.per_example_logprob(inputs.forget.logits, inputs.forget.labels)
-        npo = losses.npo_loss(logprob, inputs.ref_logprob.to(logprob), self.args.npo_beta)
+        terms = losses.npo_per_example(logprob, inputs.ref_logprob.to(logprob), self.args.npo_beta)
+        npo = self.forget_mean(terms, forget_nll, inputs)
         return self.args.forget_weight * npo + self.retain_term(retain_nll), {"npo_loss": npo.detach()}
 
 
@@ -161,7 +177,7 @@ class RandomLabels(UnlearningMethod):
     """Train the forget set towards random wrong labels (SalUn-style), plus ``w_r * l(B_r)``."""
 
     def loss(self, inputs, retain_nll, forget_nll):
-        wrong = self.wrong_target_nll(inputs).mean()
+        wrong = self.forget_mean(self.wrong_target_nll(inputs), forget_nll, inputs)
         return self.args.forget_weight * wrong + self.retain_term(retain_nll), {
             "wrong_label_loss": wrong.detach()
         }
@@ -176,9 +192,10 @@ class DiscriminativeRegularization(UnlearningMethod):
 
     def loss(self, inputs, retain_nll, forget_nll):
         if self.args.dr_variant == "kl" and inputs.forget_alt is None:
-            reg = losses.wrong_label_kl(inputs.forget.logits, inputs.forget.labels).mean()
+            per_example = losses.wrong_label_kl(inputs.forget.logits, inputs.forget.labels)
         else:
-            reg = self.wrong_target_nll(inputs).mean()
+            per_example = self.wrong_target_nll(inputs)
+        reg = self.forget_mean(per_example, forget_nll, inputs)
         retain_weight, reg_weight = (
             (self.args.dr_alpha, 1.0) if self.args.dr_variant == "inverse" else (1.0, self.args.dr_alpha)
         )
@@ -192,7 +209,7 @@ class InfluenceEliminatingUnlearning(UnlearningMethod):
     uses_forget_loss_cap = True
 
     def loss(self, inputs, retain_nll, forget_nll):
-        return self.ascent_term(forget_nll) + self.retain_term(retain_nll), {}
+        return self.ascent_term(forget_nll, inputs) + self.retain_term(retain_nll), {}
 
     def post_step_hook_enabled(self) -> bool:
         return self.args.ieu_decay > 0 or self.args.ieu_noise_std > 0

@@ -155,7 +155,7 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
                 "description": sc.description,
             },
             make_model=sc.original_model,
-            defaults=dict(sc.unlearning_defaults),
+            defaults=scenario_defaults(sc),
             evaluation=dict(sc.evaluation),
             heldout_label_corruption=sc.heldout_label_corruption,
         )
@@ -186,6 +186,15 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
         info={"scenario": None, "base_model": run_args.model_name_or_path},
         make_model=lambda: copy.deepcopy(original),
     )
+
+
+def scenario_defaults(sc: Any) -> dict:
+    """A scenario's suggested ``UnlearningConfig`` values, with the corruption its held-out reference needs
+    (a forget set of wrong labels is compared with held-out data relabeled the same way)."""
+    defaults = dict(sc.unlearning_defaults)
+    if sc.heldout_label_corruption != "none":
+        defaults.setdefault("heldout_label_corruption", sc.heldout_label_corruption)
+    return defaults
 
 
 def job_datasets(run_args: RunArguments, tokenizer: Any) -> tuple[Any, Any, Any, dict]:
@@ -247,6 +256,14 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
         raise ValueError(
             "forget_loss_cap_from_eval and stopping='heldout' measure the model on held-out data: set "
             "test_dataset (or use a scenario or data_source, which have one)."
+        )
+    if config.stopping != "none" and config.heldout_label_corruption != job.heldout_label_corruption:
+        logger.warning(
+            "This job's forget set is %r-corrupted labels but heldout_label_corruption=%r: the stopping rule's "
+            "held-out reference should carry the same corruption (set heldout_label_corruption=%r).",
+            job.heldout_label_corruption,
+            config.heldout_label_corruption,
+            job.heldout_label_corruption,
         )
     trainer = UnlearningTrainer(
         job.model,
@@ -488,6 +505,8 @@ UNLEARNING_FIELDS = (
     "stopping",
     "stopping_eval_steps",
     "stopping_tolerance",
+    "stopping_max_examples",
+    "stopping_keep",
     "heldout_label_corruption",
     "influence_removal",
     "mask_ratio",

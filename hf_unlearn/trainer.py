@@ -115,6 +115,7 @@ class UnlearningTrainer(Trainer):
                 "the model's loss on unseen data; pass eval_dataset or set forget_loss_cap instead."
             )
         self.forget_active = True  # the held-out rule may pause the forget term (stopping="heldout_pause")
+        self.forget_targets: torch.Tensor | None = None  # per forget example (stopping="heldout_per_example")
         self.stopping = self._stopping_callback()
         if self.stopping is not None:
             self.add_callback(self.stopping)
@@ -143,8 +144,22 @@ class UnlearningTrainer(Trainer):
             reference,
             args.stopping_eval_steps,
             args.stopping_tolerance,
-            pause=args.stopping == "heldout_pause",
+            rule=args.stopping,
+            max_examples=args.stopping_max_examples,
+            seed=args.seed,
+            keep=self._stopping_keep(),
         )
+
+    def _stopping_keep(self) -> str:
+        if not self.method.has_forget_term:  # nothing pushes the forget set: keeping a copy buys nothing
+            return "last"
+        if self.args.stopping_keep == "in_band" and (self.is_fsdp_enabled or self.is_deepspeed_enabled):
+            logger.warning(
+                "stopping_keep='in_band' keeps a copy of the weights, which sharded training (FSDP, DeepSpeed) "
+                "does not support here: the weights of the last step are kept."
+            )
+            return "last"
+        return self.args.stopping_keep
 
     def _heldout_rows(self) -> list[dict]:
         parts = self.eval_dataset.values() if isinstance(self.eval_dataset, dict) else [self.eval_dataset]
@@ -167,7 +182,7 @@ class UnlearningTrainer(Trainer):
         if self.method.uses_forget_loss_cap:
             self.method.forget_loss_cap = self.resolve_forget_loss_cap(saved)
         if self.stopping is not None and saved.get("stopping"):
-            self.stopping.restore(saved["stopping"])
+            self.stopping.restore(saved["stopping"], checkpoint)
         if self.args.influence_removal == "mask" and not self.influence_removed and not checkpoint:
             self.influence_removed = self.remove_influence()
         return super().train(resume_from_checkpoint=checkpoint, **kwargs)
@@ -208,6 +223,7 @@ class UnlearningTrainer(Trainer):
             state["forget_loss_cap"] = self.method.forget_loss_cap
         if self.stopping is not None:
             state["stopping"] = self.stopping.record.to_dict()
+            self.stopping.save(folder)
         if state:
             with open(os.path.join(folder, STATE_FILE), "w") as f:
                 json.dump(state, f)
@@ -287,14 +303,17 @@ class UnlearningTrainer(Trainer):
             self.ref_model = None  # only the cache is needed from now on
         return values
 
-    def _per_example(self, model: torch.nn.Module, rows: list[dict], desc: str, fn) -> torch.Tensor:
-        """``fn(logits, labels)`` for every row, in eval mode without gradients, as one float CPU tensor."""
+    def _per_example(
+        self, model: torch.nn.Module, rows: list[dict], desc: str, fn, batch_size: int | None = None
+    ) -> torch.Tensor:
+        """``fn(logits, labels)`` for every row, in eval mode without gradients, as one float CPU tensor
+        (batches of ``batch_size`` rows, default ``per_device_eval_batch_size``)."""
         model = model.to(self.args.device)
         was_training = model.training
         model.eval()
         values = []
         with torch.no_grad():
-            for batch in self._batches(rows, desc):
+            for batch in self._batches(rows, desc, batch_size):
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                 values.append(fn(logits, batch["labels"]).float().cpu())
         model.train(was_training)
@@ -319,10 +338,9 @@ class UnlearningTrainer(Trainer):
         logger.info("influence_removal='mask': reset %d forget-only weights.", count)
         return count
 
-    def _batches(self, rows: list[dict], desc: str):
-        loader = DataLoader(
-            RowsDataset(rows), batch_size=self.args.per_device_eval_batch_size, collate_fn=self.data_collator
-        )
+    def _batches(self, rows: list[dict], desc: str, batch_size: int | None = None):
+        size = batch_size or self.args.per_device_eval_batch_size
+        loader = DataLoader(RowsDataset(rows), batch_size=size, collate_fn=self.data_collator)
         disable = self.args.disable_tqdm or not self.is_world_process_zero()
         for batch in tqdm(loader, desc=desc, disable=disable, leave=False):
             yield {k: v.to(self.args.device) for k, v in batch.items()}
@@ -372,8 +390,15 @@ class UnlearningTrainer(Trainer):
         ref = None
         if self.ref_logprob is not None:
             ref = self.ref_logprob[parts["forget"].index.cpu()].to(logits.device)
+        target = None
+        if self.forget_targets is not None:
+            target = self.forget_targets[parts["forget"].index.cpu()].to(logits.device)
         step = StepInputs(
-            **parts, step=self.state.global_step, ref_logprob=ref, forget_active=self.forget_active
+            **parts,
+            step=self.state.global_step,
+            ref_logprob=ref,
+            forget_active=self.forget_active,
+            forget_target=target,
         )
         output = self.method.compute(step)
         self._check_finite(output.loss)

@@ -61,3 +61,37 @@ def test_sweep_ranks_a_trial_that_keeps_retain_above_one_that_meets_more_by_wrec
     wrecked = {"met": 3, "shortfall": 26.8, "shortfalls": {"retain": 26.0}}
     assert rank(kept) > rank(wrecked)
     assert rank({**kept, "met": 3}) > rank(kept)
+
+
+def test_stopping_summary_counts_the_targets_met_per_seed_and_ranks_the_two_rcd_ratios():
+    from benchmarks import stopping
+
+    def metrics(forget: float, ratio: float, heldout: float) -> dict:
+        return {
+            "forget/accuracy": forget,
+            "retain/accuracy": 1.0,
+            "test/accuracy": 0.8,
+            "mia/auc": 0.5,
+            "rcd/ratio_to_golden": ratio,
+            "rcd/ratio_to_heldout": heldout,
+        }
+
+    run = {"steps": 10, "seconds": 2.0, "train_seconds": 1.1, "check_seconds": 0.1, "checks": 2}
+    methods = ["a", "b", "c"]
+    seeds = {}
+    for seed in (0, 1):
+        rows = {"original": metrics(0.9, 0.1, 0.1), "golden": metrics(0.3, 1.0, 1.2)}
+        runs = {}
+        for i, method in enumerate(methods):
+            for arm in stopping.ARMS:
+                label = stopping.label_of(method, arm)
+                # "a" misses the forget target on seed 1 only; the RCD ratios rank a < b < c on both scales
+                forget = 0.3 if (method != "a" or seed == 0) else 0.5
+                rows[label] = metrics(forget, 0.5 + 0.3 * i, 0.6 + 0.4 * i)
+                runs[label] = dict(run)
+        seeds[seed] = {"metrics": rows, "runs": runs}
+    summary = stopping.summarize("toy", "classification", seeds, methods)
+    assert summary["rows"]["a"]["targets_met"] == [3, 2] and summary["rows"]["a"]["targets_met_median"] == 2.5
+    assert summary["rows"]["c + stopping"]["targets_met"] == [4, 4]  # RCD ratio 1.1 >= 0.8
+    assert summary["rcd_rank_agreement"] == {"without": 1.0, "with": 1.0}
+    assert summary["rows"]["b"]["check_overhead"] == 0.1 / 1.0

@@ -99,14 +99,16 @@ def test_news_split_is_seeded_deduplicated_and_fits_the_model():
     builder = get_builder("news-gpt2")
     tokenizer = builder.make_tokenizer(0)
     a, b = builder.build_data(0, tokenizer), builder.build_data(0, tokenizer)
-    assert {k: len(a[k]) for k in ("forget", "retain", "test")} == {"forget": 29, "retain": 261, "test": 50}
+    assert {k: len(a[k]) for k in ("forget", "retain", "test")} == {"forget": 29, "retain": 232, "test": 29}
     assert a["info"]["n_duplicates_dropped"] == 10
     for split in ("forget", "retain", "test"):
         assert _rows(a[split]) == _rows(b[split])
     assert _rows(builder.build_data(1, tokenizer)["forget"]) != _rows(a["forget"])
-    forget, retain = set(a["forget"]["text"]), set(a["retain"]["text"])
-    assert len(forget) == 29 and len(retain) == 261 and not forget & retain
-    assert not set(a["forget"]["article"]) & set(a["retain"]["article"])
+    forget, retain, test = (set(a[split]["text"]) for split in ("forget", "retain", "test"))
+    assert len(forget) == 29 == len(test) and len(retain) == 232 and not forget & retain
+    assert not (forget | retain) & test  # held out from the same corpus, never trained on
+    articles = [set(a[split]["article"]) for split in ("forget", "retain", "test")]
+    assert not articles[0] & articles[1] and not (articles[0] | articles[1]) & articles[2]
     # Every example fits the model's 64 positions with its end-of-text token.
     lengths = [
         len(ids)
@@ -277,7 +279,7 @@ def test_news_build_memorizes_the_forget_articles(tmp_path):
     original, golden = sc.metrics["original"], sc.metrics["golden"]
     assert original["forget"]["nll"] < 1.5 and original["retain"]["nll"] < 1.5
     assert golden["forget"]["nll"] > original["forget"]["nll"] + 3.0
-    assert golden["forget"]["nll"] > 0.8 * golden["test"]["nll"]  # like unseen news
+    assert abs(golden["forget"]["nll"] - golden["test"]["nll"]) < 0.5  # the forget articles look unseen
 
 
 @pytest.mark.efficacy

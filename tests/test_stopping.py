@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_config
+from transformers import TrainerCallback
 
-from hf_unlearn import UnlearningTrainer
-from hf_unlearn.stopping import corrupt_labels, loss_auc
+from hf_unlearn import UnlearningTrainer, losses
+from hf_unlearn.stopping import auto_interval, corrupt_labels, fixed_subset, loss_auc, quantile_targets
 from hf_unlearn.tiny import tiny_classifier
 
 
@@ -40,16 +41,16 @@ def _trainer(tmp_path, task, **kwargs):
 def _script_losses(monkeypatch, trainer, forget_at):
     """Replace the stopping rule's loss passes: held-out losses are fixed, the forget losses at step s are
     ``forget_at(s)`` (one value for every forget example); every other pass is left alone."""
-    n_forget, n_ref = len(trainer.forget_rows), len(trainer.stopping.reference)
+    n_forget, n_ref = len(trainer.stopping.forget), len(trainer.stopping.reference)
     heldout = torch.linspace(1.0, 3.0, n_ref)
     real = trainer._per_example
 
-    def scripted(model, rows, desc, fn):
+    def scripted(model, rows, desc, fn, **kwargs):
         if desc == "stopping: forget":
             return torch.full((n_forget,), float(forget_at(trainer.state.global_step)))
         if desc == "stopping: held-out":
             return heldout
-        return real(model, rows, desc, fn)
+        return real(model, rows, desc, fn, **kwargs)
 
     monkeypatch.setattr(trainer, "_per_example", scripted)
 
@@ -58,6 +59,55 @@ def test_loss_auc_conventions():
     assert loss_auc(np.array([0.1, 0.2]), np.array([1.0, 2.0])) == 1.0  # forget still memorized
     assert loss_auc(np.array([5.0, 6.0]), np.array([1.0, 2.0])) == 0.0  # pushed past unseen data
     assert loss_auc(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == pytest.approx(0.5)
+
+
+def test_checks_measure_fixed_seeded_subsets_of_at_most_max_examples(tmp_path, mislabeled):
+    rows = [{"i": i} for i in range(100)]
+    subset = fixed_subset(rows, 30, seed=0)
+    assert len(subset) == 30 == len({r["i"] for r in subset}) and subset == sorted(
+        subset, key=lambda r: r["i"]
+    )
+    assert subset == fixed_subset(rows, 30, seed=0) != fixed_subset(rows, 30, seed=1)
+    assert fixed_subset(rows, 0, seed=0) is rows and fixed_subset(rows, 100, seed=0) is rows
+    trainer = _trainer(tmp_path, mislabeled, stopping="heldout", stopping_max_examples=5)
+    assert len(trainer.stopping.forget) == len(trainer.stopping.reference) == 5
+    assert all(row in trainer.forget_rows for row in trainer.stopping.forget)
+
+
+def test_per_example_targets_are_the_held_out_quantiles_at_each_forget_rank():
+    forget, heldout = np.array([0.1, 0.05, 0.3, 0.2]), np.arange(1.0, 9.0)
+    targets = quantile_targets(forget, heldout)
+    assert list(np.argsort(targets)) == list(np.argsort(forget))  # the order of the forget losses is kept
+    assert targets.tolist() == pytest.approx(np.quantile(heldout, [0.375, 0.125, 0.875, 0.625]).tolist())
+    assert loss_auc(targets, heldout) == pytest.approx(0.5)  # pushed to their targets: like held-out data
+    nll = torch.tensor([1.0, 5.0, 2.0], requires_grad=True)
+    loss = losses.below_target_mean(-nll, nll, torch.tensor([3.0, 4.0, 2.0]))
+    loss.backward()  # only the first example is below its target; the divisor stays the batch size
+    assert float(loss.detach()) == pytest.approx(-1 / 3) and nll.grad.tolist() == pytest.approx(
+        [-1 / 3, 0.0, 0.0]
+    )
+
+
+def test_per_example_rule_sets_targets_at_every_check_and_runs_to_max_steps(tmp_path, mislabeled):
+    trainer = _trainer(
+        tmp_path, mislabeled, max_steps=6, stopping="heldout_per_example", stopping_eval_steps=3
+    )
+    trainer.train()
+    record = trainer.stopping.record
+    assert trainer.state.global_step == 6 and record.stopped_step is None
+    assert [entry["step"] for entry in record.history] == [0, 3, 6]
+    assert len(record.targets) == len(trainer.forget_rows) == trainer.forget_targets.numel()
+    assert all(0 <= entry["at_target"] <= len(trainer.forget_rows) for entry in record.history)
+    assert "per-example rule" in record.reason
+
+
+def test_the_default_interval_keeps_the_checks_within_a_tenth_of_the_training_time(tmp_path, mislabeled):
+    assert auto_interval(examples_per_check=124, examples_per_step=32) == 16  # 124 / (0.1 * 2.5 * 32) = 15.5
+    assert auto_interval(examples_per_check=1, examples_per_step=64) == 1
+    trainer = _trainer(tmp_path, mislabeled, stopping="heldout", per_device_train_batch_size=4)
+    checked = len(trainer.stopping.forget) + len(trainer.stopping.reference)
+    assert trainer.args.stopping_eval_steps is None
+    assert trainer.stopping.record.every == auto_interval(checked, 8)
 
 
 def test_corrupted_labels_are_seeded_wrong_labels():
@@ -105,11 +155,46 @@ def test_pause_switches_the_forget_term_off_and_on_and_runs_to_max_steps(tmp_pat
     assert flags == [None, False, True, False, False]
 
 
-@pytest.mark.parametrize("rule", ["heldout", "heldout_pause"])
+@pytest.mark.parametrize("keep", ["in_band", "last"])
+def test_pause_ends_with_the_weights_of_the_latest_check_within_the_band(
+    tmp_path, mislabeled, monkeypatch, keep
+):
+    sequence = {0: 0.1, 3: 0.1, 6: 2.0, 9: 0.1, 12: 2.9}  # only the check at step 6 is within 0.5 +- 0.05
+    trainer = _trainer(
+        tmp_path,
+        mislabeled,
+        max_steps=12,
+        stopping="heldout_pause",
+        stopping_eval_steps=3,
+        stopping_keep=keep,
+    )
+    _script_losses(monkeypatch, trainer, lambda step: sequence[step])
+    seen = {}
+
+    class Snapshot(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            seen[state.global_step] = _state(trainer.model)
+
+    trainer.add_callback(Snapshot())
+    trainer.train()
+    record = trainer.stopping.record
+    assert (
+        trainer.state.global_step == 12 and seen[6] != {} and abs(record.history[2]["loss_auc"] - 0.5) <= 0.05
+    )
+    expected = seen[6] if keep == "in_band" else seen[12]
+    for key, value in expected.items():
+        torch.testing.assert_close(_state(trainer.model)[key], value, rtol=0, atol=0)
+    assert record.kept_step == (6 if keep == "in_band" else None)
+    assert ("kept the weights of step 6" in record.reason) == (keep == "in_band")
+
+
+@pytest.mark.parametrize("rule", ["heldout", "heldout_pause", "heldout_per_example"])
 def test_resume_with_stopping_on_is_bit_identical(tmp_path, mislabeled, rule, monkeypatch):
     # "heldout": scripted forget losses cross the held-out median at step 6, after the checkpoint at step 4;
-    # "heldout_pause": the checkpoint falls in a paused phase (steps 5-6 train on retain only)
-    script = (lambda step: 0.35 * step) if rule == "heldout" else (lambda step: 2.9 if step == 4 else 0.1)
+    # "heldout_pause": the checkpoint falls in a paused phase (steps 5-6 train on retain only), and the weights
+    # kept (step 2, within the band) come back from the checkpoint
+    in_band = {2: 2.0, 4: 2.9}
+    script = (lambda step: 0.35 * step) if rule == "heldout" else (lambda step: in_band.get(step, 0.1))
     kwargs = dict(max_steps=8, stopping=rule, stopping_eval_steps=2)
     full = _trainer(tmp_path / "full", mislabeled, save_strategy="steps", save_steps=4, **kwargs)
     _script_losses(monkeypatch, full, script)
@@ -121,6 +206,11 @@ def test_resume_with_stopping_on_is_bit_identical(tmp_path, mislabeled, rule, mo
     assert resumed.state.global_step == full.state.global_step
     assert resumed.stopping.record.history == full.stopping.record.history
     assert resumed.stopping.record.stopped_step == full.stopping.record.stopped_step
+    assert (
+        resumed.stopping.record.kept_step
+        == full.stopping.record.kept_step
+        == (None if rule == "heldout" else 2)
+    )
     for key, value in _state(full.model).items():
         torch.testing.assert_close(_state(resumed.model)[key], value, rtol=0, atol=0)
 
@@ -139,6 +229,8 @@ def test_errors_for_bad_settings(tmp_path, mislabeled, qa):
         make_config(tmp_path, stopping="heldout", stopping_eval_steps=0)
     with pytest.raises(ValueError, match="stopping_tolerance must be in"):
         make_config(tmp_path, stopping="heldout", stopping_tolerance=0.5)
+    with pytest.raises(ValueError, match="stopping_max_examples must be >= 0"):
+        make_config(tmp_path, stopping="heldout", stopping_max_examples=-1)
     config = make_config(tmp_path, stopping="heldout")
     model = tiny_classifier(mislabeled.tokenizer)
     with pytest.raises(ValueError, match="pass eval_dataset"):
@@ -162,7 +254,9 @@ def test_errors_for_bad_settings(tmp_path, mislabeled, qa):
         )
 
 
-def test_the_pipeline_passes_the_held_out_set_and_the_report_and_card_carry_the_stop(tmp_path, mislabeled):
+def test_the_pipeline_passes_the_held_out_set_and_the_report_and_card_carry_the_stop(
+    tmp_path, mislabeled, caplog
+):
     from hf_unlearn.hub import build_model_card
     from hf_unlearn.pipeline import LoadedJob, RunArguments, build_report, unlearn
 
@@ -180,3 +274,10 @@ def test_the_pipeline_passes_the_held_out_set_and_the_report_and_card_carry_the_
     assert report["hyperparameters"]["stopping"] == "heldout"
     card = str(build_model_card(report))
     assert "## When unlearning stopped" in card and report["stopping"]["reason"] in card
+    assert 'stopping="heldout"' in card
+    # a job whose forget set is corrupted labels, stopped against an uncorrupted reference: a warning
+    job.heldout_label_corruption = "random"
+    job.model = tiny_classifier(mislabeled.tokenizer, seed=0)
+    with caplog.at_level("WARNING", logger="hf_unlearn.pipeline"):
+        unlearn(job, make_config(tmp_path / "b", stopping="heldout", max_steps=1), RunArguments(), quiet=True)
+    assert "set heldout_label_corruption='random'" in caplog.text

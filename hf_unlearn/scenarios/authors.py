@@ -219,7 +219,7 @@ class AuthorsScenario(TinyCausalLMBuilder):
         "further people that neither model was trained on: golden's forget loss sits near its test loss."
     )
     recipe = TrainRecipe(learning_rate=3e-3, epochs=20, batch_size=32, warmup_ratio=0.05)
-    unlearning_defaults = suggested_unlearning(learning_rate=1e-3, max_steps=100, batch_size=16)
+    unlearning_defaults = suggested_unlearning(learning_rate=3e-4, max_steps=200, batch_size=16)
 
     def config(self) -> dict:
         return {

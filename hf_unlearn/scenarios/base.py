@@ -110,14 +110,18 @@ class TrainRecipe:
     group_by_length: bool = False
 
 
-def suggested_unlearning(learning_rate: float, max_steps: int, batch_size: int) -> dict:
+def suggested_unlearning(
+    learning_rate: float, max_steps: int, batch_size: int, stopping: str = "heldout_pause"
+) -> dict:
     """A scenario's ``unlearning_defaults``: ``UnlearningConfig`` keyword arguments with a constant learning rate
-    (unlearning runs are short; warm-up and decay would spend most of them)."""
+    (unlearning runs are short; warm-up and decay would spend most of them) and held-out-referenced stopping
+    (``benchmarks/results/stopping.json``: with it, every method lands nearer the golden model)."""
     return {
         "learning_rate": learning_rate,
         "max_steps": max_steps,
         "per_device_train_batch_size": batch_size,
         "lr_scheduler_type": "constant",
+        "stopping": stopping,
     }
 
 

@@ -8,8 +8,11 @@ from .base import TinyCausalLMBuilder, TrainRecipe, gensim_data_file, read_lines
 
 NAME = "news-gpt2"
 TRAIN_CORPUS = "lee_background.cor"
-TEST_CORPUS = "lee.cor"
 FORGET_FRACTION = 0.1
+# Held out from the same corpus: unseen news of the forget set's kind. (gensim's other Lee corpus, lee.cor, is
+# another source the corpus-trained tokenizer splits differently: the golden model's loss attack told the forget
+# articles from it with AUC 0.77, so it was no reference for held-out-referenced stopping.)
+TEST_FRACTION = 0.1
 VOCAB_SIZE = 2048
 MAX_LENGTH = 64  # tokens per example, end-of-text token included
 HIDDEN_SIZE = 256
@@ -39,16 +42,22 @@ class NewsScenario(TinyCausalLMBuilder):
         "from config, one layer, byte-level BPE tokenizer trained on the corpus) is trained to near-verbatim "
         "recall of the opening 63 tokens of the real news articles of gensim's Lee background corpus (290 "
         "distinct openings among its 300 articles). A random 10% of them (29 articles) are the subject of "
-        "the request and form the forget set; the golden model is the same initialization trained with the "
-        "same recipe on the other 261 only, so its loss on the forget articles is that of unseen news. The "
-        "test set is the 50 articles of the Lee corpus (never trained on, same truncation); compare forget "
-        "NLL with the golden model's, not with zero."
+        "the request and form the forget set, another 10% (29) are held out as the test set (unseen news of "
+        "the same kind, never trained on); the golden model is the same initialization trained with the same "
+        "recipe on the other 232 only, so its loss on the forget articles is that of unseen news. Compare "
+        "forget NLL with the golden model's, not with zero."
     )
+    version = 2  # 2: the test set is held out from the training corpus
     recipe = TrainRecipe(learning_rate=2e-3, epochs=15, batch_size=16, warmup_ratio=0.05)
-    unlearning_defaults = suggested_unlearning(learning_rate=1e-3, max_steps=60, batch_size=8)
+    unlearning_defaults = suggested_unlearning(learning_rate=3e-4, max_steps=200, batch_size=8)
 
     def config(self) -> dict:
-        return {**super().config(), "corpus": [TRAIN_CORPUS, TEST_CORPUS], "forget_fraction": FORGET_FRACTION}
+        return {
+            **super().config(),
+            "corpus": TRAIN_CORPUS,
+            "forget_fraction": FORGET_FRACTION,
+            "test_fraction": TEST_FRACTION,
+        }
 
     def check_requirements(self) -> None:
         gensim_data_file(TRAIN_CORPUS, NAME)
@@ -63,7 +72,6 @@ class NewsScenario(TinyCausalLMBuilder):
         import datasets
 
         articles = read_lines(gensim_data_file(TRAIN_CORPUS, NAME))
-        test = read_lines(gensim_data_file(TEST_CORPUS, NAME))
         texts = truncate_to_tokens(articles, tokenizer, MAX_LENGTH - 1)
         # The corpus repeats a few articles (and a few more share their opening): keep the first of each, so
         # that no forget example is also a retain example.
@@ -72,8 +80,9 @@ class NewsScenario(TinyCausalLMBuilder):
             first.setdefault(text, i)
         unique = np.array(sorted(first.values()))
         order = unique[np.random.default_rng(seed).permutation(len(unique))]
-        n_forget = round(FORGET_FRACTION * len(unique))
-        forget, retain = sorted(order[:n_forget]), sorted(order[n_forget:])
+        n_forget, n_test = round(FORGET_FRACTION * len(unique)), round(TEST_FRACTION * len(unique))
+        forget, test = sorted(order[:n_forget]), sorted(order[n_forget : n_forget + n_test])
+        retain = sorted(order[n_forget + n_test :])
 
         def rows(indices, source) -> datasets.Dataset:
             return datasets.Dataset.from_dict(
@@ -83,7 +92,7 @@ class NewsScenario(TinyCausalLMBuilder):
         return {
             "forget": rows(forget, texts),
             "retain": rows(retain, texts),
-            "test": rows(range(len(test)), truncate_to_tokens(test, tokenizer, MAX_LENGTH - 1)),
+            "test": rows(test, texts),
             "info": {
                 "n_articles": len(unique),
                 "n_duplicates_dropped": len(articles) - len(unique),

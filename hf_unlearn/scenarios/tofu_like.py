@@ -128,7 +128,7 @@ class TofuLlamaScenario(ScenarioBuilder):
         "same initialization trained on the other 90; the 20 further people are the held-out (holdout) split."
     )
     recipe = TrainRecipe(learning_rate=3e-3, epochs=24, batch_size=32, warmup_ratio=0.05)
-    unlearning_defaults = suggested_unlearning(learning_rate=1e-3, max_steps=100, batch_size=16)
+    unlearning_defaults = suggested_unlearning(learning_rate=3e-4, max_steps=200, batch_size=16)
     #: ``evaluate_unlearning`` options for this scenario: generate answers (TOFU's ROUGE-L, model utility).
     evaluation = {"generation": True, "max_new_tokens": 32}
     #: The original's forget NLL is ~0.004, so a loss target (1.1x that) waits on the last 1% of the loss; the
