@@ -340,7 +340,11 @@ class UnlearningTrainer(Trainer):
 
     def _batches(self, rows: list[dict], desc: str, batch_size: int | None = None):
         size = batch_size or self.args.per_device_eval_batch_size
-        loader = DataLoader(RowsDataset(rows), batch_size=size, collate_fn=self.data_collator)
+        # an own generator: a loader draws a base seed when iterated, which must not come from torch's global
+        # stream (dropout and the batch order of the run would then depend on how often we measure)
+        loader = DataLoader(
+            RowsDataset(rows), batch_size=size, collate_fn=self.data_collator, generator=torch.Generator()
+        )
         disable = self.args.disable_tqdm or not self.is_world_process_zero()
         for batch in tqdm(loader, desc=desc, disable=disable, leave=False):
             yield {k: v.to(self.args.device) for k, v in batch.items()}

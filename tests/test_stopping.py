@@ -19,14 +19,8 @@ def _state(model) -> dict[str, torch.Tensor]:
 
 
 def _trainer(tmp_path, task, **kwargs):
-    config = make_config(
-        tmp_path,
-        method="grad_diff",
-        learning_rate=1e-3,
-        lr_scheduler_type="constant",
-        logging_steps=1000,
-        **kwargs,
-    )
+    settings = {"method": "grad_diff", "learning_rate": 1e-3, "lr_scheduler_type": "constant", **kwargs}
+    config = make_config(tmp_path, logging_steps=1000, **settings)
     model = tiny_classifier(task.tokenizer, seed=0)
     return UnlearningTrainer(
         model,
@@ -281,3 +275,20 @@ def test_the_pipeline_passes_the_held_out_set_and_the_report_and_card_carry_the_
     with caplog.at_level("WARNING", logger="hf_unlearn.pipeline"):
         unlearn(job, make_config(tmp_path / "b", stopping="heldout", max_steps=1), RunArguments(), quiet=True)
     assert "set heldout_label_corruption='random'" in caplog.text
+
+
+def test_the_checks_leave_the_training_random_stream_alone(tmp_path, mislabeled):
+    # naive fine-tuning has no forget term: with the pause rule's checks every step it must train exactly as
+    # without them (the checks' data loaders draw their seeds from their own generator, not torch's global one)
+    kwargs = dict(method="ft", max_steps=12, per_device_train_batch_size=4)
+    runs = {"plain": {}, "checked": {"stopping": "heldout_pause", "stopping_eval_steps": 1}}
+    for name, extra in runs.items():  # each trainer seeds torch when it is built, so build each just before
+        runs[name] = trainer = _trainer(tmp_path / name, mislabeled, **kwargs, **extra)
+        for module in trainer.model.modules():  # dropout draws from the global stream at every step
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.1
+        trainer.train()
+    plain, checked = runs["plain"], runs["checked"]
+    assert len(checked.stopping.record.history) == 13
+    for key, value in _state(plain.model).items():
+        torch.testing.assert_close(_state(checked.model)[key], value, rtol=0, atol=0)
