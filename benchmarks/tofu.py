@@ -102,7 +102,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         f"generation) and their RCD took {result['eval_seconds']:.0f} s.",
         "Every method runs with the scenario's defaults and the default forget-loss cap; no setting was tuned "
         "against the golden model. Over-unlearning shows as PrivLeak >> 0 (the forget set less member-like than "
-        "held-out people): the subject of held-out-referenced stopping.",
+        "held-out people), which held-out-referenced stopping (in the defaults) is there to prevent.",
     ]
     return common.write_cpu_result(
         NAME, targets_of(result), start, quick, details={SCENARIO: result}, tables=tables, notes=notes
