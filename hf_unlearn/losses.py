@@ -57,11 +57,13 @@ def per_example_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return -(token_nll(logits, targets) * mask).sum(-1)
 
 
-def capped_ascent(forget_losses: torch.Tensor, cap: float | None) -> torch.Tensor:
-    """Gradient-ascent term ``-mean(min(l, cap))``: examples whose loss passed ``cap`` stop being pushed."""
-    if cap is not None:
-        forget_losses = forget_losses.clamp(max=cap)
-    return -forget_losses.mean()
+def capped_ascent(
+    forget_losses: torch.Tensor, cap: float | None, target: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Gradient-ascent term ``-mean(min(l, cap))``: examples whose loss passed ``cap`` stop being pushed, and so
+    do those whose loss reached their own ``target`` (``below_target_mean``)."""
+    capped = forget_losses if cap is None else forget_losses.clamp(max=cap)
+    return -below_target_mean(capped, forget_losses, target)
 
 
 def npo_loss(logprob: torch.Tensor, ref_logprob: torch.Tensor, beta: float) -> torch.Tensor:

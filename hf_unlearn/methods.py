@@ -70,9 +70,8 @@ class UnlearningMethod:
     name: ClassVar[str] = ""
     needs_reference: ClassVar[bool] = False  # cache reference log-probs of the forget set before training
     uses_forget_loss_cap: ClassVar[bool] = False  # the trainer resolves forget_loss_cap before training
-    has_forget_term: ClassVar[bool] = (
-        True  # False: the loss never looks at the forget set (naive fine-tuning)
-    )
+    # False: the loss never looks at the forget set (naive fine-tuning)
+    has_forget_term: ClassVar[bool] = True
 
     def __init__(self, args: Any, task: str):
         self.args, self.task = args, task
@@ -107,10 +106,7 @@ class UnlearningMethod:
 
     def ascent_term(self, forget_nll: torch.Tensor, inputs: StepInputs | None = None) -> torch.Tensor:
         target = inputs.forget_target if inputs is not None else None
-        if target is None:
-            return self.args.forget_weight * losses.capped_ascent(forget_nll, self.forget_loss_cap)
-        capped = forget_nll if self.forget_loss_cap is None else forget_nll.clamp(max=self.forget_loss_cap)
-        return -self.args.forget_weight * losses.below_target_mean(capped, forget_nll, target)
+        return self.args.forget_weight * losses.capped_ascent(forget_nll, self.forget_loss_cap, target)
 
     def forget_mean(self, values: torch.Tensor, forget_nll: torch.Tensor, inputs: StepInputs) -> torch.Tensor:
         """The batch mean of a per-example forget term, less the examples that reached their held-out target."""

@@ -391,18 +391,17 @@ class UnlearningTrainer(Trainer):
             )
             for name, chunk in zip(names, chunks)
         }
-        ref = None
-        if self.ref_logprob is not None:
-            ref = self.ref_logprob[parts["forget"].index.cpu()].to(logits.device)
-        target = None
-        if self.forget_targets is not None:
-            target = self.forget_targets[parts["forget"].index.cpu()].to(logits.device)
+        index = parts["forget"].index
+
+        def of_batch(per_forget_example: torch.Tensor | None) -> torch.Tensor | None:
+            return None if per_forget_example is None else per_forget_example[index.cpu()].to(logits.device)
+
         step = StepInputs(
             **parts,
             step=self.state.global_step,
-            ref_logprob=ref,
+            ref_logprob=of_batch(self.ref_logprob),
             forget_active=self.forget_active,
-            forget_target=target,
+            forget_target=of_batch(self.forget_targets),
         )
         output = self.method.compute(step)
         self._check_finite(output.loss)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_config
+from conftest import make_config, state_copy
 
 from hf_unlearn import UnlearningTrainer
 from hf_unlearn.metrics import (
@@ -53,10 +53,6 @@ def mislabeled_models(mislabeled_runs):
     torch.set_num_threads(1)
     task, models = mislabeled_runs[0]
     return models, _relearn_all(task, models)
-
-
-def _state(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _assert_same_state(before, model):
@@ -116,7 +112,9 @@ def test_rcd_leaves_its_inputs_unchanged_and_is_reproducible(mislabeled_models, 
     model, original, golden = models["dr"], models["original"], models["golden"]
     model.train()
     original.eval()
-    before = {name: _state(m) for name, m in (("model", model), ("original", original), ("golden", golden))}
+    before = {
+        name: state_copy(m) for name, m in (("model", model), ("original", original), ("golden", golden))
+    }
     rng = torch.get_rng_state()
     kwargs = dict(
         original_model=original, golden_model=golden, processing_class=mislabeled.tokenizer, config=RCD
@@ -286,7 +284,7 @@ def test_rcd_on_lora_model_trains_adapters_only_and_leaves_input_unchanged(qa, m
         return make(params, config)
 
     monkeypatch.setattr(relearning, "_make_optimizer", spy)
-    before = _state(model)
+    before = state_copy(model)
     model.eval()
     config = RelearnConfig(learning_rate=1e-2, max_steps=3, alpha=0.0, target="loss", progress_bar=False)
     result = relearning_convergence_delay(

@@ -12,6 +12,7 @@ import os
 
 import pytest
 import torch
+from conftest import state_copy
 
 from hf_unlearn.scenarios import (
     MissingExtraError,
@@ -35,10 +36,6 @@ needs_minilm = pytest.mark.skipif(
 
 def _rows(dataset) -> list[dict]:
     return dataset.to_list()
-
-
-def _state(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 class TinyAuthors(AuthorsScenario):
@@ -173,7 +170,7 @@ def test_build_then_cached_load_and_rebuild_on_config_change(tmp_path, monkeypat
     assert sc.sizes["n_params"] == sum(p.numel() for p in sc.original_model().parameters())
     assert set(sc.train_seconds) == {"original", "golden"} and all(v > 0 for v in sc.train_seconds.values())
     assert {"learning_rate", "max_steps", "per_device_train_batch_size"} <= set(sc.unlearning_defaults)
-    original, golden = _state(sc.original_model()), _state(sc.golden_model())
+    original, golden = state_copy(sc.original_model()), state_copy(sc.golden_model())
     assert any(not torch.equal(original[k], golden[k]) for k in original)
     assert sc.original_model() is not sc.original_model()
 
@@ -187,7 +184,7 @@ def test_build_then_cached_load_and_rebuild_on_config_change(tmp_path, monkeypat
     assert cached.train_seconds == sc.train_seconds and cached.metrics == sc.metrics
     assert cached.tokenizer.get_vocab() == sc.tokenizer.get_vocab()
     for name, state in (("original", original), ("golden", golden)):
-        loaded = _state(getattr(cached, f"{name}_model")())
+        loaded = state_copy(getattr(cached, f"{name}_model")())
         assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
 
     # A changed configuration (recipe, seed) rebuilds.
@@ -199,7 +196,7 @@ def test_build_then_cached_load_and_rebuild_on_config_change(tmp_path, monkeypat
 
     rebuilt = build_scenario(LongerRecipe(), str(tmp_path), seed=0)
     assert calls == [600, 540] and not rebuilt.from_cache
-    assert any(not torch.equal(v, original[k]) for k, v in _state(rebuilt.original_model()).items())
+    assert any(not torch.equal(v, original[k]) for k, v in state_copy(rebuilt.original_model()).items())
     with open(os.path.join(str(tmp_path), "authors-qa-tiny", "scenario.json")) as f:
         assert json.load(f)["config"]["recipe"]["epochs"] == 3
 

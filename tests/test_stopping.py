@@ -6,16 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_config
+from conftest import make_config, state_copy
 from transformers import TrainerCallback
 
 from hf_unlearn import UnlearningTrainer, losses
 from hf_unlearn.stopping import auto_interval, corrupt_labels, fixed_subset, loss_auc, quantile_targets
 from hf_unlearn.tiny import tiny_classifier
-
-
-def _state(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _trainer(tmp_path, task, **kwargs):
@@ -127,8 +123,8 @@ def test_stops_at_the_first_check_where_the_forget_set_looks_held_out_and_keeps_
     # the kept weights are those of step 12: the same run told to stop there
     plain = _trainer(tmp_path / "b", mislabeled, max_steps=12)
     plain.train()
-    for key, value in _state(plain.model).items():
-        torch.testing.assert_close(_state(trainer.model)[key], value, rtol=0, atol=0)
+    for key, value in state_copy(plain.model).items():
+        torch.testing.assert_close(state_copy(trainer.model)[key], value, rtol=0, atol=0)
     assert any("stopping/loss_auc" in entry for entry in trainer.state.log_history)
 
 
@@ -167,7 +163,7 @@ def test_pause_ends_with_the_weights_of_the_latest_check_within_the_band(
 
     class Snapshot(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            seen[state.global_step] = _state(trainer.model)
+            seen[state.global_step] = state_copy(trainer.model)
 
     trainer.add_callback(Snapshot())
     trainer.train()
@@ -177,7 +173,7 @@ def test_pause_ends_with_the_weights_of_the_latest_check_within_the_band(
     )
     expected = seen[6] if keep == "in_band" else seen[12]
     for key, value in expected.items():
-        torch.testing.assert_close(_state(trainer.model)[key], value, rtol=0, atol=0)
+        torch.testing.assert_close(state_copy(trainer.model)[key], value, rtol=0, atol=0)
     assert record.kept_step == (6 if keep == "in_band" else None)
     assert ("kept the weights of step 6" in record.reason) == (keep == "in_band")
 
@@ -205,8 +201,8 @@ def test_resume_with_stopping_on_is_bit_identical(tmp_path, mislabeled, rule, mo
         == full.stopping.record.kept_step
         == (None if rule == "heldout" else 2)
     )
-    for key, value in _state(full.model).items():
-        torch.testing.assert_close(_state(resumed.model)[key], value, rtol=0, atol=0)
+    for key, value in state_copy(full.model).items():
+        torch.testing.assert_close(state_copy(resumed.model)[key], value, rtol=0, atol=0)
 
 
 def test_label_corruption_builds_the_reference_from_wrong_labels(tmp_path, mislabeled):
@@ -290,5 +286,5 @@ def test_the_checks_leave_the_training_random_stream_alone(tmp_path, mislabeled)
         trainer.train()
     plain, checked = runs["plain"], runs["checked"]
     assert len(checked.stopping.record.history) == 13
-    for key, value in _state(plain.model).items():
-        torch.testing.assert_close(_state(checked.model)[key], value, rtol=0, atol=0)
+    for key, value in state_copy(plain.model).items():
+        torch.testing.assert_close(state_copy(checked.model)[key], value, rtol=0, atol=0)
