@@ -10,7 +10,7 @@ from .methods import METHODS
 
 DR_VARIANTS = ("kl", "ce", "inverse")
 NOISE_SCHEDULES = ("constant", "linear", "cosine")
-INFLUENCE_REMOVALS = ("none", "mask")
+INFLUENCE_REMOVALS = ("none", "mask", "rbm")
 STOPPING_RULES = ("none", "heldout", "heldout_pause", "heldout_per_example")
 STOPPING_KEEP = ("in_band", "last")
 LABEL_CORRUPTIONS = ("none", "random")
@@ -30,8 +30,8 @@ class UnlearningConfig(TrainingArguments):
         default="grad_diff",
         metadata={
             "help": "Unlearning method: 'ft' (fine-tune on retain), 'ga' (gradient ascent), 'grad_diff', 'npo', "
-            "'rl' (random labels), 'dr' (discriminative regularization) or 'ieu' (influence eliminating "
-            "unlearning).",
+            "'rl' (random labels), 'salun' (random labels on a forget-saliency mask of the weights), 'dr' "
+            "(discriminative regularization) or 'ieu' (influence eliminating unlearning).",
             "choices": sorted(METHODS),
         },
     )
@@ -118,13 +118,25 @@ class UnlearningConfig(TrainingArguments):
         default="none",
         metadata={
             "help": "'mask': before unlearning, zero the mask_ratio fraction of weights whose forget-set "
-            "gradient is largest relative to their retain-set gradient ('forget-only' weights).",
+            "gradient is largest relative to their retain-set gradient ('forget-only' weights). 'rbm': "
+            "retention-based masking (Ding et al., TMLR 2025): zero the mask_ratio fraction of weights the "
+            "retain data uses least (smallest retain-gradient saliency) among those the forget set moves, so "
+            "that weights shared with retained data (overlapping features) are kept.",
             "choices": list(INFLUENCE_REMOVALS),
         },
     )
     mask_ratio: float = field(
         default=0.01,
-        metadata={"help": "Fraction in (0, 1) of trainable weights reset by influence_removal='mask'."},
+        metadata={
+            "help": "Fraction in (0, 1) of trainable weights reset by influence_removal='mask' or 'rbm'."
+        },
+    )
+    salun_mask_ratio: float = field(
+        default=0.5,
+        metadata={
+            "help": "salun: fraction in (0, 1) of trainable weights the updates may change, those with the "
+            "largest forget-loss gradient on the original model (SalUn's default mask keeps 0.5)."
+        },
     )
     stopping: str = field(
         default="none",
@@ -224,8 +236,9 @@ class UnlearningConfig(TrainingArguments):
             )
         if not 0 < self.dr_alpha <= 1:
             raise ValueError(f"UnlearningConfig.dr_alpha must be in (0, 1], got {self.dr_alpha}.")
-        if not 0 < self.mask_ratio < 1:
-            raise ValueError(f"UnlearningConfig.mask_ratio must be in (0, 1), got {self.mask_ratio}.")
+        for name in ("mask_ratio", "salun_mask_ratio"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"UnlearningConfig.{name} must be in (0, 1), got {getattr(self, name)}.")
         for name in ("forget_weight", "retain_weight", "ieu_decay", "ieu_noise_std"):
             if getattr(self, name) < 0:
                 raise ValueError(f"UnlearningConfig.{name} must be >= 0, got {getattr(self, name)}.")

@@ -4,13 +4,14 @@ lines and the model card's summary lead with them (the full set stays in the rep
 from __future__ import annotations
 
 HEADLINE_KEYS = {
+    # SalUn's layout (UA, RA, TA, MIA-efficacy, average gap to golden), then the loss attack and RCD
     "classification": [
-        "forget/accuracy",
+        "forget/ua",
         "retain/accuracy",
         "test/accuracy",
+        "mia/efficacy",
+        "gap/average",
         "mia/auc",
-        "forget_quality/ks_pvalue",
-        "rcd/steps",
         "rcd/ratio_to_golden",
         "rcd/ratio_to_heldout",
     ],

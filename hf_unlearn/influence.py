@@ -262,9 +262,14 @@ class DecayNoiseHook:
 
 
 def gradient_magnitudes(
-    model: torch.nn.Module, batches: Iterable[dict], loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor]
+    model: torch.nn.Module,
+    batches: Iterable[dict],
+    loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor],
+    per_batch: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Sum over batches of ``|d loss / d theta|`` for every trainable parameter (model left in eval mode)."""
+    """``sum_b |d loss_b / d theta|`` over batches for every trainable parameter (``per_batch=False``:
+    ``|sum_b d loss_b / d theta|``, SalUn's saliency: the gradient of the whole set's loss). The model is
+    left in eval mode."""
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     totals = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
     was_training = model.training
@@ -274,10 +279,11 @@ def gradient_magnitudes(
         loss_fn(model, batch).backward()
         for name, p in params.items():
             if p.grad is not None:
-                totals[name] += p.grad.detach().abs().float()
+                grad = p.grad.detach().float()
+                totals[name] += grad.abs() if per_batch else grad
     model.zero_grad(set_to_none=True)
     model.train(was_training)
-    return totals
+    return totals if per_batch else {name: total.abs() for name, total in totals.items()}
 
 
 def forget_only_scores(
@@ -293,16 +299,54 @@ def forget_only_scores(
     }
 
 
+def top_fraction(scores: dict[str, torch.Tensor], ratio: float) -> dict[str, torch.Tensor]:
+    """Boolean masks of the ``ratio`` fraction of all entries (over every tensor together) with the highest
+    finite score: exactly ``max(1, int(ratio * n))`` of them, fewer when fewer scores are finite."""
+    flat = torch.cat([s.detach().flatten().float().cpu() for s in scores.values()])
+    finite = torch.isfinite(flat)
+    k = min(max(1, int(ratio * flat.numel())), int(finite.sum()))
+    chosen = torch.zeros(flat.numel(), dtype=torch.bool)
+    if k:
+        chosen[torch.topk(torch.where(finite, flat, torch.full_like(flat, -math.inf)), k).indices] = True
+    masks, start = {}, 0
+    for name, score in scores.items():
+        masks[name] = chosen[start : start + score.numel()].view(score.shape)
+        start += score.numel()
+    return masks
+
+
+def retention_scores(
+    forget_grads: dict[str, torch.Tensor], retain_grads: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Retention-based masking (RBM): among the weights the forget set moves (forget saliency > 0), the ones
+    the retain data uses least score highest (score = -retain saliency); weights the forget set does not move
+    are never candidates (-inf). The retain data decides; the forget set only says where to look."""
+    return {
+        name: torch.where(
+            forget_grads[name] > 0, -retain_grads[name], torch.full_like(retain_grads[name], -math.inf)
+        )
+        for name in retain_grads
+    }
+
+
 def mask_top_scores(model: torch.nn.Module, scores: dict[str, torch.Tensor], ratio: float) -> int:
     """Zero the ``ratio`` fraction of trainable weights with the highest score. Returns how many were reset."""
-    flat = torch.cat([s.flatten() for s in scores.values()])
-    k = max(1, int(ratio * flat.numel()))
-    threshold = torch.topk(flat, k, sorted=False).values.min()
-    reset = 0
     params = dict(model.named_parameters())
+    reset = 0
     with torch.no_grad():
-        for name, score in scores.items():
-            mask = (score >= threshold).to(params[name].device)
+        for name, mask in top_fraction(scores, ratio).items():
             reset += int(mask.sum())
-            params[name].masked_fill_(mask, 0.0)
+            params[name].masked_fill_(mask.to(params[name].device), 0.0)
     return reset
+
+
+def mask_gradients(model: torch.nn.Module, masks: dict[str, torch.Tensor]) -> list:
+    """Multiply the gradient of every trainable weight by its 0/1 mask as it is computed (before gradient
+    clipping, accumulation and any all-reduce), so that the optimizer only moves the masked-in weights.
+    Returns the hook handles."""
+    handles = []
+    for name, param in model.named_parameters():
+        if param.requires_grad and name in masks:
+            keep = masks[name].to(device=param.device, dtype=param.dtype)
+            handles.append(param.register_hook(lambda grad, keep=keep: grad * keep))
+    return handles

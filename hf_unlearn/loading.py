@@ -30,21 +30,45 @@ def check_model_dir(path: str) -> None:
         )
 
 
+#: How the architecture name in config.json ends -> the ``transformers`` auto class that loads it.
+AUTO_CLASSES = {
+    ("ForCausalLM", "LMHeadModel"): "AutoModelForCausalLM",
+    ("ForImageClassification",): "AutoModelForImageClassification",
+}
+
+
 def load_model(path: str, trust_remote_code: bool = False, **kwargs: Any):
-    """Load a sequence classifier or causal LM from a local directory, from safetensors only."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    """Load a sequence or image classifier or a causal LM from a local directory, from safetensors only."""
+    import transformers
 
     check_model_dir(path)
-    config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+    config = transformers.AutoConfig.from_pretrained(
+        path, local_files_only=True, trust_remote_code=trust_remote_code
+    )
     architectures = config.architectures or []
-    causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
-    auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
+    name = next(
+        (auto for suffixes, auto in AUTO_CLASSES.items() if any(a.endswith(suffixes) for a in architectures)),
+        "AutoModelForSequenceClassification",
+    )
+    auto = getattr(transformers, name)
     return auto.from_pretrained(
         path, local_files_only=True, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
     )
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
+    """The processing class saved with the model: its tokenizer, or, for an image model (a
+    ``preprocessor_config.json`` and no tokenizer files), its image processor."""
+    has_tokenizer = any(
+        os.path.isfile(os.path.join(path, f))
+        for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+    )
+    if not has_tokenizer and os.path.isfile(os.path.join(path, "preprocessor_config.json")):
+        from transformers import AutoImageProcessor
+
+        return AutoImageProcessor.from_pretrained(
+            path, local_files_only=True, trust_remote_code=trust_remote_code
+        )
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)

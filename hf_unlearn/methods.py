@@ -100,6 +100,10 @@ class UnlearningMethod:
         """Whether the decay + noise optimizer hook (``influence.DecayNoiseHook``) runs after each step."""
         return False
 
+    def update_mask_ratio(self) -> float | None:
+        """The fraction of weights a forget-saliency mask lets the updates reach (None: no mask)."""
+        return None
+
     # helpers shared by several methods
     def retain_term(self, retain_nll: torch.Tensor) -> torch.Tensor:
         return self.args.retain_weight * retain_nll.mean()
@@ -209,3 +213,13 @@ class InfluenceEliminatingUnlearning(UnlearningMethod):
 
     def post_step_hook_enabled(self) -> bool:
         return self.args.ieu_decay > 0 or self.args.ieu_noise_std > 0
+
+
+@register_method("salun")
+class SaliencyUnlearning(RandomLabels):
+    """SalUn (Fan et al., ICLR 2024): the random-label loss of ``rl``, with every update restricted to the
+    ``salun_mask_ratio`` fraction of weights with the largest forget-loss gradient ``|grad l(D_f; theta_o)|``,
+    computed once on the original model (``UnlearningTrainer.saliency_masks``)."""
+
+    def update_mask_ratio(self) -> float | None:
+        return self.args.salun_mask_ratio

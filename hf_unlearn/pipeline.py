@@ -22,7 +22,8 @@ class RunArguments:
     scenario: str | None = field(
         default=None,
         metadata={
-            "help": "Built-in scenario (polarity-minilm, news-gpt2, authors-qa): model, data, original, golden."
+            "help": "Built-in scenario (polarity-minilm, news-gpt2, authors-qa, tofu-llama, digits-random10, "
+            "digits-random50, digits-class): model, data, original, golden."
         },
     )
     model_name_or_path: str | None = field(
@@ -57,8 +58,11 @@ class RunArguments:
         default=None,
         metadata={
             "help": "The benchmark's forget subset (TOFU: forget01, forget05, forget10 (default); MUSE: forget "
-            "(default), scal_forget_K, sust_forget_K)."
+            "(default), scal_forget_K, sust_forget_K; CIFAR: random10 (default), random50, class)."
         },
+    )
+    forget_class: int = field(
+        default=0, metadata={"help": "CIFAR's class-wise protocol (data_subset=class): the class to forget."}
     )
     scenario_cache_dir: str = field(
         default="outputs/scenarios", metadata={"help": "Where scenario original/golden models are cached."}
@@ -220,21 +224,30 @@ def job_datasets(run_args: RunArguments, tokenizer: Any) -> tuple[Any, Any, Any,
         )
     if not run_args.data_dir:
         raise ValueError("data_source needs data_dir, the folder of the benchmark's local copy.")
-    from .sources import load_source
+    from .sources import load_source, source_options
 
     chat = getattr(tokenizer, "chat_template", None) is not None
-    data = load_source(
-        run_args.data_source, run_args.data_dir, run_args.data_subset, tokenizer=tokenizer, chat=chat
-    )
+    accepted = source_options(run_args.data_source)
+    offered = {"tokenizer": tokenizer, "chat": chat, "forget_class": run_args.forget_class}
+    options = {k: v for k, v in offered.items() if k in accepted}
+    data = load_source(run_args.data_source, run_args.data_dir, run_args.data_subset, **options)
     sets = {"retain_eval": data.extra.get("retain_eval"), "utility": data.utility_datasets()}
     return data.forget, data.retain, data.test, sets
 
 
-def peft_config_of(run_args: RunArguments, task: str):
+def peft_config_of(run_args: RunArguments, task: str, images: bool = False):
     if run_args.lora_r <= 0:
         return None
     from peft import LoraConfig
 
+    if images:  # PEFT's image-classification recipe: no task type, the new head trained in full
+        return LoraConfig(
+            r=run_args.lora_r,
+            lora_alpha=run_args.lora_alpha,
+            lora_dropout=run_args.lora_dropout,
+            target_modules=run_args.lora_target_modules,
+            modules_to_save=["classifier"],
+        )
     return LoraConfig(
         task_type="SEQ_CLS" if task == "classification" else "CAUSAL_LM",
         r=run_args.lora_r,
@@ -249,6 +262,7 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
     progress bar and log dicts off the terminal (they still reach ``report_to`` and the log history)."""
     from transformers import PrinterCallback, ProgressCallback
 
+    from .data import is_image_model
     from .trainer import UnlearningTrainer
 
     needs_heldout = config.forget_loss_cap_from_eval is not None or config.stopping != "none"
@@ -271,7 +285,7 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
         forget_dataset=job.forget,
         retain_dataset=job.retain,
         processing_class=job.tokenizer,
-        peft_config=peft_config_of(run_args, job.task),
+        peft_config=peft_config_of(run_args, job.task, images=is_image_model(job.model)),
         # the held-out set, needed only for the forget-loss cap and the stopping rule
         eval_dataset=job.test if needs_heldout else None,
     )

@@ -89,3 +89,33 @@ def fictitious_qa_task(n_people: int = 20, forget_fraction: float = 0.1, seed: i
     corpus = [r["prompt"] + r["completion"] for r in forget + retain + test]
     tokenizer = train_tokenizer(corpus, vocab_size=400, model="bpe")
     return TextTask(retain, forget, test, tokenizer, {"n_forget_people": n_forget, "seed": seed})
+
+
+def digits_task(
+    n_train: int = 60, n_test: int = 30, flip_fraction: float = 0.1, seed: int = 0, size: int = 8
+) -> TextTask:
+    """Real 8x8 handwritten digits (``sklearn.datasets.load_digits``) as ``{"pixel_values", "label"}`` rows
+    for ``tiny_image_classifier``: ``flip_fraction`` of the training images get a random wrong label and form
+    the forget set. ``tokenizer`` is the matching image processor (for raw images)."""
+    from .scenarios.digits import N_CLASSES, load_digits_images
+    from .tiny import tiny_image_processor
+
+    pixels, labels = load_digits_images(size)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))[: n_train + n_test]
+    train, test = order[:n_train], order[n_train:]
+    n_forget = max(1, int(round(flip_fraction * n_train)))
+
+    def rows(indices, flip: bool) -> list[dict]:
+        out = []
+        for i in indices:
+            label = int(labels[i])
+            if flip:
+                label = (label + int(rng.integers(1, N_CLASSES))) % N_CLASSES
+            out.append({"pixel_values": pixels[i].tolist(), "label": label})
+        return out
+
+    forget, retain = rows(train[:n_forget], True), rows(train[n_forget:], False)
+    info = {"n_flipped": n_forget, "seed": seed}
+    processor = tiny_image_processor(num_channels=1, image_size=size if size != 8 else None)
+    return TextTask(retain, forget, rows(test, False), processor, info)

@@ -169,3 +169,66 @@ def tiny_decoder(
     config = getattr(transformers, f"{prefix}Config")(**common, **extra)
     torch.manual_seed(seed)
     return getattr(transformers, f"{prefix}ForCausalLM")(config)
+
+
+#: Image architectures ``tiny_image_classifier`` builds, with the modules LoRA adapts in each.
+IMAGE_ARCHITECTURES = {"vit": ["q_proj", "v_proj"], "resnet": ["convolution"]}
+
+
+def tiny_image_classifier(
+    architecture: str = "resnet",
+    num_labels: int = 10,
+    num_channels: int = 1,
+    image_size: int = 8,
+    hidden_size: int = 16,
+    seed: int = 0,
+):
+    """A small image classifier built from config: ``"resnet"`` (``ResNetForImageClassification``, batch norm,
+    any input size) or ``"vit"`` (``ViTForImageClassification``, patches of 2 pixels, fixed ``image_size``)."""
+    import torch
+    import transformers
+
+    if architecture not in IMAGE_ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {sorted(IMAGE_ARCHITECTURES)}, got {architecture!r}.")
+    labels = {"num_labels": num_labels, "id2label": {i: str(i) for i in range(num_labels)}}
+    labels["label2id"] = {v: k for k, v in labels["id2label"].items()}
+    if architecture == "resnet":
+        config = transformers.ResNetConfig(
+            num_channels=num_channels,
+            embedding_size=hidden_size,
+            hidden_sizes=[hidden_size, 2 * hidden_size],
+            depths=[1, 1],
+            layer_type="basic",
+            downsample_in_first_stage=False,
+            **labels,
+        )
+        cls = transformers.ResNetForImageClassification
+    else:
+        config = transformers.ViTConfig(
+            image_size=image_size,
+            patch_size=2,
+            num_channels=num_channels,
+            hidden_size=hidden_size * 2,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=hidden_size * 4,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            **labels,
+        )
+        cls = transformers.ViTForImageClassification
+    torch.manual_seed(seed)
+    return cls(config)
+
+
+def tiny_image_processor(num_channels: int = 1, image_size: int | None = None):
+    """An image processor for ``tiny_image_classifier``: scales uint8 pixels to [0, 1] and normalizes them to
+    [-1, 1] (mean 0.5, std 0.5 per channel); resizes to ``image_size`` when given."""
+    from transformers import ViTImageProcessorPil
+
+    return ViTImageProcessorPil(
+        do_resize=image_size is not None,
+        size={"height": image_size, "width": image_size} if image_size else None,
+        image_mean=[0.5] * num_channels,
+        image_std=[0.5] * num_channels,
+    )

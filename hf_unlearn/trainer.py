@@ -23,13 +23,21 @@ from transformers import Trainer
 
 from . import influence, losses
 from .config import UnlearningConfig
-from .data import CLASSIFICATION, PairedDataset, RowsDataset, build_preparer, num_classes_of
+from .data import (
+    CLASSIFICATION,
+    PairedDataset,
+    RowsDataset,
+    build_preparer,
+    model_inputs,
+    num_classes_of,
+)
 from .methods import Part, StepInputs, get_method
 
 logger = logging.getLogger(__name__)
 
 PART_NAMES = ("retain", "forget", "forget_alt")
 REFERENCE_FILE = "npo_reference.safetensors"
+MASK_FILE = "saliency_mask.safetensors"  # salun's update mask, computed once on the original model
 STATE_FILE = "unlearning_state.json"
 
 
@@ -41,13 +49,14 @@ class UnlearningTrainer(Trainer):
     """Unlearn ``forget_dataset`` from ``model`` while keeping what ``retain_dataset`` taught it.
 
     Args:
-        model: a ``transformers`` sequence classifier or causal LM (the *original* model).
+        model: a ``transformers`` sequence or image classifier, or causal LM (the *original* model).
         args: an ``UnlearningConfig``.
         forget_dataset: the data to remove. Classifier ``{"text", "label"}``; causal LM ``{"prompt",
             "completion"}`` or ``{"text"}`` (optionally with an ``alternative`` column); or pre-tokenized
-            ``{"input_ids", "labels"}``. A ``datasets.Dataset``, a list of dicts or a dict of lists.
+            ``{"input_ids", "labels"}``; image classifier ``{"image", "label"}`` or ``{"pixel_values", "label"}``.
+            A ``datasets.Dataset``, a list of dicts or a dict of lists.
         retain_dataset: the data to keep, in the same formats; it is the training set of the run.
-        processing_class: the tokenizer, required for raw-text datasets.
+        processing_class: the tokenizer (raw-text datasets) or image processor (``image`` columns).
         eval_dataset: optional data for ``evaluate()`` (same formats; a dict of them is accepted).
         peft_config: a ``peft`` config (e.g. ``LoraConfig``): unlearning then trains adapters only.
         ref_model: reference model for NPO; defaults to the model itself before unlearning (adapters
@@ -105,6 +114,9 @@ class UnlearningTrainer(Trainer):
         self.ref_model = ref_model
         self.ref_logprob: torch.Tensor | None = None
         self.influence_removed = 0
+        self.update_masks: dict[str, torch.Tensor] | None = (
+            None  # salun: which weights the updates may change
+        )
         # where the ascent cap comes from: "heldout", "user" or "default" (None: the method has no cap)
         self.forget_loss_cap_source = _cap_source(args) if self.method.uses_forget_loss_cap else None
         self._step_metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
@@ -183,8 +195,14 @@ class UnlearningTrainer(Trainer):
             self.method.forget_loss_cap = self.resolve_forget_loss_cap(saved)
         if self.stopping is not None and saved.get("stopping"):
             self.stopping.restore(saved["stopping"], checkpoint)
-        if self.args.influence_removal == "mask" and not self.influence_removed and not checkpoint:
+        if self.args.influence_removal != "none" and not self.influence_removed and not checkpoint:
             self.influence_removed = self.remove_influence()
+        ratio = self.method.update_mask_ratio()
+        if ratio is not None and self.update_masks is None:
+            self.update_masks = _load_masks(checkpoint) if checkpoint else None
+            if self.update_masks is None:
+                self.update_masks = self.saliency_masks(ratio)
+            influence.mask_gradients(self.model, self.update_masks)
         return super().train(resume_from_checkpoint=checkpoint, **kwargs)
 
     def _resolve_checkpoint(self, resume_from_checkpoint: str | bool | None) -> str | None:
@@ -218,6 +236,11 @@ class UnlearningTrainer(Trainer):
             from safetensors.torch import save_file
 
             save_file({"ref_logprob": self.ref_logprob.contiguous()}, os.path.join(folder, REFERENCE_FILE))
+        if self.update_masks is not None:
+            from safetensors.torch import save_file
+
+            masks = {name: mask.to(torch.uint8).contiguous() for name, mask in self.update_masks.items()}
+            save_file(masks, os.path.join(folder, MASK_FILE))
         state = {}
         if self.forget_loss_cap_source in ("default", "heldout"):
             state["forget_loss_cap"] = self.method.forget_loss_cap
@@ -314,29 +337,46 @@ class UnlearningTrainer(Trainer):
         values = []
         with torch.no_grad():
             for batch in self._batches(rows, desc, batch_size):
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                logits = model(**model_inputs(batch)).logits
                 values.append(fn(logits, batch["labels"]).float().cpu())
         model.train(was_training)
         return torch.cat(values)
 
+    def _nll_sum(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        return losses.per_example_nll(model(**model_inputs(batch)).logits, batch["labels"]).sum()
+
     def remove_influence(self) -> int:
-        """Zero the ``mask_ratio`` fraction of weights that only the forget set moves. Returns their count."""
+        """Zero the ``mask_ratio`` fraction of weights that ``influence_removal`` picks: ``"mask"``, those only the
+        forget set moves; ``"rbm"``, those the retain data uses least among the ones the forget set moves.
+        Returns their count."""
         model = self.model.to(self.args.device)
-
-        def loss_fn(m, batch):
-            logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            return losses.per_example_nll(logits, batch["labels"]).sum()
-
         forget = influence.gradient_magnitudes(
-            model, self._batches(self.forget_rows, "forget gradients"), loss_fn
+            model, self._batches(self.forget_rows, "forget gradients"), self._nll_sum
         )
         retain = influence.gradient_magnitudes(
-            model, self._batches(self.retain_rows, "retain gradients"), loss_fn
+            model, self._batches(self.retain_rows, "retain gradients"), self._nll_sum
         )
-        scores = influence.forget_only_scores(forget, retain, len(self.forget_rows), len(self.retain_rows))
+        scorer = INFLUENCE_SCORERS[self.args.influence_removal]
+        scores = scorer(forget, retain, len(self.forget_rows), len(self.retain_rows))
         count = influence.mask_top_scores(model, scores, self.args.mask_ratio)
-        logger.info("influence_removal='mask': reset %d forget-only weights.", count)
+        logger.info("influence_removal=%r: reset %d weights.", self.args.influence_removal, count)
         return count
+
+    def saliency_masks(self, ratio: float) -> dict[str, torch.Tensor]:
+        """SalUn's weight saliency: the ``ratio`` fraction of trainable weights with the largest
+        ``|grad_theta sum_f l(x_f, y_f)|`` on the model as it is now (the original)."""
+        model = self.model.to(self.args.device)
+        saliency = influence.gradient_magnitudes(
+            model, self._batches(self.forget_rows, "forget saliency"), self._nll_sum, per_batch=False
+        )
+        masks = influence.top_fraction(saliency, ratio)
+        logger.info(
+            "salun: updates restricted to %d of %d weights (salun_mask_ratio=%g).",
+            sum(int(m.sum()) for m in masks.values()),
+            sum(m.numel() for m in masks.values()),
+            ratio,
+        )
+        return masks
 
     def _batches(self, rows: list[dict], desc: str, batch_size: int | None = None):
         size = batch_size or self.args.per_device_eval_batch_size
@@ -377,11 +417,9 @@ class UnlearningTrainer(Trainer):
         if "forget" not in inputs:
             return self._plain_loss(model, inputs, return_outputs)
         names = [name for name in PART_NAMES if name in inputs]
-        logits = model(
-            input_ids=torch.cat([inputs[n]["input_ids"] for n in names]),
-            attention_mask=torch.cat([inputs[n]["attention_mask"] for n in names]),
-        ).logits
-        chunks = logits.split([inputs[n]["input_ids"].shape[0] for n in names])
+        keys = model_inputs(inputs["forget"])
+        logits = model(**{key: torch.cat([inputs[n][key] for n in names]) for key in keys}).logits
+        chunks = logits.split([inputs[n]["labels"].shape[0] for n in names])
         parts = {
             name: Part(
                 logits=chunk,
@@ -419,7 +457,7 @@ class UnlearningTrainer(Trainer):
             )
 
     def _plain_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool):
-        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        logits = model(**model_inputs(inputs)).logits
         loss = losses.per_example_nll(logits, inputs["labels"]).mean()
         return (loss, {"logits": logits}) if return_outputs else loss
 
@@ -474,6 +512,22 @@ def _load_reference(checkpoint: str) -> torch.Tensor | None:
     return load_file(path)["ref_logprob"]
 
 
+def _load_masks(checkpoint: str) -> dict[str, torch.Tensor] | None:
+    path = os.path.join(checkpoint, MASK_FILE)
+    if not os.path.isfile(path):
+        return None
+    from safetensors.torch import load_file
+
+    return {name: mask.bool() for name, mask in load_file(path).items()}
+
+
+#: influence_removal -> the per-weight scores whose top mask_ratio fraction is reset
+INFLUENCE_SCORERS = {
+    "mask": influence.forget_only_scores,
+    "rbm": lambda forget, retain, n_forget, n_retain: influence.retention_scores(forget, retain),
+}
+
+
 def _load_state(checkpoint: str | None) -> dict:
     path = os.path.join(checkpoint, STATE_FILE) if checkpoint else ""
     if not os.path.isfile(path):
@@ -484,6 +538,8 @@ def _load_state(checkpoint: str | None) -> dict:
 
 def _row_key(row: dict) -> tuple:
     labels = row["labels"]
+    if "pixel_values" in row:
+        return row["pixel_values"].numpy().tobytes(), labels
     return tuple(row["input_ids"]), tuple(labels) if isinstance(labels, list) else labels
 
 

@@ -25,6 +25,13 @@ def qa():
     return fictitious_qa_task(seed=0)
 
 
+@pytest.fixture(scope="session")
+def digits():
+    from hf_unlearn.testing import digits_task
+
+    return digits_task(seed=0)
+
+
 def state_copy(model) -> dict[str, torch.Tensor]:
     """A detached copy of ``model``'s state dict (to compare weights bit for bit later)."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -131,3 +131,57 @@ def test_help_lists_the_commands(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
     assert all(cmd in text for cmd in ("quickstart", "run", "eval", "theory"))
+
+
+def _cifar_copy(root, n_train=24, n_test=12):
+    """A tiny local copy in uoft-cs/cifar10's exact layout: plain_text/{train,test}-00000-of-00001.parquet
+    with an ``img`` image column (PNG bytes) and a ``label`` class column."""
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    features = datasets.Features(
+        {"img": datasets.Image(), "label": datasets.ClassLabel(names=[str(i) for i in range(10)])}
+    )
+    (root / "plain_text").mkdir(parents=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = [Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)) for _ in range(n)]
+        rows = datasets.Dataset.from_dict(
+            {"img": images, "label": [i % 10 for i in range(n)]}, features=features
+        )
+        rows.to_parquet(str(root / "plain_text" / f"{split}-00000-of-00001.parquet"))
+    return str(root)
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_run_on_a_local_cifar_copy_with_an_image_classifier(tmp_path, lora):
+    from hf_unlearn.tiny import tiny_image_classifier, tiny_image_processor
+
+    for name, seed in (("original", 0), ("golden", 1)):
+        tiny_image_classifier("resnet", num_channels=3, seed=seed).save_pretrained(tmp_path / name)
+        tiny_image_processor(num_channels=3).save_pretrained(tmp_path / name)
+    out = tmp_path / "out"
+    recipe = {
+        "model_name_or_path": tmp_path / "original",
+        "golden_model_path": tmp_path / "golden",
+        "data_source": "cifar10",
+        "data_dir": _cifar_copy(tmp_path / "cifar10"),
+        "data_subset": "class",
+        "output_dir": out,
+        "method": "salun",
+        "max_steps": 2,
+        "per_device_train_batch_size": 4,
+        "relearn_max_steps": 3,
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "save_strategy": "no",
+        **({"lora_r": 2, "lora_target_modules": "[convolution]"} if lora else {}),
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in recipe.items()))
+    assert main(["run", str(path)]) == 0
+    report = json.loads((out / "unlearning_report.json").read_text())
+    unlearned = report["metrics"]["unlearned"]
+    assert {"forget/ua", "mia/efficacy", "gap/average", "rcd/ratio_to_golden"} <= set(unlearned)
+    assert 0.0 <= unlearned["gap/average"] <= 1.0

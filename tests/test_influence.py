@@ -102,3 +102,48 @@ def test_ieu_noise_at_zero_lr_has_std_sigma_and_is_seeded(tmp_path, mislabeled):
     same = all(torch.equal(a, b) for a, b in zip(first.parameters(), runs[0].parameters()))
     other = any(not torch.equal(a, b) for a, b in zip(first.parameters(), runs[1].parameters()))
     assert same and other
+
+
+# -- saliency masks: SalUn (forget saliency on the update) and retention-based masking (RBM) ---------------
+def test_top_fraction_takes_exactly_the_largest_finite_scores_across_tensors():
+    from hf_unlearn.influence import top_fraction
+
+    scores = {"a": torch.tensor([0.1, 5.0, -math.inf]), "b": torch.tensor([[3.0, 0.2], [4.0, -1.0]])}
+    masks = top_fraction(scores, ratio=3 / 7)
+    assert masks["a"].tolist() == [False, True, False]
+    assert masks["b"].tolist() == [[True, False], [True, False]]
+    # never a non-finite score, even when the ratio asks for more
+    assert sum(int(m.sum()) for m in top_fraction(scores, ratio=0.99).values()) == 6
+
+
+def test_retention_scores_pick_what_retain_uses_least_among_what_forget_moves():
+    from hf_unlearn.influence import retention_scores, top_fraction
+
+    forget = {"w": torch.tensor([2.0, 2.0, 0.0, 1.0, 3.0])}  # weight 2: the forget set does not move it
+    retain = {"w": torch.tensor([0.0, 5.0, 0.0, 0.5, 4.0])}  # weight 0: forget-only; 1, 4: shared
+    masks = top_fraction(retention_scores(forget, retain), ratio=0.4)
+    assert masks["w"].tolist() == [True, False, False, True, False]  # forget-only first, then the least used
+
+
+def test_salun_moves_only_the_weights_of_its_forget_saliency_mask(tmp_path, digits):
+    from hf_unlearn.tiny import tiny_image_classifier
+
+    model = tiny_image_classifier("vit")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    args = make_config(tmp_path, method="salun", salun_mask_ratio=0.3, max_steps=3, learning_rate=1e-2)
+    trainer = UnlearningTrainer(model, args, forget_dataset=digits.forget, retain_dataset=digits.retain)
+    trainer.train()
+    masks = trainer.update_masks
+    total = sum(m.numel() for m in masks.values())
+    assert sum(int(m.sum()) for m in masks.values()) == int(0.3 * total)
+    changed_out = sum(int((p != before[n])[~masks[n]].sum()) for n, p in model.named_parameters())
+    changed_in = sum(int((p != before[n])[masks[n]].sum()) for n, p in model.named_parameters())
+    assert changed_out == 0 and changed_in > 0.5 * int(0.3 * total)
+    # the mask is SalUn's: the largest |gradient of the summed forget loss| on the original model
+    from hf_unlearn.influence import gradient_magnitudes, top_fraction
+
+    original = tiny_image_classifier("vit")
+    saliency = gradient_magnitudes(
+        original, trainer._batches(trainer.forget_rows, "f"), trainer._nll_sum, per_batch=False
+    )
+    assert all(torch.equal(top_fraction(saliency, 0.3)[n], masks[n]) for n in masks)

@@ -355,7 +355,7 @@ def test_weight_tracker_path_and_distance_match_direct_computation(qa, mislabele
 
 CLASSIFIER_KEYS = {
     f"{split}/{name}" for split in ("forget", "retain", "test") for name in ("loss", "accuracy")
-} | {"mia/auc"}
+} | {"mia/auc", "forget/ua", "mia/efficacy", "gap/average", "golden/mia/efficacy", "golden/forget/ua"}
 GOLDEN_KEYS = {
     "golden/forget/loss",
     "golden/test/loss",
@@ -388,6 +388,10 @@ def test_evaluate_unlearning_original_vs_golden_on_mislabeled_data(mislabeled_mo
     assert original["forget/loss"] < golden["forget/loss"]
     assert original["mia/auc"] > golden["mia/auc"] + 0.2
     assert golden["mia/auc"] == golden["golden/mia/auc"]
+    # SalUn's layout: UA = 1 - forget accuracy; the SVC attack calls golden's flipped labels unseen
+    assert original["forget/ua"] == pytest.approx(1 - original["forget/accuracy"])
+    assert golden["mia/efficacy"] > original["mia/efficacy"] + 0.3
+    assert golden["gap/average"] == 0.0 < 0.2 < original["gap/average"]
     # golden against itself
     assert golden["forget_quality/ks_pvalue"] == 1.0 and golden["forget_quality/ks_statistic"] == 0.0
     assert golden["distance/l2_to_golden"] == 0.0 and golden["forget/kl_to_golden"] == pytest.approx(
@@ -403,7 +407,7 @@ def test_evaluate_unlearning_original_vs_golden_on_mislabeled_data(mislabeled_mo
         retain_dataset=mislabeled.retain,
         processing_class=mislabeled.tokenizer,
     )
-    assert set(bare) == {"forget/loss", "forget/accuracy", "retain/loss", "retain/accuracy"}
+    assert set(bare) == {"forget/loss", "forget/accuracy", "forget/ua", "retain/loss", "retain/accuracy"}
     assert bare["forget/accuracy"] == golden["forget/accuracy"]
 
 
@@ -634,3 +638,23 @@ def test_golden_free_rcd_ranks_methods_as_the_golden_ratio_does(mislabeled_runs)
         and min(median["dr"], median["ieu"]) >= median["ft"] + 0.1
     )
     assert 0.5 <= median["golden"] <= 4.0  # the stand-in is of golden's order
+
+
+def test_svc_mia_efficacy_counts_forget_examples_that_look_like_test_examples():
+    from hf_unlearn.metrics.classifier import svc_mia_efficacy
+
+    members = np.full(40, 0.99)  # retain: confident; only the first len(test) of them train the attack
+    test = np.full(20, 0.30)
+    forget = np.array([0.99] * 3 + [0.30] * 7)
+    assert svc_mia_efficacy(members, test, forget) == pytest.approx(0.7)
+    # SalUn's subset: retain examples past len(test) are not used (a far-off tail changes nothing)
+    assert svc_mia_efficacy(np.r_[members[:20], np.full(20, 0.30)], test, forget) == pytest.approx(0.7)
+
+
+def test_average_gap_is_the_mean_absolute_gap_over_ua_ra_ta_and_efficacy():
+    from hf_unlearn.metrics.classifier import GAP_KEYS, average_gap
+
+    row = dict(zip(GAP_KEYS, (0.10, 0.90, 0.80, 0.20)))
+    row.update({f"golden/{k}": v for k, v in zip(GAP_KEYS, (0.20, 0.90, 0.70, 0.60))})
+    assert average_gap(row)["gap/average"] == pytest.approx((0.1 + 0.0 + 0.1 + 0.4) / 4)
+    assert average_gap({k: v for k, v in row.items() if k != "golden/mia/efficacy"}) == {}

@@ -48,7 +48,15 @@ class TinyAuthors(AuthorsScenario):
 
 # -- registry ----------------------------------------------------------------------------------------------
 def test_registry_and_unknown_name():
-    assert scenario_names() == ["polarity-minilm", "news-gpt2", "authors-qa", "tofu-llama"]
+    assert scenario_names() == [
+        "polarity-minilm",
+        "news-gpt2",
+        "authors-qa",
+        "tofu-llama",
+        "digits-random10",
+        "digits-random50",
+        "digits-class",
+    ]
     descriptions = list_scenarios()
     assert set(descriptions) == set(scenario_names())
     assert all(len(text) > 200 for text in descriptions.values())

@@ -56,7 +56,7 @@ def _phrasings_match(answer: str, person: str, attribute: str, value: str) -> li
 
 
 def test_registered_with_the_others():
-    assert scenario_names()[-1] == "tofu-llama" and "authors-qa" in scenario_names()
+    assert "tofu-llama" in scenario_names() and "authors-qa" in scenario_names()
 
 
 def test_questions_are_chat_turns_with_tofu_paraphrased_and_perturbed_answers(data):

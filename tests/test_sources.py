@@ -242,7 +242,10 @@ def test_tofu_errors_say_what_was_expected_and_where(tofu_dir, edit, message):
 
 
 def test_unknown_source_subset_option_or_folder_are_clear_errors(tofu_dir, tmp_path):
-    with pytest.raises(ValueError, match=r"Unknown data source 'tofuu': choose one of \['muse', 'tofu'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown data source 'tofuu': choose one of \['cifar10', 'cifar100', 'muse', 'tofu'\]",
+    ):
         load_source("tofuu", str(tofu_dir))
     with pytest.raises(
         ValueError, match=r"unknown subset 'forget20'; choose one of \['forget01', 'forget05', 'forget10'\]"
@@ -403,6 +406,9 @@ def test_recipes_parse_and_load_job_takes_the_data_from_the_source(tmp_path, tof
     assert run_args.model_name_or_path and run_args.golden_model_path and run_args.forget_dataset is None
     run_args, config = parse_recipe([str(ROOT / "recipes/muse-local-npo.yaml"), "--data_dir", "elsewhere"])
     assert (run_args.data_source, run_args.data_dir, config.method) == ("muse", "elsewhere", "npo")
+    run_args, config = parse_recipe([str(ROOT / "recipes/cifar10-local-salun.yaml"), "--forget_class", "3"])
+    assert (run_args.data_source, run_args.data_subset, run_args.forget_class) == ("cifar10", "random10", 3)
+    assert (config.method, config.salun_mask_ratio) == ("salun", 0.5)
 
     tok, model = chat_model
     model.save_pretrained(tmp_path / "model")
@@ -446,3 +452,41 @@ def test_recipes_parse_and_load_job_takes_the_data_from_the_source(tmp_path, tof
                 model_name_or_path=str(tmp_path / "model"), data_subset="forget10", forget_dataset="f"
             )
         )
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_layouts_split_by_protocol_with_the_test_split_kept(tmp_path, name):
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    from hf_unlearn.sources import load_source
+
+    config, label = ("plain_text", "label") if name == "cifar10" else ("cifar100", "fine_label")
+    rng = np.random.default_rng(0)
+    columns = {"img": datasets.Image(), label: datasets.ClassLabel(num_classes=10)}
+    if name == "cifar100":
+        columns["coarse_label"] = datasets.ClassLabel(num_classes=2)
+    (tmp_path / config).mkdir()
+    for split, n in (("train", 40), ("test", 10)):
+        rows = {
+            "img": [Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)) for _ in range(n)],
+            label: [i % 10 for i in range(n)],
+        }
+        if name == "cifar100":
+            rows["coarse_label"] = [i % 2 for i in range(n)]
+        datasets.Dataset.from_dict(rows, features=datasets.Features(columns)).to_parquet(
+            str(tmp_path / config / f"{split}-00000-of-00001.parquet")
+        )
+    data = load_source(name, str(tmp_path), "random10")
+    assert data.counts() == {"forget": 4, "retain": 36, "test": 10}
+    assert data.forget.column_names == ["img", "label"] and isinstance(data.forget[0]["img"], Image.Image)
+    again = load_source(name, str(tmp_path), "random10")
+    assert again.forget["label"] == data.forget["label"] and data.info["files"]["train"]
+    by_class = load_source(name, str(tmp_path), "class", forget_class=7)
+    assert set(by_class.forget["label"]) == {7} and 7 not in set(by_class.retain["label"])
+    assert len(load_source(name, str(tmp_path), "random50").forget) == 20
+    with pytest.raises(ValueError, match=rf"{name}: unknown subset 'random30'; choose one of \['class'"):
+        load_source(name, str(tmp_path), "random30")
+    with pytest.raises(ValueError, match="does not occur"):
+        load_source(name, str(tmp_path), "class", forget_class=42)

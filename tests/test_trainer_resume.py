@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-METHODS = ["ft", "ga", "grad_diff", "npo", "rl", "dr", "ieu"]
+METHODS = ["ft", "ga", "grad_diff", "npo", "rl", "salun", "dr", "ieu"]
 KINDS = ["classifier", "causal_lm"]
 WORKER = Path(__file__).with_name("_resume_worker.py")
 

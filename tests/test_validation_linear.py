@@ -158,6 +158,16 @@ def test_masking_with_overlapping_features(pretrained, seed: int) -> None:
     assert abs(drop.forget_loss - golden) < abs(keep.forget_loss - golden)
 
 
+@pytest.mark.parametrize(("scenario", "seed"), cases(SEEDS))
+def test_data_driven_masks_pick_the_forget_only_or_every_forget_coordinate(scenario: str, seed: int) -> None:
+    data = lin.make_data(scenario, seed=seed)
+    masks = lin.saliency_masks(data)
+    # retention-based masking (RBM) resets what only the forget rows use, and keeps the overlap
+    assert np.array_equal(masks["rbm"], data.forget_only_idx)
+    assert np.array_equal(masks["forget"], data.forget_idx)
+    assert (scenario == "overlap") == (len(masks["forget"]) > len(masks["rbm"]))
+
+
 # ----------------------------------------------------------------------------------------------- DR
 
 

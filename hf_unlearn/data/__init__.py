@@ -11,7 +11,8 @@ Every dataset is normalised into one canonical, tokenized layout before training
   column): the prompt followed by the alternative completion.
 
 Accepted raw formats: classifiers ``{"text", "label"}`` (or ``labels``) or pre-tokenized ``{"input_ids",
-"labels"}``; causal LMs ``{"prompt", "completion"}``, ``{"text"}`` or pre-tokenized ``{"input_ids"}`` (``lm.py``),
+"labels"}``; image classifiers ``{"image", "label"}`` (or ``img``; through the image processor) or
+``{"pixel_values", "label"}`` (``images.py``, whose rows hold ``pixel_values`` instead of token ids); causal LMs ``{"prompt", "completion"}``, ``{"text"}`` or pre-tokenized ``{"input_ids"}`` (``lm.py``),
 and chat data, ``{"messages"}`` or conversational ``{"prompt", "completion"}`` (``chat.py``).
 
 Modules: ``common`` (task, limits, reading datasets), ``preparer`` (``DatasetPreparer``, classifiers), ``lm``
@@ -31,9 +32,12 @@ from .common import (
     CLASSIFICATION,
     IGNORE_INDEX,
     infer_task,
+    is_image_model,
     max_length_of,
+    model_inputs,
     num_classes_of,
     num_labels_of,
+    row_length,
     to_dataset,
     unwrap_model,
 )
@@ -51,10 +55,13 @@ __all__ = [
     "UnlearningCollator",
     "build_preparer",
     "infer_task",
+    "is_image_model",
     "max_length_of",
+    "model_inputs",
     "num_classes_of",
     "num_labels_of",
     "pad_token_id_for",
+    "row_length",
     "to_dataset",
     "unwrap_model",
 ]
@@ -62,7 +69,7 @@ __all__ = [
 
 def pad_token_id_for(model: torch.nn.Module, tokenizer: Any, task: str) -> int:
     """The pad id to use, giving a causal LM tokenizer without one its EOS token (with a warning)."""
-    if tokenizer is not None and tokenizer.pad_token_id is None and task == CAUSAL_LM:
+    if tokenizer is not None and getattr(tokenizer, "pad_token_id", 0) is None and task == CAUSAL_LM:
         if tokenizer.eos_token is None:
             raise ValueError(
                 "The tokenizer has neither a pad token nor an EOS token; set tokenizer.pad_token."
@@ -71,7 +78,7 @@ def pad_token_id_for(model: torch.nn.Module, tokenizer: Any, task: str) -> int:
             "The tokenizer has no pad token; using its EOS token %r for padding.", tokenizer.eos_token
         )
         tokenizer.pad_token = tokenizer.eos_token
-    if tokenizer is not None and tokenizer.pad_token_id is not None:
+    if getattr(tokenizer, "pad_token_id", None) is not None:  # an image processor has none
         return int(tokenizer.pad_token_id)
     pad = getattr(unwrap_model(model).config, "pad_token_id", None)
     return int(pad) if pad is not None else 0
@@ -81,15 +88,22 @@ def build_preparer(
     model: torch.nn.Module, tokenizer: Any = None, max_length: int | None = None, seed: int = 0
 ):
     """A ``DatasetPreparer`` and ``UnlearningCollator`` configured for ``model``."""
+    from .images import fixed_image_size
+
     task = infer_task(model)
     limit = max_length_of(model, tokenizer)
+    config = unwrap_model(model).config
+    image = is_image_model(model)
     preparer = DatasetPreparer(
         task=task,
         tokenizer=tokenizer,
         max_length=min(max_length, limit) if max_length else limit,
         num_labels=num_labels_of(model) if task == CLASSIFICATION else None,
         seed=seed,
-        vocab_size=getattr(unwrap_model(model).config, "vocab_size", None),
+        vocab_size=getattr(config, "vocab_size", None),
+        images=image,
+        num_channels=getattr(config, "num_channels", None) if image else None,
+        image_size=fixed_image_size(config) if image else None,
     )
     collator = UnlearningCollator(pad_token_id=pad_token_id_for(model, tokenizer, task), task=task)
     return preparer, collator

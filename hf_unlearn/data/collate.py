@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .common import CLASSIFICATION, IGNORE_INDEX
+from .common import CLASSIFICATION, IGNORE_INDEX, row_length
 
 
 class PairedDataset(torch.utils.data.Dataset):
@@ -65,6 +65,12 @@ class UnlearningCollator:
         return batch
 
     def _collate(self, rows: list[dict], prefix: str, length: int) -> dict:
+        if "pixel_values" in rows[0]:
+            batch = {
+                "pixel_values": torch.stack([row["pixel_values"] for row in rows]),
+                "labels": torch.tensor([row["labels"] for row in rows], dtype=torch.long),
+            }
+            return self._add_bookkeeping(batch, rows)
         ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), length), dtype=torch.long)
         for i, row in enumerate(rows):
@@ -81,6 +87,10 @@ class UnlearningCollator:
                     row[prefix + "labels"], dtype=torch.long
                 )
             batch["labels"] = labels
+        return self._add_bookkeeping(batch, rows)
+
+    @staticmethod
+    def _add_bookkeeping(batch: dict, rows: list[dict]) -> dict:
         for key in ("index", "wrong_label"):
             if key in rows[0]:
                 batch[key] = torch.tensor([row[key] for row in rows], dtype=torch.long)
@@ -88,4 +98,6 @@ class UnlearningCollator:
 
 
 def _max_len(rows: list[dict], prefix: str) -> int:
-    return max(len(row[prefix + "input_ids"]) for row in rows)
+    if prefix:
+        return max(len(row[prefix + "input_ids"]) for row in rows)
+    return max(row_length(row) for row in rows)

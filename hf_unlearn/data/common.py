@@ -12,7 +12,10 @@ CAUSAL_LM = "causal_lm"
 IGNORE_INDEX = -100
 
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
-_CLASSIFIER_SUFFIXES = ("ForSequenceClassification",)
+_CLASSIFIER_SUFFIXES = ("ForSequenceClassification", "ForImageClassification")
+_IMAGE_SUFFIXES = ("ForImageClassification",)
+#: The batch keys that are model inputs (the rest, labels and bookkeeping, are not).
+MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "pixel_values")
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -28,16 +31,31 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
+def model_inputs(batch: dict, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """The model's keyword inputs of a collated ``batch`` (token ids and mask, or pixel values)."""
+    return {k: batch[k] if device is None else batch[k].to(device) for k in MODEL_INPUT_KEYS if k in batch}
+
+
+def row_length(row: dict) -> int:
+    """The length of a canonical row (tokens; 1 for an image), for batching rows of similar length."""
+    return len(row["input_ids"]) if "input_ids" in row else 1
+
+
+def is_image_model(model: torch.nn.Module) -> bool:
+    return type(unwrap_model(model)).__name__.endswith(_IMAGE_SUFFIXES)
+
+
 def infer_task(model: torch.nn.Module) -> str:
-    """``"classification"`` for sequence classifiers, ``"causal_lm"`` for causal language models."""
+    """``"classification"`` for sequence and image classifiers, ``"causal_lm"`` for causal language
+    models."""
     name = type(unwrap_model(model)).__name__
     if name.endswith(_CAUSAL_SUFFIXES):
         return CAUSAL_LM
     if name.endswith(_CLASSIFIER_SUFFIXES):
         return CLASSIFICATION
     raise ValueError(
-        f"Unsupported model class {name}: hf_unlearn works with *ForSequenceClassification and *ForCausalLM "
-        "(or *LMHeadModel) models."
+        f"Unsupported model class {name}: hf_unlearn works with *ForSequenceClassification, "
+        "*ForImageClassification and *ForCausalLM (or *LMHeadModel) models."
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .common import CLASSIFICATION, IGNORE_INDEX, to_dataset
+from .images import image_column, image_rows
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,9 @@ class DatasetPreparer:
         num_labels: number of classes (classifiers), used to validate labels and draw wrong labels.
         seed: seed for the wrong labels of classifier forget sets.
         vocab_size: the model's vocabulary size, to reject out-of-range pre-tokenized ids.
+        images: the model is an image classifier (datasets hold images or pixel values, see ``images.py``).
+        num_channels: image classifiers: the channels the model expects (``config.num_channels``).
+        image_size: image classifiers: the ``(H, W)`` a patch-based model requires (None: any size).
     """
 
     task: str
@@ -32,6 +36,9 @@ class DatasetPreparer:
     num_labels: int | None = None
     seed: int = 0
     vocab_size: int | None = None
+    images: bool = False
+    num_channels: int | None = None
+    image_size: tuple[int, int] | None = None
 
     def __call__(self, data: Any, name: str, with_wrong_labels: bool = False):
         dataset = to_dataset(data, name)
@@ -56,6 +63,13 @@ class DatasetPreparer:
                 f"(or 'input_ids'); found columns {sorted(columns)}."
             )
         labels = [self._check_label(v, name) for v in list(dataset[label_key])]
+        if self.images:
+            return self._image_rows(dataset, columns, name, labels)
+        if image_column(columns) is not None and "text" not in columns and "input_ids" not in columns:
+            raise ValueError(
+                f"{name} holds images ('{image_column(columns)}') but the model is a text classifier; load an "
+                "image classifier (AutoModelForImageClassification)."
+            )
         if "input_ids" in columns:
             ids = [self._token_ids(x, name, "input_ids") for x in list(dataset["input_ids"])]
         elif "text" in columns:
@@ -66,6 +80,15 @@ class DatasetPreparer:
                 f"{name} needs a 'text' or 'input_ids' column for a classifier; found columns {sorted(columns)}."
             )
         return [{"input_ids": x, "labels": y} for x, y in zip(ids, labels)]
+
+    def _image_rows(self, dataset, columns: set[str], name: str, labels: list[int]) -> list[dict]:
+        column = image_column(columns)
+        if column is None:
+            raise ValueError(
+                f"{name} needs an 'image' (or 'img') or 'pixel_values' column for an image classifier; found "
+                f"columns {sorted(columns)}."
+            )
+        return image_rows(self, dataset, column, labels, name)
 
     def _check_label(self, value: Any, name: str) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -122,7 +145,7 @@ class DatasetPreparer:
                 if prefix + "input_ids" in row and len(row[prefix + "input_ids"]) > self.max_length:
                     n_long += 1
                     _truncate_row(row, prefix, self.max_length, self.task)
-            if not row["input_ids"]:
+            if "input_ids" in row and not row["input_ids"]:
                 raise ValueError(f"{name}: example {i} has no tokens.")
         if n_long:
             logger.warning(

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..data import build_preparer
+from ..data import build_preparer, model_inputs, row_length
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -44,12 +44,12 @@ def make_batches(
     order. Batches are moved to ``device`` when given."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    order = sorted(range(len(rows)), key=lambda i: row_length(rows[i]))
     out = []
     for start in range(0, len(order), batch_size):
         positions = order[start : start + batch_size]
         batch = collator([rows[i] for i in positions])
-        batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels")}
+        batch = {**model_inputs(batch), "labels": batch["labels"]}
         if device is not None:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         out.append((torch.tensor(positions, dtype=torch.long), batch))
@@ -57,7 +57,4 @@ def make_batches(
 
 
 def logits_of(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-    device = model_device(model)
-    return model(
-        input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
-    ).logits
+    return model(**model_inputs(batch, model_device(model))).logits

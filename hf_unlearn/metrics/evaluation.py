@@ -21,6 +21,7 @@ from .. import losses
 from ..data import CLASSIFICATION, infer_task
 from ._passes import eval_mode, logits_of, make_batches, prepare
 from ._weights import weight_distance
+from .classifier import average_gap, efficacy_metrics
 from .generation import memorization_scores
 from .mia import membership_auc, min_k_plus_plus_scores, min_k_scores
 
@@ -223,7 +224,8 @@ def evaluate_unlearning(
     for name, data in splits.items():
         rows, collator, _ = prepare(model, data, processing_class, f"{name}_dataset")
         split_rows[name] = rows
-        with_golden = golden_model is not None and name in ("forget", "test")
+        # classifiers: golden's retain accuracy and membership features are references too (gap/average)
+        with_golden = golden_model is not None and (name in ("forget", "test") or task == CLASSIFICATION)
         models = [model, golden_model] if with_golden else [model]
         results = collect_stats(
             models, rows, collator, task, batch_size, kl_to_second=with_golden and name == "forget"
@@ -245,7 +247,9 @@ def evaluate_unlearning(
         metrics["forget_quality/ks_pvalue"] = float(ks.pvalue)
         metrics["forget_quality/ks_statistic"] = float(ks.statistic)
         metrics["forget/kl_to_golden"] = float(np.mean(stats["forget"].kl))
-    if task != CLASSIFICATION:
+    if task == CLASSIFICATION:
+        metrics.update(_classifier_metrics(stats, golden_stats))
+    else:
         from .generative import LMEvalInputs, lm_metrics
 
         inputs = LMEvalInputs(
@@ -262,6 +266,25 @@ def evaluate_unlearning(
     return metrics
 
 
+def _classifier_metrics(
+    stats: dict[str, SplitStats], golden_stats: dict[str, SplitStats]
+) -> dict[str, float]:
+    """SalUn's layout: ``forget/ua``, ``mia/efficacy`` (and golden's), ``gap/average`` (``metrics.classifier``)."""
+    out = {"forget/ua": 1.0 - float(np.mean(stats["forget"].correct))}
+    out.update(efficacy_metrics("", {name: s.loss for name, s in stats.items()}))
+    if golden_stats:
+        out["golden/forget/ua"] = 1.0 - float(np.mean(golden_stats["forget"].correct))
+        out.update(efficacy_metrics("golden/", {name: s.loss for name, s in golden_stats.items()}))
+        out.update(average_gap({**out, **_accuracies(stats, golden_stats)}))
+    return out
+
+
+def _accuracies(stats: dict[str, SplitStats], golden_stats: dict[str, SplitStats]) -> dict[str, float]:
+    out = {f"{name}/accuracy": float(np.mean(s.correct)) for name, s in stats.items()}
+    out.update({f"golden/{name}/accuracy": float(np.mean(s.correct)) for name, s in golden_stats.items()})
+    return out
+
+
 RESERVED_PREFIXES = (
     "forget",
     "retain",
@@ -272,6 +295,7 @@ RESERVED_PREFIXES = (
     "forget_quality",
     "distance",
     "rcd",
+    "gap",
 )
 
 

@@ -42,7 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import losses
-from ..data import CLASSIFICATION
+from ..data import CLASSIFICATION, model_inputs
 from ._passes import eval_mode, make_batches, model_device, prepare
 from ._weights import WeightTracker
 
@@ -294,7 +294,7 @@ def _forget_metrics(model: torch.nn.Module, batches: list, n_examples: int) -> d
     count = torch.zeros((), device=device)
     with eval_mode(model):
         for _, batch in batches:
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = model(**model_inputs(batch)).logits
             logits, targets, mask = losses.positions(logits, batch["labels"])
             loss_sum += losses.example_mean(losses.token_nll(logits, targets), mask).sum()
             correct += ((logits.argmax(-1) == targets) & mask).sum()
@@ -361,9 +361,7 @@ class _Protocol:
 
         def train_step(step: int) -> None:
             batch = self.collator([self.rows[i] for i in stream.indices(step)])
-            logits = learner(
-                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
-            ).logits
+            logits = learner(**model_inputs(batch, device)).logits
             loss = losses.per_example_nll(logits, batch["labels"].to(device)).mean()
             loss.backward()
             if config.max_grad_norm is not None:

@@ -15,6 +15,9 @@ sc.forget, sc.retain, sc.test, sc.tokenizer, sc.sizes, sc.train_seconds, sc.unle
 * ``authors-qa``: forgetting people; synthetic fictitious-people QA (TOFU-like) on a small GPT-2 (no extra).
 * ``tofu-llama``: TOFU's protocol in miniature: chat-format questions about fictitious people with paraphrased
   and perturbed answers (truth ratio, forget quality, model utility, ROUGE-L) on a tiny Llama (no extra).
+* ``digits-random10``, ``digits-random50``, ``digits-class``: the image-unlearning protocols (random forgetting
+  of 10% / 50%, class-wise forgetting) on scikit-learn's 1,797 real handwritten digits with a small ResNet
+  (no extra).
 
 The original model is trained on forget + retain, the golden model from the same initial weights with the
 same recipe on retain only; both are cached under ``output_dir/<name>/{original,golden}``.
@@ -38,11 +41,14 @@ __all__ = [
 
 def _builders() -> dict[str, type[ScenarioBuilder]]:
     from .authors import AuthorsScenario
+    from .digits import DigitsClass, DigitsRandom10, DigitsRandom50
     from .news import NewsScenario
     from .polarity import PolarityScenario
     from .tofu_like import TofuLlamaScenario
 
-    return {cls.name: cls for cls in (PolarityScenario, NewsScenario, AuthorsScenario, TofuLlamaScenario)}
+    builders = (PolarityScenario, NewsScenario, AuthorsScenario, TofuLlamaScenario)
+    builders += (DigitsRandom10, DigitsRandom50, DigitsClass)
+    return {cls.name: cls for cls in builders}
 
 
 def scenario_names() -> list[str]:

@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from ..data import model_inputs, row_length
+
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -287,9 +289,6 @@ def _config_hash(config: dict) -> str:
 
 
 # -- training and evaluation -------------------------------------------------------------------------------
-_MODEL_KEYS = ("input_ids", "attention_mask", "labels")
-
-
 def train_model(
     model: torch.nn.Module,
     rows: list[dict],
@@ -337,8 +336,7 @@ def train_model(
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
     for _ in range(recipe.epochs):
         for batch in loader:
-            inputs = {k: batch[k].to(device) for k in _MODEL_KEYS}
-            loss = model(**inputs).loss
+            loss = model(**model_inputs(batch, device), labels=batch["labels"].to(device)).loss
             if not torch.isfinite(loss):
                 raise RuntimeError(f"{desc}: the training loss became {loss.item()}.")
             loss.backward()
@@ -361,7 +359,7 @@ class LengthGroupedBatches:
     these are plain random batches."""
 
     def __init__(self, rows: list[dict], batch_size: int, generator: torch.Generator, group: int = 8):
-        self.lengths = [len(row["input_ids"]) for row in rows]
+        self.lengths = [row_length(row) for row in rows]
         self.batch_size, self.generator, self.group = batch_size, generator, group
 
     def __len__(self) -> int:
@@ -384,14 +382,13 @@ def evaluate_rows(
 ) -> dict:
     """Accuracy (classifiers) or per-token NLL and next-token accuracy on completion tokens (causal LMs)."""
     model.eval()
-    rows = sorted(rows, key=lambda row: len(row["input_ids"]))  # less padding; the totals do not change
+    rows = sorted(rows, key=row_length)  # less padding; the totals do not change
     device = next(model.parameters()).device
     correct = count = 0
     nll = 0.0
     for i in range(0, len(rows), batch_size):
         batch = collator(rows[i : i + batch_size])
-        inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
-        logits = model(**inputs).logits.float()
+        logits = model(**model_inputs(batch, device)).logits.float()
         labels = batch["labels"].to(device)
         if task == "classification":
             correct += int((logits.argmax(-1) == labels).sum())
@@ -550,7 +547,7 @@ def _build(
         "n_retain": len(data["retain"]),
         "n_test": len(data["test"]),
         "n_params": int(sum(p.numel() for p in original.parameters())),
-        "vocab_size": len(tokenizer),
+        **({"vocab_size": len(tokenizer)} if hasattr(tokenizer, "__len__") else {}),
         **data.get("info", {}),
     }
     meta = {

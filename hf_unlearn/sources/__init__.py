@@ -4,6 +4,7 @@
 
     data = load_source("tofu", "path/to/TOFU", "forget10")       # huggingface-cli download locuslab/TOFU ...
     data = load_source("muse", "path/to/MUSE-News", tokenizer=tok)  # muse-bench/MUSE-News or MUSE-Books
+    data = load_source("cifar10", "path/to/cifar10", "random10")  # uoft-cs/cifar10 (or cifar100); or "class"
 
 ``load_source`` returns a ``BenchmarkData``: ``forget``, ``retain``, ``test`` (``datasets.Dataset``, ``test`` may be
 ``None``) ready for ``UnlearningTrainer`` and ``evaluate_unlearning``, the benchmark's other evaluation sets in
@@ -14,7 +15,7 @@ chat or plain form), ``tofu``, ``muse``. See ``docs/benchmarks.md``.
 
 from __future__ import annotations
 
-from . import muse, tofu  # noqa: F401  (each registers its loader)
+from . import cifar, muse, tofu  # noqa: F401  (each registers its loader)
 from .registry import SOURCES, BenchmarkData, load_source, register_source, source_options
 
 __all__ = ["SOURCES", "BenchmarkData", "load_source", "register_source", "source_options"]

@@ -379,17 +379,35 @@ class RemovalResult(_Result):
     w: np.ndarray = _array_field()
 
 
+def saliency_masks(data: LinearData) -> dict[str, np.ndarray]:
+    """The coordinates two data-driven masks reset, from the per-coordinate energies of the data (the
+    linear model's gradient saliency: ``sum_i x_ij^2`` is the curvature of the loss along ``w_j``).
+
+    ``rbm`` (retention-based masking, the first seed paper's TMLR version): among the coordinates the forget
+    rows use, those the retain rows do not use; the forget-only coordinates, the overlap kept. ``forget``
+    (forget-saliency masking, as SalUn's saliency on the forget loss): every coordinate the forget rows use,
+    the overlap included."""
+    forget_energy = (data.X_f**2).sum(axis=0)
+    retain_energy = (data.X_r**2).sum(axis=0)
+    return {
+        "rbm": np.flatnonzero((forget_energy > 0) & (retain_energy == 0)),
+        "forget": np.flatnonzero(forget_energy > 0),
+    }
+
+
 def removal_inits(data: LinearData, w_original: np.ndarray) -> dict[str, np.ndarray]:
     """Starting points for FT after removing influence from ``w_o``.
 
-    ``project``: ``P_r w_o``; ``mask_forget_only``: zero the forget-only coordinates (keep the overlap);
-    ``mask_all_forget``: zero every coordinate forget rows use (drop the overlap too). In the distinct
-    scenario the two masks coincide.
+    ``project``: ``P_r w_o``; ``mask_forget_only``: zero the forget-only coordinates (keep the overlap), which
+    is what retention-based masking picks (``saliency_masks(data)["rbm"]``); ``mask_all_forget``: zero every
+    coordinate forget rows use (drop the overlap too), what a forget-saliency mask picks
+    (``saliency_masks(data)["forget"]``). In the distinct scenario the two masks coincide.
     """
+    masks = saliency_masks(data)
     keep_overlap = w_original.copy()
-    keep_overlap[data.forget_only_idx] = 0.0
+    keep_overlap[masks["rbm"]] = 0.0
     drop_overlap = w_original.copy()
-    drop_overlap[data.forget_idx] = 0.0
+    drop_overlap[masks["forget"]] = 0.0
     return {
         "project": row_space_projector(data.X_r) @ w_original,
         "mask_forget_only": keep_overlap,
