@@ -26,6 +26,7 @@ CPU_BENCHMARKS = [
     "tofu",
     "generation_cost",
     "stopping",
+    "images",
 ]
 ALL = CPU_BENCHMARKS + ["gpu", "sweep"]
 

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from benchmarks import common
 
 
@@ -95,3 +97,24 @@ def test_stopping_summary_counts_the_targets_met_per_seed_and_ranks_the_two_rcd_
     assert summary["rows"]["c + stopping"]["targets_met"] == [4, 4]  # RCD ratio 1.1 >= 0.8
     assert summary["rcd_rank_agreement"] == {"without": 1.0, "with": 1.0}
     assert summary["rows"]["b"]["check_overhead"] == 0.1 / 1.0
+
+
+def test_images_summary_gives_mean_and_std_over_seeds_per_model():
+    from benchmarks import images
+
+    per_seed = {
+        seed: {
+            "metrics": {
+                "golden": {k: 0.5 for k in images.KEYS},
+                "rl": {**{k: 0.1 * (seed + 1) for k in images.KEYS}},
+            },
+            "time_ratio": {"rl": 0.05 * (seed + 1)},
+        }
+        for seed in (0, 1, 2)
+    }
+    summary = images.summarize(per_seed, ["golden", "rl"])
+    assert summary["golden"]["gap/average"] == (0.5, 0.0) and "time_ratio" not in summary["golden"]
+    mean, std = summary["rl"]["forget/ua"]
+    assert mean == pytest.approx(0.2) and std == pytest.approx(0.1)
+    assert summary["rl"]["time_ratio"][0] == pytest.approx(0.1)
+    assert "0.200 +- 0.100" in images.table_of(summary)

@@ -2,6 +2,7 @@
 against its golden model."""
 
 import numpy as np
+import pytest
 
 from hf_unlearn.scenarios import load_scenario, scenario_names
 from hf_unlearn.scenarios.digits import FORGET_CLASS, load_digits_images, split_digits
@@ -28,6 +29,7 @@ def test_digits_splits_follow_each_protocol_and_are_seeded():
     assert not train & {tuple(np.ravel(x)) for x in random10["test"]["pixel_values"]}
 
 
+@pytest.mark.efficacy
 def test_class_wise_build_then_unlearning_lands_on_golden(tmp_path):
     from conftest import make_config
 
