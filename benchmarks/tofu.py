@@ -25,8 +25,21 @@ from .quality import evaluate_scenario
 
 NAME = "tofu"
 SCENARIO = "tofu-llama"
-METHODS = ["ft", "grad_diff", "npo", "dr", "ieu"]
-UNLEARNING = ["grad_diff", "npo", "dr", "ieu"]
+METHODS = [
+    "ft",
+    "grad_diff",
+    "npo",
+    "dr",
+    "ieu",
+    "simnpo",
+    "idk_nll",
+    "idk_dpo",
+    "wga",
+    "satimp",
+    "undial",
+    "rmu",
+]
+UNLEARNING = METHODS[1:]
 COLUMNS = [*HEADLINE_KEYS["tofu"], "retain/rouge_l_recall", "seconds"]
 
 

@@ -31,7 +31,9 @@ class UnlearningConfig(TrainingArguments):
         metadata={
             "help": "Unlearning method: 'ft' (fine-tune on retain), 'ga' (gradient ascent), 'grad_diff', 'npo', "
             "'rl' (random labels), 'salun' (random labels on a forget-saliency mask of the weights), 'dr' "
-            "(discriminative regularization) or 'ieu' (influence eliminating unlearning).",
+            "(discriminative regularization), 'ieu' (influence eliminating unlearning), or the LM methods "
+            "'simnpo', 'idk_nll', 'idk_dpo', 'wga', 'satimp', 'undial' and 'rmu' (simnpo and undial also "
+            "for classifiers).",
             "choices": sorted(METHODS),
         },
     )
@@ -57,7 +59,42 @@ class UnlearningConfig(TrainingArguments):
             "choices": list(DR_VARIANTS),
         },
     )
-    npo_beta: float = field(default=0.1, metadata={"help": "beta > 0 of NPO."})
+    npo_beta: float = field(default=0.1, metadata={"help": "beta > 0 of NPO and of IdkDPO's DPO loss."})
+    simnpo_beta: float = field(
+        default=4.5,
+        metadata={"help": "simnpo: beta > 0 (OpenUnlearning's TOFU config: 4.5; use forget_weight 0.125)."},
+    )
+    simnpo_delta: float = field(
+        default=0.0,
+        metadata={"help": "simnpo: margin delta on the length-normalized NLL (OpenUnlearning: 0)."},
+    )
+    wga_beta: float = field(
+        default=1.0, metadata={"help": "wga: exponent of the token-probability weights (1.0)."}
+    )
+    satimp_beta1: float = field(
+        default=5.0,
+        metadata={"help": "satimp: exponent of p in the token weights p^beta1 (1-p)^beta2 (5.0)."},
+    )
+    satimp_beta2: float = field(
+        default=1.0, metadata={"help": "satimp: exponent of (1 - p) in the token weights (1.0)."}
+    )
+    rmu_layer: int = field(
+        default=-1,
+        metadata={
+            "help": "rmu: the decoder layer whose output is steered (0-based; -1: the middle layer, "
+            "(num_layers - 1) // 2). OpenUnlearning steers layer 7 of 32 on Llama-2-7B."
+        },
+    )
+    rmu_steering_coeff: float = field(
+        default=2.0,
+        metadata={"help": "rmu: c, the norm of the random target direction (OpenUnlearning's config: 2)."},
+    )
+    undial_beta: float = field(
+        default=10.0,
+        metadata={
+            "help": "undial: how far the target token's logit is lowered in the distillation target (10)."
+        },
+    )
     ieu_decay: float = field(
         default=1.0,
         metadata={
@@ -242,8 +279,12 @@ class UnlearningConfig(TrainingArguments):
         for name in ("forget_weight", "retain_weight", "ieu_decay", "ieu_noise_std"):
             if getattr(self, name) < 0:
                 raise ValueError(f"UnlearningConfig.{name} must be >= 0, got {getattr(self, name)}.")
-        if self.npo_beta <= 0:
-            raise ValueError(f"UnlearningConfig.npo_beta must be > 0, got {self.npo_beta}.")
+        for name in ("npo_beta", "simnpo_beta"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"UnlearningConfig.{name} must be > 0, got {getattr(self, name)}.")
+        for name in ("wga_beta", "satimp_beta1", "satimp_beta2", "undial_beta", "rmu_steering_coeff"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"UnlearningConfig.{name} must be >= 0, got {getattr(self, name)}.")
         if self.ieu_noise_every < 1:
             raise ValueError(f"UnlearningConfig.ieu_noise_every must be >= 1, got {self.ieu_noise_every}.")
         if self.forget_loss_cap is not None and not self.forget_loss_cap > 0:

@@ -110,3 +110,72 @@ def random_wrong_targets(labels: torch.Tensor, num_classes: int, generator: torc
     shift = torch.randint(1, num_classes, labels.shape, generator=generator, device=generator.device)
     wrong = (labels.clamp(min=0) + shift.to(labels.device)) % num_classes
     return torch.where(labels == IGNORE_INDEX, labels, wrong)
+
+
+# -- the methods recent papers compare against (OpenUnlearning's definitions, src/trainer/utils.py) ----------
+def simnpo_per_example(nll_mean: torch.Tensor, beta: float, delta: float) -> torch.Tensor:
+    """SimNPO (Fan et al., 2024): ``-(2 / beta) * log sigmoid(beta * (l - delta))`` per example, ``l`` the
+    length-normalized (token-mean) NLL of the completion: reference-free; falls as ``l`` grows."""
+    return -(2.0 / beta) * F.logsigmoid(beta * (nll_mean - delta))
+
+
+def dpo_per_example(win_logratio: torch.Tensor, lose_logratio: torch.Tensor, beta: float) -> torch.Tensor:
+    """DPO per example: ``-(2 / beta) * log sigmoid(beta * (win - lose))``; each log-ratio is ``log pi(y|x) -
+    log pi_ref(y|x)`` of a whole completion (IdkDPO: win = the refusal, lose = the forget answer)."""
+    return -(2.0 / beta) * F.logsigmoid(beta * (win_logratio - lose_logratio))
+
+
+def token_weighted_nll(
+    logits: torch.Tensor, labels: torch.Tensor, weight_of_prob
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum_t w_t * nll_t, number of tokens)`` per example, the weights ``w_t = weight_of_prob(p_t)`` of the
+    (detached) probability ``p_t`` of each completion token (WGA, SatImp)."""
+    aligned, targets, mask = positions(logits, labels)
+    nll = token_nll(aligned, targets)
+    weights = weight_of_prob(torch.exp(-nll.detach()))
+    maskf = mask.to(nll.dtype)
+    return (weights * nll * maskf).sum(-1), maskf.sum(-1)
+
+
+def wga_weights(prob: torch.Tensor, beta: float) -> torch.Tensor:
+    """WGA (Wang et al., 2025): ``p ** beta``: ascent leans on the tokens the model still predicts well."""
+    return prob**beta
+
+
+def satimp_weights(prob: torch.Tensor, beta1: float, beta2: float) -> torch.Tensor:
+    """SatImp (Yang et al., 2025): ``p ** beta1 * (1 - p) ** beta2`` (saturation x importance)."""
+    return prob**beta1 * (1.0 - prob) ** beta2
+
+
+def pooled_ascent(
+    sums: torch.Tensor, counts: torch.Tensor, active: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``-sum(sums) / sum(counts)``: the token-level mean over the whole batch, as OpenUnlearning's WGA and
+    SatImp take it; examples with ``active`` False contribute nothing (the divisor keeps their tokens)."""
+    if active is not None:
+        sums = torch.where(active, sums, torch.zeros_like(sums))
+    return -sums.sum() / counts.sum().clamp(min=1.0)
+
+
+def undial_per_example(
+    logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """UNDIAL (Dong et al., 2025): cross-entropy to the frozen model's distribution with the logit of each
+    target token lowered by ``beta`` (self-distillation away from the memorized token), token-mean per example."""
+    aligned, targets, mask = positions(logits, labels)
+    ref, _, _ = positions(ref_logits, labels)
+    lowered = (
+        ref.detach()
+        .float()
+        .scatter_add(-1, targets.unsqueeze(-1), torch.full_like(ref[..., :1], -beta, dtype=torch.float32))
+    )
+    soft = F.softmax(lowered, dim=-1)
+    ce = -(soft * F.log_softmax(aligned.float(), dim=-1)).sum(-1)
+    return example_mean(ce, mask)
+
+
+def masked_activation_mse(hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """RMU's activation loss per example: the squared difference averaged over the hidden size, then over the
+    positions in ``mask`` (``[B, T]``) -> ``[B]``."""
+    per_position = (hidden.float() - target.detach().float()).pow(2).mean(-1)
+    return example_mean(per_position, mask)

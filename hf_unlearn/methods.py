@@ -19,12 +19,14 @@ from .data import CLASSIFICATION
 
 @dataclass
 class Part:
-    """Model outputs for one part of the batch."""
+    """Model outputs for one part of the batch (``hidden_states`` only for methods with
+    ``needs_hidden_states``: transformers' tuple, embeddings first)."""
 
     logits: torch.Tensor
     labels: torch.Tensor
     index: torch.Tensor | None = None
     wrong_label: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
@@ -34,6 +36,9 @@ class StepInputs:
     forget_alt: Part | None = None
     step: int = 0
     ref_logprob: torch.Tensor | None = None  # cached reference log-probs of the forget batch (NPO)
+    ref_alt_logprob: torch.Tensor | None = None  # ... and of its alternative completions (IdkDPO)
+    # the frozen original model's outputs (logits; hidden states when asked) on the part ``frozen_part`` names
+    frozen: Any = None
     # False while the held-out rule pauses the forget term: the step trains on retain only
     forget_active: bool = True
     # per-example rule: each forget example's held-out target loss; examples at or above it stop being pushed
@@ -72,8 +77,20 @@ class UnlearningMethod:
     uses_forget_loss_cap: ClassVar[bool] = False  # the trainer resolves forget_loss_cap before training
     # False: the loss never looks at the forget set (naive fine-tuning)
     has_forget_term: ClassVar[bool] = True
+    # the forget set needs an ``alternative`` completion (default refusals are added when it has none)
+    needs_alternative: ClassVar[bool] = False
+    # "forget" / "retain": the frozen original model runs on that part of every batch (no gradient)
+    frozen_part: ClassVar[str | None] = None
+    # the forward pass also returns the hidden states (of the model, and of the frozen one)
+    needs_hidden_states: ClassVar[bool] = False
+    # the tasks the method is defined for
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "causal_lm")
 
     def __init__(self, args: Any, task: str):
+        if task not in self.tasks:
+            raise ValueError(
+                f"method {self.name!r} is defined for {' and '.join(self.tasks)} models, not {task}."
+            )
         self.args, self.task = args, task
         self.forget_loss_cap: float | None = args.forget_loss_cap  # resolved by the trainer before training
 
@@ -223,3 +240,161 @@ class SaliencyUnlearning(RandomLabels):
 
     def update_mask_ratio(self) -> float | None:
         return self.args.salun_mask_ratio
+
+
+@register_method("simnpo")
+class SimNPO(UnlearningMethod):
+    """SimNPO (Fan et al., 2024), as OpenUnlearning's: ``gamma * mean(-(2 / beta) log sigmoid(beta (l - delta)))``
+    on the length-normalized forget NLL ``l`` (no reference model), plus ``w_r * l(B_r)``. OpenUnlearning's TOFU
+    config: beta 4.5, delta 0, forget_weight (gamma) 0.125."""
+
+    def loss(self, inputs, retain_nll, forget_nll):
+        terms = losses.simnpo_per_example(forget_nll, self.args.simnpo_beta, self.args.simnpo_delta)
+        simnpo = self.forget_mean(terms, forget_nll, inputs)
+        return self.args.forget_weight * simnpo + self.retain_term(retain_nll), {
+            "simnpo_loss": simnpo.detach()
+        }
+
+
+@register_method("idk_nll")
+class IdkNLL(UnlearningMethod):
+    """Train the forget prompts towards "I don't know"-style answers (the ``alternative`` column, or seeded
+    default refusals): ``gamma * l(B_f with the alternative) + w_r * l(B_r)``."""
+
+    needs_alternative = True
+    tasks = ("causal_lm",)
+
+    def loss(self, inputs, retain_nll, forget_nll):
+        alt = losses.per_example_nll(inputs.forget_alt.logits, inputs.forget_alt.labels)
+        idk = self.forget_mean(alt, forget_nll, inputs)
+        return self.args.forget_weight * idk + self.retain_term(retain_nll), {"idk_loss": idk.detach()}
+
+
+@register_method("idk_dpo")
+class IdkDPO(UnlearningMethod):
+    """DPO with the refusal (``alternative``) as the preferred and the forget answer as the rejected
+    completion, against reference log-probs cached once before training: ``gamma * DPO + w_r * l(B_r)``
+    (OpenUnlearning's IdkDPO; beta ``npo_beta``, 0.1 as theirs)."""
+
+    needs_alternative = True
+    needs_reference = True
+    tasks = ("causal_lm",)
+
+    def loss(self, inputs, retain_nll, forget_nll):
+        lose = losses.per_example_logprob(inputs.forget.logits, inputs.forget.labels)
+        win = losses.per_example_logprob(inputs.forget_alt.logits, inputs.forget_alt.labels)
+        terms = losses.dpo_per_example(
+            win - inputs.ref_alt_logprob.to(win), lose - inputs.ref_logprob.to(lose), self.args.npo_beta
+        )
+        dpo = self.forget_mean(terms, forget_nll, inputs)
+        return self.args.forget_weight * dpo + self.retain_term(retain_nll), {"dpo_loss": dpo.detach()}
+
+
+class TokenWeightedAscent(UnlearningMethod):
+    """Gradient ascent with per-token weights of the (detached) token probability, pooled over the batch's
+    completion tokens, plus ``w_r * l(B_r)``; subclasses give the weights."""
+
+    tasks = ("causal_lm",)
+
+    def weights(self, prob: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, inputs, retain_nll, forget_nll):
+        sums, counts = losses.token_weighted_nll(inputs.forget.logits, inputs.forget.labels, self.weights)
+        active = (
+            None
+            if inputs.forget_target is None
+            else forget_nll.detach() < inputs.forget_target.to(forget_nll)
+        )
+        ascent = losses.pooled_ascent(sums, counts, active)
+        return self.args.forget_weight * ascent + self.retain_term(retain_nll), {
+            "weighted_ascent": ascent.detach()
+        }
+
+
+@register_method("wga")
+class WeightedGradientAscent(TokenWeightedAscent):
+    """WGA (Wang et al., 2025): token weights ``p ** wga_beta``."""
+
+    def weights(self, prob):
+        return losses.wga_weights(prob, self.args.wga_beta)
+
+
+@register_method("satimp")
+class SaturationImportance(TokenWeightedAscent):
+    """SatImp (Yang et al., 2025): token weights ``p ** satimp_beta1 * (1 - p) ** satimp_beta2``
+    (OpenUnlearning: beta1 5, beta2 1, forget_weight 0.1)."""
+
+    def weights(self, prob):
+        return losses.satimp_weights(prob, self.args.satimp_beta1, self.args.satimp_beta2)
+
+
+@register_method("undial")
+class UNDIAL(UnlearningMethod):
+    """UNDIAL (Dong et al., 2025): self-distillation on the forget set towards the frozen model's logits with
+    each target token's logit lowered by ``undial_beta``, plus ``w_r * l(B_r)`` (OpenUnlearning: beta 10,
+    retain_weight 0, lr 1e-4). The frozen logits come from the adapters-disabled model with PEFT, else from a
+    frozen copy of the original weights the trainer keeps (it logs the memory)."""
+
+    frozen_part = "forget"
+
+    def loss(self, inputs, retain_nll, forget_nll):
+        terms = losses.undial_per_example(
+            inputs.forget.logits, inputs.frozen.logits, inputs.forget.labels, self.args.undial_beta
+        )
+        undial = self.forget_mean(terms, forget_nll, inputs)
+        return self.args.forget_weight * undial + self.retain_term(retain_nll), {
+            "undial_loss": undial.detach()
+        }
+
+
+@register_method("rmu")
+class RepresentationMisdirection(UnlearningMethod):
+    """RMU (Li et al., 2024, WMDP), as OpenUnlearning's: at the output of decoder layer ``rmu_layer``, push
+    the forget tokens' hidden states to a fixed random direction of norm ``rmu_steering_coeff`` and keep the
+    retain tokens' hidden states at the frozen model's: ``gamma * MSE(h_f, c u) + w_r * MSE(h_r, h_r^frozen)``
+    (per-token mean over the hidden size, token-mean per example, batch mean; completion tokens only)."""
+
+    frozen_part = "retain"
+    needs_hidden_states = True
+    tasks = ("causal_lm",)
+
+    def __init__(self, args, task):
+        super().__init__(args, task)
+        self.direction: torch.Tensor | None = None
+
+    def hidden(self, part) -> torch.Tensor:
+        states = part.hidden_states
+        layer = self.args.rmu_layer if self.args.rmu_layer >= 0 else (len(states) - 1) // 2
+        if not 0 <= layer < len(states) - 1:
+            raise ValueError(
+                f"rmu_layer={self.args.rmu_layer} is outside the model's {len(states) - 1} layers."
+            )
+        return states[layer + 1]
+
+    def control(self, size: int, like: torch.Tensor) -> torch.Tensor:
+        if self.direction is None:  # seeded, fixed for the run: u ~ U[0, 1)^H, scaled to norm c
+            generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + 17)
+            u = torch.rand(size, generator=generator)
+            self.direction = u / u.norm() * self.args.rmu_steering_coeff
+        return self.direction.to(like)
+
+    def loss(self, inputs, retain_nll, forget_nll):
+        forget_h = self.hidden(inputs.forget)
+        control = self.control(forget_h.shape[-1], forget_h).expand_as(forget_h)
+        forget_terms = losses.masked_activation_mse(
+            forget_h, control, inputs.forget.labels != losses.IGNORE_INDEX
+        )
+        frozen = Part(
+            logits=inputs.frozen.logits,
+            labels=inputs.retain.labels,
+            hidden_states=inputs.frozen.hidden_states,
+        )
+        retain_mask = inputs.retain.labels != losses.IGNORE_INDEX
+        retain_terms = losses.masked_activation_mse(
+            self.hidden(inputs.retain), self.hidden(frozen), retain_mask
+        )
+        rmu = self.forget_mean(forget_terms, forget_nll, inputs)
+        retain = retain_terms.mean()
+        loss = self.args.forget_weight * rmu + self.args.retain_weight * retain
+        return loss, {"rmu_forget": rmu.detach(), "rmu_retain": retain.detach()}

@@ -8,6 +8,7 @@ optimizer step for methods that use it (IEU).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -93,6 +94,8 @@ class UnlearningTrainer(Trainer):
         preparer, collator = build_preparer(model, processing_class, args.max_length, args.seed)
         self.task = preparer.task
         self.method = get_method(args.method)(args, self.task)
+        if self.method.needs_alternative:
+            forget_dataset = with_default_alternatives(forget_dataset, args.seed)
         self.forget_rows = preparer(
             forget_dataset, "forget_dataset", with_wrong_labels=self.task == CLASSIFICATION
         )
@@ -113,6 +116,8 @@ class UnlearningTrainer(Trainer):
         self.loss_is_scaled_for_ga = False  # our losses are per-batch means; Trainer divides by GA steps
         self.ref_model = ref_model
         self.ref_logprob: torch.Tensor | None = None
+        self.ref_alt_logprob: torch.Tensor | None = None  # IdkDPO: of the alternative completions
+        self.frozen_model = self._frozen_copy() if self.method.frozen_part else None
         self.influence_removed = 0
         self.update_masks: dict[str, torch.Tensor] | None = (
             None  # salun: which weights the updates may change
@@ -187,9 +192,10 @@ class UnlearningTrainer(Trainer):
         """
         checkpoint = self._resolve_checkpoint(resume_from_checkpoint)
         if self.method.needs_reference and self.ref_logprob is None:
-            self.ref_logprob = _load_reference(checkpoint) if checkpoint else None
-            if self.ref_logprob is None:
-                self.ref_logprob = self.reference_logprobs()
+            cached = _load_reference(checkpoint) if checkpoint else None
+            if cached is None:
+                cached = self.reference_logprobs()
+            self.ref_logprob, self.ref_alt_logprob = cached.get("ref_logprob"), cached.get("ref_alt_logprob")
         saved = _load_state(checkpoint)
         if self.method.uses_forget_loss_cap:
             self.method.forget_loss_cap = self.resolve_forget_loss_cap(saved)
@@ -235,7 +241,9 @@ class UnlearningTrainer(Trainer):
         if self.ref_logprob is not None:
             from safetensors.torch import save_file
 
-            save_file({"ref_logprob": self.ref_logprob.contiguous()}, os.path.join(folder, REFERENCE_FILE))
+            cache = {"ref_logprob": self.ref_logprob, "ref_alt_logprob": self.ref_alt_logprob}
+            cache = {k: v.contiguous() for k, v in cache.items() if v is not None}
+            save_file(cache, os.path.join(folder, REFERENCE_FILE))
         if self.update_masks is not None:
             from safetensors.torch import save_file
 
@@ -315,16 +323,43 @@ class UnlearningTrainer(Trainer):
         )
         return cap
 
-    def reference_logprobs(self) -> torch.Tensor:
-        """``log p_ref(y | x)`` of every forget example, from ``ref_model`` or the model as it is now (with PEFT
-        adapters disabled). Computed once; no second model stays in memory."""
+    def reference_logprobs(self) -> dict[str, torch.Tensor]:
+        """``log p_ref(y | x)`` of every forget example (``"ref_logprob"``) and, when the forget set has
+        alternative completions, of those (``"ref_alt_logprob"``), from ``ref_model`` or the model as it is now
+        (with PEFT adapters disabled). Computed once; no second model stays in memory."""
         model = self.ref_model if self.ref_model is not None else self.model
         disable = getattr(model, "disable_adapter", None) if self.ref_model is None else None
+        fn = losses.per_example_logprob
         with disable() if disable else nullcontext():
-            values = self._per_example(model, self.forget_rows, "NPO reference", losses.per_example_logprob)
+            cache = {"ref_logprob": self._per_example(model, self.forget_rows, "NPO reference", fn)}
+            if "alt_input_ids" in self.forget_rows[0]:
+                alt_rows = [_alternative_row(row) for row in self.forget_rows]
+                cache["ref_alt_logprob"] = self._per_example(model, alt_rows, "reference (alternatives)", fn)
         if self.ref_model is not None:
             self.ref_model = None  # only the cache is needed from now on
-        return values
+        return cache
+
+    def _frozen_copy(self) -> torch.nn.Module | None:
+        """The frozen original for methods that need its logits every step: None with PEFT (the
+        adapters-disabled model is the original), else a copy of the weights in eval mode (logged: it doubles
+        the weights' memory)."""
+        if hasattr(self.model, "disable_adapter"):
+            return None
+        frozen = copy.deepcopy(self.model).eval().requires_grad_(False)
+        size = sum(p.numel() * p.element_size() for p in frozen.parameters())
+        logger.info(
+            "%s keeps a frozen copy of the original weights (%.1f MiB).", self.args.method, size / 2**20
+        )
+        return frozen
+
+    def _frozen_outputs(self, inputs: dict[str, torch.Tensor]):
+        """The frozen original's outputs on one part of the batch (``method.frozen_part``), no gradient."""
+        kwargs = {**model_inputs(inputs), "output_hidden_states": self.method.needs_hidden_states}
+        with torch.no_grad():
+            if self.frozen_model is None:
+                with self.model.disable_adapter():
+                    return self.model(**kwargs)
+            return self.frozen_model.to(self.args.device)(**kwargs)
 
     def _per_example(
         self, model: torch.nn.Module, rows: list[dict], desc: str, fn, batch_size: int | None = None
@@ -418,16 +453,25 @@ class UnlearningTrainer(Trainer):
             return self._plain_loss(model, inputs, return_outputs)
         names = [name for name in PART_NAMES if name in inputs]
         keys = model_inputs(inputs["forget"])
-        logits = model(**{key: torch.cat([inputs[n][key] for n in names]) for key in keys}).logits
-        chunks = logits.split([inputs[n]["labels"].shape[0] for n in names])
+        hidden = self.method.needs_hidden_states
+        outputs = model(
+            **{key: torch.cat([inputs[n][key] for n in names]) for key in keys}, output_hidden_states=hidden
+        )
+        logits = outputs.logits
+        sizes = [inputs[n]["labels"].shape[0] for n in names]
+        chunks = logits.split(sizes)
+        states = (
+            list(zip(*(h.split(sizes) for h in outputs.hidden_states))) if hidden else [None] * len(names)
+        )
         parts = {
             name: Part(
                 logits=chunk,
                 labels=inputs[name]["labels"],
                 index=inputs[name].get("index"),
                 wrong_label=inputs[name].get("wrong_label"),
+                hidden_states=part_states,
             )
-            for name, chunk in zip(names, chunks)
+            for name, chunk, part_states in zip(names, chunks, states)
         }
         index = parts["forget"].index
 
@@ -438,6 +482,8 @@ class UnlearningTrainer(Trainer):
             **parts,
             step=self.state.global_step,
             ref_logprob=of_batch(self.ref_logprob),
+            ref_alt_logprob=of_batch(self.ref_alt_logprob),
+            frozen=self._frozen_outputs(inputs[part]) if (part := self.method.frozen_part) else None,
             forget_active=self.forget_active,
             forget_target=of_batch(self.forget_targets),
         )
@@ -503,13 +549,50 @@ def _cap_source(args: UnlearningConfig) -> str:
     return "user" if args.forget_loss_cap is not None else "default"
 
 
-def _load_reference(checkpoint: str) -> torch.Tensor | None:
+def _load_reference(checkpoint: str) -> dict[str, torch.Tensor] | None:
     path = os.path.join(checkpoint, REFERENCE_FILE)
     if not os.path.isfile(path):
         return None
     from safetensors.torch import load_file
 
-    return load_file(path)["ref_logprob"]
+    return load_file(path)
+
+
+#: "I don't know"-style answers for forget sets without an ``alternative`` column (idk_nll, idk_dpo), in the
+#: spirit of TOFU's idontknow.jsonl (our own wording).
+DEFAULT_REFUSALS = (
+    "I'm not sure about that.",
+    "I don't know the answer to that.",
+    "I have no information about that.",
+    "That is not something I can answer.",
+    "I'm afraid I don't know.",
+    "I can't say; I don't have that information.",
+    "I don't have any details on that.",
+    "Sorry, I don't know.",
+)
+
+
+def with_default_alternatives(data: Any, seed: int):
+    """``data`` with an ``alternative`` column of seeded ``DEFAULT_REFUSALS`` when it has none."""
+    import numpy as np
+
+    from .data import to_dataset
+
+    dataset = to_dataset(data, "forget_dataset")
+    if "alternative" in dataset.column_names:
+        return dataset
+    if not ({"prompt", "completion"} <= set(dataset.column_names) or "messages" in dataset.column_names):
+        raise ValueError(
+            "This method trains the forget prompts towards refusals: the forget set needs a prompt "
+            "('prompt'/'completion' or 'messages'), or an 'alternative' column of its own."
+        )
+    rng = np.random.default_rng([seed, 5501])
+    choice = rng.integers(0, len(DEFAULT_REFUSALS), size=len(dataset))
+    return dataset.add_column("alternative", [DEFAULT_REFUSALS[i] for i in choice])
+
+
+def _alternative_row(row: dict) -> dict:
+    return {"input_ids": row["alt_input_ids"], "labels": row["alt_labels"], "index": row["index"]}
 
 
 def _load_masks(checkpoint: str) -> dict[str, torch.Tensor] | None:

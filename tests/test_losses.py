@@ -72,3 +72,64 @@ def test_random_wrong_targets_differ_from_labels_and_keep_ignored_positions():
     assert torch.equal(wrong[keep], labels[keep])
     assert (wrong[~keep] != labels[~keep]).all()
     assert ((wrong[~keep] >= 0) & (wrong[~keep] < 5)).all()
+
+
+# -- SimNPO, IdkDPO, WGA, SatImp, UNDIAL on hand-made tensors ---------------------------------------------
+def test_simnpo_and_dpo_equal_two_over_beta_log_two_at_their_balance_point():
+    from hf_unlearn.losses import dpo_per_example, simnpo_per_example
+
+    nll = torch.tensor([0.3, 1.7])
+    assert torch.allclose(
+        simnpo_per_example(nll, beta=4.5, delta=nll), torch.full((2,), 2 / 4.5 * math.log(2))
+    )
+    # the loss falls as the forget NLL rises past delta (ascent), and rises below it
+    assert simnpo_per_example(torch.tensor(3.0), 4.5, 0.0) < simnpo_per_example(torch.tensor(0.1), 4.5, 0.0)
+    ratio = torch.tensor([-0.4, 0.2])
+    assert torch.allclose(dpo_per_example(ratio, ratio, beta=0.1), torch.full((2,), 20 * math.log(2)))
+    # preferring the refusal over the forget answer lowers it
+    assert dpo_per_example(torch.tensor(1.0), torch.tensor(-1.0), 0.1) < 20 * math.log(2)
+
+
+def test_token_weights_and_their_pooled_ascent():
+    from hf_unlearn.losses import pooled_ascent, satimp_weights, token_weighted_nll, wga_weights
+
+    p = torch.tensor([0.25, 0.5, 1.0])
+    assert torch.allclose(wga_weights(p, 2.0), p**2)
+    assert torch.allclose(satimp_weights(p, 1.0, 1.0), torch.tensor([0.1875, 0.25, 0.0]))
+    # one LM example, two completion tokens with probabilities 0.5 and 0.25 (two-way logits), one prompt token
+    logits = torch.log(torch.tensor([[[0.5, 0.5], [0.25, 0.75], [0.5, 0.5]]]))
+    labels = torch.tensor([[-100, 0, 0]])
+    sums, counts = token_weighted_nll(logits, labels, lambda prob: prob)
+    expected = 0.5 * math.log(2) + 0.25 * math.log(4)
+    assert counts.tolist() == [2.0] and sums.item() == pytest.approx(expected, rel=1e-6)
+    assert pooled_ascent(torch.tensor([2.0, 4.0]), torch.tensor([1.0, 3.0])).item() == pytest.approx(-1.5)
+    active = torch.tensor([True, False])
+    assert pooled_ascent(torch.tensor([2.0, 4.0]), torch.tensor([1.0, 3.0]), active).item() == pytest.approx(
+        -0.5
+    )
+
+
+def test_undial_distills_towards_the_frozen_logits_with_the_target_lowered():
+    from hf_unlearn.losses import undial_per_example
+
+    logits = torch.tensor([[1.0, 0.0, -1.0]])
+    labels = torch.tensor([0])
+    # beta = 0: cross-entropy to its own distribution = its entropy
+    p = torch.softmax(logits, -1)
+    entropy = -(p * p.log()).sum()
+    assert undial_per_example(logits, logits, labels, 0.0).item() == pytest.approx(entropy.item(), rel=1e-6)
+    # a huge beta removes the target from the soft label: the rest keep their relative odds
+    soft = torch.softmax(torch.tensor([0.0, -1.0]), -1)
+    logp = torch.log_softmax(logits, -1)[0, 1:]
+    value = undial_per_example(logits, logits, labels, 1e4).item()
+    assert value == pytest.approx(-(soft * logp).sum().item(), rel=1e-5)
+
+
+def test_rmu_activation_mse_is_a_token_mean_over_the_mask():
+    from hf_unlearn.losses import masked_activation_mse
+
+    hidden = torch.tensor([[[1.0, 3.0], [2.0, 2.0], [9.0, 9.0]]])  # the third position is masked out
+    target = torch.zeros_like(hidden)
+    mask = torch.tensor([[True, True, False]])
+    # per position: mean over the hidden size (5 and 4), then over the two masked-in positions
+    assert masked_activation_mse(hidden, target, mask).tolist() == [4.5]

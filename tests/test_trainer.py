@@ -10,7 +10,30 @@ from hf_unlearn import UnlearningTrainer
 from hf_unlearn.data import build_preparer
 from hf_unlearn.tiny import IMAGE_ARCHITECTURES, tiny_causal_lm, tiny_classifier, tiny_image_classifier
 
-METHODS = ["ft", "ga", "grad_diff", "npo", "rl", "salun", "dr", "ieu"]
+METHODS = [
+    "ft",
+    "ga",
+    "grad_diff",
+    "npo",
+    "rl",
+    "salun",
+    "dr",
+    "ieu",
+    "simnpo",
+    "idk_nll",
+    "idk_dpo",
+    "wga",
+    "satimp",
+    "undial",
+    "rmu",
+]
+KINDS = ["classifier", "causal_lm", "resnet", "vit"]
+
+
+def _defined(method: str, kind: str) -> bool:
+    from hf_unlearn.methods import get_method
+
+    return ("causal_lm" if kind == "causal_lm" else "classification") in get_method(method).tasks
 
 
 def _lora(kind):
@@ -42,8 +65,7 @@ def _trainable(model):
 
 
 @pytest.mark.parametrize("use_lora", [False, True], ids=["full", "lora"])
-@pytest.mark.parametrize("kind", ["classifier", "causal_lm", "resnet", "vit"])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("method", "kind"), [(m, k) for m in METHODS for k in KINDS if _defined(m, k)])
 def test_every_method_runs_with_finite_losses_and_changes_trainable_weights(
     tmp_path, mislabeled, qa, digits, method, kind, use_lora
 ):
@@ -436,3 +458,57 @@ def test_default_cap_is_measured_once_and_comes_back_from_the_checkpoint(tmp_pat
     resumed = UnlearningTrainer(trainer.model, make_config(tmp_path, method="ga", max_steps=3), **kwargs)
     resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
     assert resumed.method.forget_loss_cap == cap and resumed.forget_loss_cap_source == "default"
+
+
+def test_lm_only_methods_refuse_classifiers_and_idk_methods_add_default_refusals(tmp_path, mislabeled, qa):
+    from hf_unlearn.trainer import DEFAULT_REFUSALS
+
+    with pytest.raises(ValueError, match="'wga' is defined for causal_lm models, not classification"):
+        UnlearningTrainer(
+            tiny_classifier(mislabeled.tokenizer),
+            make_config(tmp_path, method="wga"),
+            forget_dataset=mislabeled.forget,
+            retain_dataset=mislabeled.retain,
+            processing_class=mislabeled.tokenizer,
+        )
+    args = make_config(tmp_path, method="idk_dpo", max_steps=1)
+    trainer = UnlearningTrainer(
+        tiny_causal_lm(qa.tokenizer),
+        args,
+        forget_dataset=qa.forget,
+        retain_dataset=qa.retain,
+        processing_class=qa.tokenizer,
+    )
+    refusals = {
+        qa.tokenizer.decode([t for t, y in zip(r["alt_input_ids"], r["alt_labels"]) if y != -100])
+        for r in trainer.forget_rows
+    }
+    assert refusals and all(any(text.startswith(r) for r in DEFAULT_REFUSALS) for text in refusals)
+    trainer.train()  # the reference log-probs of both completions are cached once, before the first step
+    assert trainer.ref_logprob.shape == trainer.ref_alt_logprob.shape == (len(qa.forget),)
+    with pytest.raises(ValueError, match="needs a prompt"):
+        UnlearningTrainer(
+            tiny_causal_lm(qa.tokenizer),
+            make_config(tmp_path, method="idk_nll"),
+            forget_dataset=[{"text": r["prompt"] + " " + r["completion"]} for r in qa.forget],
+            retain_dataset=qa.retain,
+            processing_class=qa.tokenizer,
+        )
+
+
+def test_rmu_steers_forget_hidden_states_and_anchors_retain_ones_to_the_frozen_model(tmp_path, qa):
+    model = tiny_causal_lm(qa.tokenizer)
+    original = copy.deepcopy(model)
+    args = make_config(
+        tmp_path, method="rmu", max_steps=6, learning_rate=1e-2, rmu_layer=0, rmu_steering_coeff=5.0
+    )
+    trainer = UnlearningTrainer(
+        model, args, forget_dataset=qa.forget, retain_dataset=qa.retain, processing_class=qa.tokenizer
+    )
+    first = None
+    trainer.train()
+    rows = [r for r in trainer.state.log_history if "rmu_forget" in r]
+    first, last = rows[0], rows[-1]
+    assert last["rmu_forget"] < first["rmu_forget"]  # forget hidden states move towards c * u
+    assert first["rmu_retain"] == pytest.approx(0.0, abs=1e-9)  # the model starts as the frozen copy
+    assert all(torch.equal(p, q) for p, q in zip(trainer.frozen_model.parameters(), original.parameters()))

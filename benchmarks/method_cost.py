@@ -1,0 +1,115 @@
+"""``method_cost``: step time and peak memory of each LM method next to ``grad_diff``.
+
+Each method trains a GPT-2 of ~5M parameters (hidden 256, 4 layers, built from config) for a fixed number of
+steps on fictitious-people QA (``testing.fictitious_qa_task``: prompt/completion rows, so that ``idk_*`` get
+their default refusals), in a fresh process each (one peak RSS per measurement), full weights and LoRA,
+repeats interleaved. Reported per method: seconds per optimizer step of ``train()`` and the peak RSS growth,
+both as ratios to ``grad_diff`` in the same arm. ``undial`` and ``rmu`` run the frozen original every step:
+with full weights the trainer keeps a frozen copy (one more set of weights), with LoRA the adapters-disabled
+model serves (no copy).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from . import common
+
+NAME = "method_cost"
+METHODS = ["grad_diff", "npo", "simnpo", "idk_nll", "idk_dpo", "wga", "satimp", "undial", "rmu"]
+PRELOAD = ["torch", "transformers", "hf_unlearn", "peft"]
+
+
+def one_arm(method: str, lora: bool, steps: int, threads: int | None = None) -> dict:
+    """One run in this process: train() seconds per step and the peak RSS growth over the process' base."""
+    import torch
+
+    from hf_unlearn import UnlearningTrainer
+    from hf_unlearn.testing import fictitious_qa_task
+    from hf_unlearn.tiny import tiny_causal_lm
+
+    if threads:
+        torch.set_num_threads(threads)
+    task = fictitious_qa_task(n_people=60, seed=0)
+    with common.PeakMemory("cpu") as peak:
+        model = tiny_causal_lm(task.tokenizer, hidden_size=256, num_layers=4)
+        args = common.unlearning_config(
+            common.WORK_DIR / NAME / f"{method}_{lora}",
+            method=method,
+            max_steps=steps,
+            per_device_train_batch_size=8,
+        )
+        peft = None
+        if lora:
+            from peft import LoraConfig
+
+            peft = LoraConfig(task_type="CAUSAL_LM", r=8, target_modules=["c_attn"], fan_in_fan_out=True)
+        trainer = UnlearningTrainer(
+            model,
+            args,
+            forget_dataset=task.forget,
+            retain_dataset=task.retain,
+            processing_class=task.tokenizer,
+            peft_config=peft,
+        )
+        start = time.perf_counter()
+        common.quiet(trainer).train()
+        seconds = time.perf_counter() - start
+    return {"method": method, "lora": lora, "step_seconds": seconds / steps, "peak_bytes": int(peak.peak)}
+
+
+def run(quick: bool = False, threads: int | None = None) -> dict:
+    threads = common.set_threads(threads or common.default_threads())
+    start = time.perf_counter()
+    repeats, steps = (1, 5) if quick else (3, 30)
+    jobs = []
+    for r in range(repeats):
+        order = METHODS[r % len(METHODS) :] + METHODS[: r % len(METHODS)]
+        jobs += [
+            dict(method=m, lora=lora, steps=steps, threads=threads) for lora in (False, True) for m in order
+        ]
+    from benchmarks.method_cost import one_arm as fn  # by module name, also when run as __main__
+
+    results = common.in_fresh_process(fn, jobs, preload=PRELOAD)
+    rows, details = [], {}
+    for lora in (False, True):
+        arm = "lora" if lora else "full"
+        mine = [r for r in results if r["lora"] == lora]
+        med = {
+            m: {
+                "step_seconds": statistics.median(r["step_seconds"] for r in mine if r["method"] == m),
+                "peak_bytes": statistics.median(r["peak_bytes"] for r in mine if r["method"] == m),
+            }
+            for m in METHODS
+        }
+        base = med["grad_diff"]
+        for m in METHODS:
+            rows.append(
+                {
+                    "arm": arm,
+                    "method": m,
+                    "ms_per_step": round(1000 * med[m]["step_seconds"], 1),
+                    "step_vs_grad_diff": round(med[m]["step_seconds"] / base["step_seconds"], 3),
+                    "peak": common.fmt_bytes(med[m]["peak_bytes"]),
+                    "peak_vs_grad_diff": round(med[m]["peak_bytes"] / base["peak_bytes"], 3),
+                }
+            )
+        details[arm] = med
+    columns = ["method", "ms_per_step", "step_vs_grad_diff", "peak", "peak_vs_grad_diff"]
+    tables = [
+        {
+            "title": f"{arm} ({'LoRA r=8' if arm == 'lora' else 'full weights'}; median of {repeats})",
+            "markdown": common.markdown_table([r for r in rows if r["arm"] == arm], columns, first="method"),
+        }
+        for arm in ("full", "lora")
+    ]
+    notes = [
+        f"GPT-2 hidden 256, 4 layers, fictitious-QA rows (batches of 8 forget + 8 retain), {steps} steps per run, "
+        "each run in a fresh process; peak = RSS growth over the process after imports."
+    ]
+    return common.write_cpu_result(NAME, [], start, quick, details=details, tables=tables, notes=notes)
+
+
+if __name__ == "__main__":
+    common.cli(run)
