@@ -59,6 +59,27 @@ def one_arm(method: str, lora: bool, steps: int, threads: int | None = None) -> 
     return {"method": method, "lora": lora, "step_seconds": seconds / steps, "peak_bytes": int(peak.peak)}
 
 
+def tables_of(details: dict[str, dict], repeats: int) -> list[dict]:
+    """One table per arm: ms per step and peak RSS growth, each also as a ratio to ``grad_diff``."""
+    tables = []
+    for arm, med in details.items():
+        base = med["grad_diff"]
+        rows = [
+            {
+                "method": m,
+                "ms_per_step": round(1000 * v["step_seconds"], 1),
+                "step_vs_grad_diff": round(v["step_seconds"] / base["step_seconds"], 3),
+                "peak": common.fmt_bytes(v["peak_bytes"]),
+                "peak_vs_grad_diff": round(v["peak_bytes"] / base["peak_bytes"], 3),
+            }
+            for m, v in med.items()
+        ]
+        columns = ["ms_per_step", "step_vs_grad_diff", "peak", "peak_vs_grad_diff"]
+        title = f"{arm} ({'LoRA r=8' if arm == 'lora' else 'full weights'}; median of {repeats})"
+        tables.append({"title": title, "markdown": common.markdown_table(rows, columns, first="method")})
+    return tables
+
+
 def run(quick: bool = False, threads: int | None = None) -> dict:
     threads = common.set_threads(threads or common.default_threads())
     start = time.perf_counter()
@@ -72,38 +93,17 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     from benchmarks.method_cost import one_arm as fn  # by module name, also when run as __main__
 
     results = common.in_fresh_process(fn, jobs, preload=PRELOAD)
-    rows, details = [], {}
+    details = {}
     for lora in (False, True):
-        arm = "lora" if lora else "full"
         mine = [r for r in results if r["lora"] == lora]
-        med = {
+        details["lora" if lora else "full"] = {
             m: {
                 "step_seconds": statistics.median(r["step_seconds"] for r in mine if r["method"] == m),
                 "peak_bytes": statistics.median(r["peak_bytes"] for r in mine if r["method"] == m),
             }
             for m in METHODS
         }
-        base = med["grad_diff"]
-        for m in METHODS:
-            rows.append(
-                {
-                    "arm": arm,
-                    "method": m,
-                    "ms_per_step": round(1000 * med[m]["step_seconds"], 1),
-                    "step_vs_grad_diff": round(med[m]["step_seconds"] / base["step_seconds"], 3),
-                    "peak": common.fmt_bytes(med[m]["peak_bytes"]),
-                    "peak_vs_grad_diff": round(med[m]["peak_bytes"] / base["peak_bytes"], 3),
-                }
-            )
-        details[arm] = med
-    columns = ["method", "ms_per_step", "step_vs_grad_diff", "peak", "peak_vs_grad_diff"]
-    tables = [
-        {
-            "title": f"{arm} ({'LoRA r=8' if arm == 'lora' else 'full weights'}; median of {repeats})",
-            "markdown": common.markdown_table([r for r in rows if r["arm"] == arm], columns, first="method"),
-        }
-        for arm in ("full", "lora")
-    ]
+    tables = tables_of(details, repeats)
     notes = [
         f"GPT-2 hidden 256, 4 layers, fictitious-QA rows (batches of 8 forget + 8 retain), {steps} steps per run, "
         "each run in a fresh process; peak = RSS growth over the process after imports."

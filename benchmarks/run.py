@@ -27,6 +27,7 @@ CPU_BENCHMARKS = [
     "generation_cost",
     "stopping",
     "images",
+    "method_cost",
 ]
 ALL = CPU_BENCHMARKS + ["gpu", "sweep"]
 

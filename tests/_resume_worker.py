@@ -1,7 +1,7 @@
 """Worker of test_trainer_resume: for each method x model kind, an uninterrupted run, a run that SIGKILLs
 itself right after its step-2 checkpoint (in a forked child, so nothing is cleaned up), and a resumed run;
 prints one JSON line per pair with what the test checks. One process keeps the cost of importing
-transformers to one start-up for all 14 pairs.
+transformers to one start-up for all pairs.
 
 Usage: python _resume_worker.py OUT_DIR METHOD[,METHOD...] KIND[,KIND...]
 """
@@ -99,7 +99,10 @@ def compare(method: str, kind: str, root: str) -> dict:
 
 
 if __name__ == "__main__":
+    from hf_unlearn.methods import get_method
+
     root, methods, kinds = sys.argv[1], sys.argv[2].split(","), sys.argv[3].split(",")
     for kind in kinds:
         for method in methods:
-            print("RESULT", json.dumps(compare(method, kind, root)), flush=True)
+            if ("causal_lm" if kind == "causal_lm" else "classification") in get_method(method).tasks:
+                print("RESULT", json.dumps(compare(method, kind, root)), flush=True)
