@@ -28,6 +28,7 @@ CPU_BENCHMARKS = [
     "stopping",
     "images",
     "method_cost",
+    "tofu_seeds",
 ]
 ALL = CPU_BENCHMARKS + ["gpu", "sweep"]
 
