@@ -15,7 +15,8 @@ def plot_relearning_curves(
 
     Args:
         results: name -> ``RelearnResult`` (e.g. ``{"ft": r_ft, "dr": r_dr}``). A result's golden run, if it
-            has one and no entry is already named "golden", is drawn once as a dashed black line.
+            has one and no entry is already named "golden", is drawn once as a dashed black line. Colours
+            follow ``hf_unlearn.palette`` (the same per model in every figure).
         path: where to write the PNG.
         metric: the curve to draw; the recovery threshold is drawn when it is the result's target.
         title: optional figure title.
@@ -30,17 +31,20 @@ def plot_relearning_curves(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from ..palette import color_of, ordered
+
     series = dict(results)
     golden = next((r.golden for r in results.values() if getattr(r, "golden", None) is not None), None)
     if golden is not None and "golden" not in series:
         series["golden"] = golden
+    series = {name: series[name] for name in ordered(list(series))}
     fig = Figure(figsize=(6.4, 4.0), dpi=120)
     FigureCanvasAgg(fig)  # no pyplot: the caller's backend and figure registry are left alone
     ax = fig.subplots()
     for name, result in series.items():
         steps = [row["step"] for row in result.curve]
         values = [row[metric] if row[metric] is not None else float("nan") for row in result.curve]
-        style = {"color": "black", "linestyle": "--"} if name == "golden" else {}
+        style = {"color": color_of(name), "linestyle": "--" if name == "golden" else "-"}
         label = f"{name} ({result.steps}{'' if result.recovered else '+'} steps)"
         (line,) = ax.plot(steps, values, label=label, linewidth=1.6, **style)
         if result.recovered:
