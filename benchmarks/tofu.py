@@ -21,24 +21,13 @@ import time
 from hf_unlearn.headline import HEADLINE_KEYS
 
 from . import common
-from .quality import evaluate_scenario
+from .quality import COMPARED, evaluate_scenario
 
 NAME = "tofu"
 SCENARIO = "tofu-llama"
-METHODS = [
-    "ft",
-    "grad_diff",
-    "npo",
-    "dr",
-    "ieu",
-    "simnpo",
-    "idk_nll",
-    "idk_dpo",
-    "wga",
-    "satimp",
-    "undial",
-    "rmu",
-]
+#: the baselines and seed methods, then the compared LM methods of ``quality.COMPARED`` (salun is a classifier
+#: method at heart: random labels)
+METHODS = ["ft", "grad_diff", "npo", "dr", "ieu", *(m for m in COMPARED if m != "salun")]
 UNLEARNING = METHODS[1:]
 COLUMNS = [*HEADLINE_KEYS["tofu"], "retain/rouge_l_recall", "seconds"]
 

@@ -363,8 +363,7 @@ class RepresentationMisdirection(UnlearningMethod):
         super().__init__(args, task)
         self.direction: torch.Tensor | None = None
 
-    def hidden(self, part) -> torch.Tensor:
-        states = part.hidden_states
+    def layer_output(self, states: tuple[torch.Tensor, ...]) -> torch.Tensor:
         layer = self.args.rmu_layer if self.args.rmu_layer >= 0 else (len(states) - 1) // 2
         if not 0 <= layer < len(states) - 1:
             raise ValueError(
@@ -380,19 +379,15 @@ class RepresentationMisdirection(UnlearningMethod):
         return self.direction.to(like)
 
     def loss(self, inputs, retain_nll, forget_nll):
-        forget_h = self.hidden(inputs.forget)
+        forget_h = self.layer_output(inputs.forget.hidden_states)
         control = self.control(forget_h.shape[-1], forget_h).expand_as(forget_h)
         forget_terms = losses.masked_activation_mse(
             forget_h, control, inputs.forget.labels != losses.IGNORE_INDEX
         )
-        frozen = Part(
-            logits=inputs.frozen.logits,
-            labels=inputs.retain.labels,
-            hidden_states=inputs.frozen.hidden_states,
-        )
-        retain_mask = inputs.retain.labels != losses.IGNORE_INDEX
         retain_terms = losses.masked_activation_mse(
-            self.hidden(inputs.retain), self.hidden(frozen), retain_mask
+            self.layer_output(inputs.retain.hidden_states),
+            self.layer_output(inputs.frozen.hidden_states),
+            inputs.retain.labels != losses.IGNORE_INDEX,
         )
         rmu = self.forget_mean(forget_terms, forget_nll, inputs)
         retain = retain_terms.mean()

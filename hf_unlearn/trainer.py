@@ -31,6 +31,7 @@ from .data import (
     build_preparer,
     model_inputs,
     num_classes_of,
+    with_default_alternatives,
 )
 from .methods import Part, StepInputs, get_method
 
@@ -345,7 +346,7 @@ class UnlearningTrainer(Trainer):
         the weights' memory)."""
         if hasattr(self.model, "disable_adapter"):
             return None
-        frozen = copy.deepcopy(self.model).eval().requires_grad_(False)
+        frozen = copy.deepcopy(self.model).eval().requires_grad_(False).to(self.args.device)
         size = sum(p.numel() * p.element_size() for p in frozen.parameters())
         logger.info(
             "%s keeps a frozen copy of the original weights (%.1f MiB).", self.args.method, size / 2**20
@@ -359,7 +360,7 @@ class UnlearningTrainer(Trainer):
             if self.frozen_model is None:
                 with self.model.disable_adapter():
                     return self.model(**kwargs)
-            return self.frozen_model.to(self.args.device)(**kwargs)
+            return self.frozen_model(**kwargs)
 
     def _per_example(
         self, model: torch.nn.Module, rows: list[dict], desc: str, fn, batch_size: int | None = None
@@ -556,39 +557,6 @@ def _load_reference(checkpoint: str) -> dict[str, torch.Tensor] | None:
     from safetensors.torch import load_file
 
     return load_file(path)
-
-
-#: "I don't know"-style answers for forget sets without an ``alternative`` column (idk_nll, idk_dpo), in the
-#: spirit of TOFU's idontknow.jsonl (our own wording).
-DEFAULT_REFUSALS = (
-    "I'm not sure about that.",
-    "I don't know the answer to that.",
-    "I have no information about that.",
-    "That is not something I can answer.",
-    "I'm afraid I don't know.",
-    "I can't say; I don't have that information.",
-    "I don't have any details on that.",
-    "Sorry, I don't know.",
-)
-
-
-def with_default_alternatives(data: Any, seed: int):
-    """``data`` with an ``alternative`` column of seeded ``DEFAULT_REFUSALS`` when it has none."""
-    import numpy as np
-
-    from .data import to_dataset
-
-    dataset = to_dataset(data, "forget_dataset")
-    if "alternative" in dataset.column_names:
-        return dataset
-    if not ({"prompt", "completion"} <= set(dataset.column_names) or "messages" in dataset.column_names):
-        raise ValueError(
-            "This method trains the forget prompts towards refusals: the forget set needs a prompt "
-            "('prompt'/'completion' or 'messages'), or an 'alternative' column of its own."
-        )
-    rng = np.random.default_rng([seed, 5501])
-    choice = rng.integers(0, len(DEFAULT_REFUSALS), size=len(dataset))
-    return dataset.add_column("alternative", [DEFAULT_REFUSALS[i] for i in choice])
 
 
 def _alternative_row(row: dict) -> dict:

@@ -99,10 +99,10 @@ def compare(method: str, kind: str, root: str) -> dict:
 
 
 if __name__ == "__main__":
-    from hf_unlearn.methods import get_method
+    from conftest import method_defined_for
 
     root, methods, kinds = sys.argv[1], sys.argv[2].split(","), sys.argv[3].split(",")
     for kind in kinds:
         for method in methods:
-            if ("causal_lm" if kind == "causal_lm" else "classification") in get_method(method).tasks:
+            if method_defined_for(method, kind):
                 print("RESULT", json.dumps(compare(method, kind, root)), flush=True)

@@ -32,6 +32,13 @@ def digits():
     return digits_task(seed=0)
 
 
+def method_defined_for(method: str, kind: str) -> bool:
+    """Whether ``method`` is defined for a test model ``kind`` (``"causal_lm"``, or a classifier kind)."""
+    from hf_unlearn.methods import get_method
+
+    return ("causal_lm" if kind == "causal_lm" else "classification") in get_method(method).tasks
+
+
 def state_copy(model) -> dict[str, torch.Tensor]:
     """A detached copy of ``model``'s state dict (to compare weights bit for bit later)."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}

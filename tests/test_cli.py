@@ -51,6 +51,10 @@ def _recipe(tmp_path, dirs, out, **extra):
         "save_strategy": "no",
         **extra,
     }
+    return _write_recipe(tmp_path, lines)
+
+
+def _write_recipe(tmp_path, lines: dict) -> str:
     path = tmp_path / "recipe.yaml"
     path.write_text("".join(f"{k}: {v}\n" for k, v in lines.items()))
     return str(path)
@@ -178,9 +182,7 @@ def test_run_on_a_local_cifar_copy_with_an_image_classifier(tmp_path, lora):
         "save_strategy": "no",
         **({"lora_r": 2, "lora_target_modules": "[convolution]"} if lora else {}),
     }
-    path = tmp_path / "recipe.yaml"
-    path.write_text("".join(f"{k}: {v}\n" for k, v in recipe.items()))
-    assert main(["run", str(path)]) == 0
+    assert main(["run", _write_recipe(tmp_path, recipe)]) == 0
     report = json.loads((out / "unlearning_report.json").read_text())
     unlearned = report["metrics"]["unlearned"]
     assert {"forget/ua", "mia/efficacy", "gap/average", "rcd/ratio_to_golden"} <= set(unlearned)

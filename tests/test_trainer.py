@@ -4,7 +4,7 @@ import statistics
 
 import pytest
 import torch
-from conftest import make_config
+from conftest import make_config, method_defined_for
 
 from hf_unlearn import UnlearningTrainer
 from hf_unlearn.data import build_preparer
@@ -28,12 +28,6 @@ METHODS = [
     "rmu",
 ]
 KINDS = ["classifier", "causal_lm", "resnet", "vit"]
-
-
-def _defined(method: str, kind: str) -> bool:
-    from hf_unlearn.methods import get_method
-
-    return ("causal_lm" if kind == "causal_lm" else "classification") in get_method(method).tasks
 
 
 def _lora(kind):
@@ -65,7 +59,9 @@ def _trainable(model):
 
 
 @pytest.mark.parametrize("use_lora", [False, True], ids=["full", "lora"])
-@pytest.mark.parametrize(("method", "kind"), [(m, k) for m in METHODS for k in KINDS if _defined(m, k)])
+@pytest.mark.parametrize(
+    ("method", "kind"), [(m, k) for m in METHODS for k in KINDS if method_defined_for(m, k)]
+)
 def test_every_method_runs_with_finite_losses_and_changes_trainable_weights(
     tmp_path, mislabeled, qa, digits, method, kind, use_lora
 ):
@@ -461,7 +457,7 @@ def test_default_cap_is_measured_once_and_comes_back_from_the_checkpoint(tmp_pat
 
 
 def test_lm_only_methods_refuse_classifiers_and_idk_methods_add_default_refusals(tmp_path, mislabeled, qa):
-    from hf_unlearn.trainer import DEFAULT_REFUSALS
+    from hf_unlearn.data import DEFAULT_REFUSALS
 
     with pytest.raises(ValueError, match="'wga' is defined for causal_lm models, not classification"):
         UnlearningTrainer(

@@ -11,16 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import method_defined_for
 
 # the last three carry new state across a resume: both reference caches (idk_dpo), a frozen copy (undial, rmu)
 METHODS = ["ft", "ga", "grad_diff", "npo", "rl", "salun", "dr", "ieu", "idk_dpo", "undial", "rmu"]
 KINDS = ["classifier", "causal_lm"]
-
-
-def _defined(method: str, kind: str) -> bool:
-    from hf_unlearn.methods import get_method
-
-    return ("causal_lm" if kind == "causal_lm" else "classification") in get_method(method).tasks
 
 
 WORKER = Path(__file__).with_name("_resume_worker.py")
@@ -43,7 +38,9 @@ def resume_results(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("method", "kind"), [(m, k) for m in METHODS for k in KINDS if _defined(m, k)])
+@pytest.mark.parametrize(
+    ("method", "kind"), [(m, k) for m in METHODS for k in KINDS if method_defined_for(m, k)]
+)
 def test_sigkilled_run_resumes_bit_identical(resume_results, method, kind):
     row = resume_results[(method, kind)]
     assert row["signal"] == signal.SIGKILL  # the child died hard, right after its checkpoint

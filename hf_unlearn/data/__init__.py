@@ -16,7 +16,8 @@ Accepted raw formats: classifiers ``{"text", "label"}`` (or ``labels``) or pre-t
 and chat data, ``{"messages"}`` or conversational ``{"prompt", "completion"}`` (``chat.py``).
 
 Modules: ``common`` (task, limits, reading datasets), ``preparer`` (``DatasetPreparer``, classifiers), ``lm``
-(plain-text causal LM), ``chat`` (chat templates), ``collate`` (padding, paired batches).
+(plain-text causal LM), ``chat`` (chat templates), ``images`` (image classifiers), ``alternatives`` (default
+refusals), ``collate`` (padding, paired batches).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import torch
 
+from .alternatives import DEFAULT_REFUSALS, with_default_alternatives
 from .collate import PairedDataset, RowsDataset, UnlearningCollator
 from .common import (
     CAUSAL_LM,
@@ -48,6 +50,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CAUSAL_LM",
     "CLASSIFICATION",
+    "DEFAULT_REFUSALS",
     "IGNORE_INDEX",
     "DatasetPreparer",
     "PairedDataset",
@@ -64,6 +67,7 @@ __all__ = [
     "row_length",
     "to_dataset",
     "unwrap_model",
+    "with_default_alternatives",
 ]
 
 

@@ -248,7 +248,7 @@ def evaluate_unlearning(
         metrics["forget_quality/ks_statistic"] = float(ks.statistic)
         metrics["forget/kl_to_golden"] = float(np.mean(stats["forget"].kl))
     if task == CLASSIFICATION:
-        metrics.update(_classifier_metrics(stats, golden_stats))
+        metrics.update(_classifier_metrics(metrics, stats, golden_stats))
     else:
         from .generative import LMEvalInputs, lm_metrics
 
@@ -267,21 +267,16 @@ def evaluate_unlearning(
 
 
 def _classifier_metrics(
-    stats: dict[str, SplitStats], golden_stats: dict[str, SplitStats]
+    metrics: dict[str, float], stats: dict[str, SplitStats], golden_stats: dict[str, SplitStats]
 ) -> dict[str, float]:
-    """SalUn's layout: ``forget/ua``, ``mia/efficacy`` (and golden's), ``gap/average`` (``metrics.classifier``)."""
-    out = {"forget/ua": 1.0 - float(np.mean(stats["forget"].correct))}
+    """SalUn's layout: ``forget/ua``, ``mia/efficacy`` (and golden's), ``gap/average`` (``metrics.classifier``),
+    next to the accuracies already in ``metrics``."""
+    out = {"forget/ua": 1.0 - metrics["forget/accuracy"]}
     out.update(efficacy_metrics("", {name: s.loss for name, s in stats.items()}))
     if golden_stats:
-        out["golden/forget/ua"] = 1.0 - float(np.mean(golden_stats["forget"].correct))
+        out["golden/forget/ua"] = 1.0 - metrics["golden/forget/accuracy"]
         out.update(efficacy_metrics("golden/", {name: s.loss for name, s in golden_stats.items()}))
-        out.update(average_gap({**out, **_accuracies(stats, golden_stats)}))
-    return out
-
-
-def _accuracies(stats: dict[str, SplitStats], golden_stats: dict[str, SplitStats]) -> dict[str, float]:
-    out = {f"{name}/accuracy": float(np.mean(s.correct)) for name, s in stats.items()}
-    out.update({f"golden/{name}/accuracy": float(np.mean(s.correct)) for name, s in golden_stats.items()})
+        out.update(average_gap({**metrics, **out}))
     return out
 
 

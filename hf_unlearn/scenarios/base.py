@@ -166,11 +166,10 @@ class ScenarioBuilder:
         raise NotImplementedError
 
     def load_model(self, path: str) -> torch.nn.Module:
-        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+        from ..loading import load_model  # the auto class from config.architectures (LM, text or image)
 
-        cls = AutoModelForSequenceClassification if self.task == "classification" else AutoModelForCausalLM
         with quiet_transformers():
-            return cls.from_pretrained(path, use_safetensors=True, local_files_only=True)
+            return load_model(path)
 
     def load_tokenizer(self, path: str):
         from transformers import AutoTokenizer

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ScenarioBuilder, TrainRecipe, quiet_transformers, suggested_unlearning
+from .base import ScenarioBuilder, TrainRecipe, suggested_unlearning
 
 TEST_FRACTION = 0.2
 FORGET_CLASS = 3  # class-wise protocol: the digit to forget
@@ -121,16 +121,8 @@ class DigitsScenario(ScenarioBuilder):
             "resnet", num_labels=N_CLASSES, num_channels=1, hidden_size=self.hidden_size, seed=seed
         )
 
-    def load_model(self, path: str):
-        from transformers import AutoModelForImageClassification
-
-        with quiet_transformers():
-            return AutoModelForImageClassification.from_pretrained(
-                path, use_safetensors=True, local_files_only=True
-            )
-
     def load_tokenizer(self, path: str):
-        from transformers import ViTImageProcessorPil
+        from transformers import ViTImageProcessorPil  # the class it was saved as (no torchvision warning)
 
         return ViTImageProcessorPil.from_pretrained(path, local_files_only=True)
 
