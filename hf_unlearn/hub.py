@@ -16,17 +16,6 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "unlearning_report.json"
-# The seed papers, described by their content (see the abstracts shipped with the project).
-CITATIONS = """\
-@misc{hf_unlearn_seed_ft_theory,
-  note = {Theoretical analysis of fine-tuning for machine unlearning in over-parameterized linear regression
-          (distinct and overlapping features), with a discriminative regularization term}
-}
-@misc{hf_unlearn_seed_ieu,
-  note = {Influence Eliminating Unlearning (forget-set degradation, weight decay and noise injection) and the
-          relearning convergence delay metric}
-}"""
-
 # (report key, metric name on the card); "model-index" gets one entry per metric present.
 CARD_METRICS = [
     ("forget/accuracy", "forget_accuracy"),
@@ -104,36 +93,61 @@ def build_model_card(report: dict) -> Any:
 
 
 def _template_fields(report: dict) -> dict:
+    from .citations import bibtex
     from .headline import headline_keys
+    from .palette import ordered
 
     rows = report.get("metrics", {})
-    keys = sorted({k for m in rows.values() for k, v in m.items() if isinstance(v, (int, float))})
+    rows = {name: rows[name] for name in ordered(list(rows))}
+    keys = sorted({k for m in rows.values() for k, v in m.items() if _is_number(v)})
     headline = [k for k in headline_keys(report.get("task", "classification"), rows) if k in keys]
     return {
         "summary_table": _markdown_table(rows, headline),
-        "results_table": _markdown_table(rows, keys),
+        "results_table": _transposed_table(rows, [k for k in keys if not _repeats_golden(k, rows)]),
         "model_name": report.get("model_name", f"unlearned-{report.get('method', 'model')}"),
         "method": report.get("method"),
         "hyperparameters": json.dumps(report.get("hyperparameters", {}), indent=2, sort_keys=True),
+        "reproducibility": report.get("reproducibility") or {},
         "fingerprint": report.get("forget_fingerprint", {}),
         "flags": report.get("flags", []),
         "stopping": report.get("stopping"),
         "versions": report.get("versions", {}),
         "scenario": report.get("scenario") or "user data",
-        "citations": CITATIONS,
+        "citations": bibtex(set(keys)),
     }
 
 
+def _repeats_golden(key: str, rows: dict[str, dict]) -> bool:
+    # "golden/forget/ua" on every row is the golden column's "forget/ua"
+    return key.startswith("golden/") and "golden" in rows
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _markdown_table(rows: dict[str, dict], keys: list[str]) -> str:
-    table = ["| model | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    """One row per model, one column per key (the headline: narrow enough for the Hub's page)."""
+    table = ["| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for name, values in rows.items():
         table.append(f"| {name} | " + " | ".join(_fmt(values.get(k)) for k in keys) + " |")
     return "\n".join(table)
 
 
+def _transposed_table(rows: dict[str, dict], keys: list[str]) -> str:
+    """One row per metric, one column per model (every metric, still a few columns wide)."""
+    names = list(rows)
+    table = ["| metric | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for key in keys:
+        table.append(f"| {key} | " + " | ".join(_fmt(rows[n].get(key)) for n in names) + " |")
+    return "\n".join(table)
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        if value.is_integer():
+            return str(int(value))
+        return f"{value:.3g}" if abs(value) < 1e-3 else f"{value:.3f}"
     return "" if value is None else str(value)
 
 
@@ -243,12 +257,15 @@ steps the forget set's per-example losses were compared with those of held-out d
 {% endif %}
 ## Unlearning hyperparameters
 
+The fields of `UnlearningConfig` that `{{ method }}` uses (every field: `unlearning_report.json`).
+
 ```json
 {{ hyperparameters }}
 ```
 
-## Framework versions
-{% for name, v in versions.items() %}
+## Reproducibility
+{% for name, v in reproducibility.items() %}
+- {{ name }}: {{ v }}{% endfor %}{% for name, v in versions.items() %}
 - {{ name }}: {{ v }}{% endfor %}
 
 ## Citation
