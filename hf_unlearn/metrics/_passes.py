@@ -58,3 +58,38 @@ def make_batches(
 
 def logits_of(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     return model(**model_inputs(batch, model_device(model))).logits
+
+
+def process_rank_and_count() -> tuple[int, int]:
+    """``(rank, world size)`` of the default ``torch.distributed`` group; ``(0, 1)`` without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def this_process_share(items: list) -> list[tuple[Any, bool]]:
+    """The ``items`` this process evaluates (round robin over the processes), each as ``(item, keep)``.
+
+    Every process makes the same number of passes: one with fewer items repeats its first with
+    ``keep=False``, because the forward of a sharded model (FSDP, ZeRO-3) is a collective that every process
+    must join."""
+    rank, world = process_rank_and_count()
+    if world == 1:
+        return [(item, True) for item in items]
+    mine = items[rank::world]
+    calls = -(-len(items) // world)
+    return [(item, True) for item in mine] + [(items[0], False)] * (calls - len(mine))
+
+
+def gather_from_processes(local: Any) -> list[Any]:
+    """Every process's ``local`` (picklable), in rank order; ``[local]`` without a process group."""
+    import torch.distributed as dist
+
+    _, world = process_rank_and_count()
+    if world == 1:
+        return [local]
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, local)
+    return gathered

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .. import losses
 from ..data import CLASSIFICATION, infer_task
-from ._passes import eval_mode, logits_of, make_batches, prepare
+from ._passes import eval_mode, gather_from_processes, logits_of, make_batches, prepare, this_process_share
 from ._weights import weight_distance
 from .classifier import average_gap, efficacy_metrics
 from .generation import memorization_scores
@@ -70,24 +70,31 @@ def collect_stats(
 ) -> list[SplitStats]:
     """One batched pass over ``rows`` for each model (models share the batches). With ``kl_to_second``, also
     ``KL(models[1] || models[0])`` per example."""
-    n = len(rows)
-    out: list[dict[str, np.ndarray]] = [{} for _ in models]
-    kl = np.zeros(n) if kl_to_second else None
+    records = []  # (row positions, per-model stats, KL) of the batches this process evaluated
     with _all_eval(models):
-        for positions, batch in make_batches(rows, collator, batch_size):
-            idx = positions.numpy()
-            all_logits = []
+        for (positions, batch), keep in this_process_share(make_batches(rows, collator, batch_size)):
+            per_model, for_kl = [], []
             for i, model in enumerate(models):
                 logits = logits_of(model, batch)
                 labels = batch["labels"].to(logits.device)
-                stats = _batch_stats(logits, labels, task)
-                for key, value in stats.items():
-                    out[i].setdefault(key, np.zeros(n))[idx] = value
-                if kl_to_second and i < 2:
-                    all_logits.append((logits, labels))
-            if kl_to_second:
-                (logits_m, labels), (logits_g, _) = all_logits
-                kl[idx] = _kl_per_example(logits_g.to(logits_m.device), logits_m, labels).cpu().numpy()
+                if keep:  # else a filler pass: a sharded model needs every process in every forward
+                    per_model.append(_batch_stats(logits, labels, task))
+                if keep and kl_to_second and i < 2:
+                    for_kl.append((logits, labels))
+            if for_kl:
+                (logits_m, labels), (logits_g, _) = for_kl
+                kl = _kl_per_example(logits_g.to(logits_m.device), logits_m, labels).cpu().numpy()
+            if keep:
+                records.append((positions.numpy(), per_model, kl if for_kl else None))
+    n = len(rows)
+    out: list[dict[str, np.ndarray]] = [{} for _ in models]
+    kl = np.zeros(n) if kl_to_second else None
+    for idx, per_model, kl_values in (r for part in gather_from_processes(records) for r in part):
+        for i, stats in enumerate(per_model):
+            for key, value in stats.items():
+                out[i].setdefault(key, np.zeros(n))[idx] = value
+        if kl_to_second:
+            kl[idx] = kl_values
     results = []
     for i, values in enumerate(out):
         core = ("loss", "correct", "tokens", "min_k")

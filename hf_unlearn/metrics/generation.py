@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..data import IGNORE_INDEX, unwrap_model
-from ._passes import eval_mode, model_device
+from ._passes import eval_mode, gather_from_processes, model_device, this_process_share
 
 TOFU_MAX_NEW_TOKENS = 200
 
@@ -111,12 +111,12 @@ def generate_completions(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = model_device(model)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    texts: list[str] = [""] * len(prompts)
+    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    done = []  # (row positions, texts) of the chunks this process generated
     with eval_mode(model):
-        for start in tqdm(
-            range(0, len(order), batch_size), desc="generating", disable=not progress, leave=False
+        for positions, keep in tqdm(
+            this_process_share(chunks), desc="generating", disable=not progress, leave=False
         ):
-            positions = order[start : start + batch_size]
             batch = [prompts[i] for i in positions]
             width = max(len(p) for p in batch)
             new_tokens = max_new_tokens if limit is None else max(1, min(max_new_tokens, limit - width))
@@ -134,8 +134,14 @@ def generate_completions(
                 pad_token_id=pad_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
-            for j, i in enumerate(positions):
-                texts[i] = _clean(tokenizer, out[j, width:].tolist())
+            if keep:  # else a filler pass (see this_process_share)
+                done.append(
+                    (positions, [_clean(tokenizer, out[j, width:].tolist()) for j in range(len(batch))])
+                )
+    texts: list[str] = [""] * len(prompts)
+    for positions, generated in (chunk for part in gather_from_processes(done) for chunk in part):
+        for i, text in zip(positions, generated):
+            texts[i] = text
     return texts
 
 
