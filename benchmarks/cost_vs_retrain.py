@@ -10,8 +10,6 @@ the ``train_seconds["golden"]`` recorded when the scenario was built is reported
 
 from __future__ import annotations
 
-import time
-
 from . import common, quality
 
 NAME = "cost_vs_retrain"
@@ -87,21 +85,14 @@ def _spread(k: int, n: int) -> set[int]:
 
 
 def run(quick: bool = False, threads: int | None = None, scenarios: list[str] | None = None) -> dict:
-    from hf_unlearn.scenarios import MissingExtraError
-
-    common.set_threads(threads or common.default_threads())
-    start = time.perf_counter()
-    scenarios = scenarios or quality.default_scenarios(quick)
-    targets, rows, notes, details = [], [], [], {}
-    for name in scenarios:
-        try:
-            result = measure(name, repeats=5, golden_repeats=1)
-        except MissingExtraError as err:
-            notes.append(f"{name} skipped: {err}")
-            continue
-        details[name] = result
+    report = common.Report(NAME, quick, threads)
+    rows = []
+    measured = report.scenarios(
+        scenarios or quality.default_scenarios(quick), lambda name: measure(name, repeats=5, golden_repeats=1)
+    )
+    for name, result in measured:
         for method, r in result["ratios"].items():
-            targets.append(
+            report.targets.append(
                 common.target(
                     f"{name}: {method} / golden retrain",
                     f"unlearning wall time / golden training from scratch ({result['baseline']})",
@@ -135,10 +126,10 @@ def run(quick: bool = False, threads: int | None = None, scenarios: list[str] | 
         "n_retain",
         "n_retain for 0.10",
     ]
-    tables = [
+    report.tables.append(
         {"title": "Unlearning vs retraining", "markdown": common.markdown_table(rows, cols, first="case")}
-    ]
-    notes.append(
+    )
+    report.notes.append(
         "Unlearning time = the whole pipeline.unlearn call (trainer set-up + tokenization + train()); 5 repeats "
         "per method, ieu and dr alternating; the golden model retrained once in the same process, between the "
         "repeats (the build-time figure, measured when the scenario was built under another load, is shown "
@@ -147,15 +138,7 @@ def run(quick: bool = False, threads: int | None = None, scenarios: list[str] | 
         "time linear in the retain-set size while unlearning (a fixed number of steps) does not depend on it, so "
         "the ratio reaches 0.10 at n_retain x ratio / 0.10 examples."
     )
-    return common.write_cpu_result(
-        NAME,
-        targets,
-        start,
-        quick,
-        details=details,
-        tables=tables,
-        notes=notes,
-    )
+    return report.write()
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ tiny model's 64 positions cap it, as ``generate_completions`` does for every mod
 
 from __future__ import annotations
 
-import time
-
 from . import common
 
 NAME = "generation_cost"
@@ -24,13 +22,11 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     from hf_unlearn.metrics.generation import generate_completions
     from hf_unlearn.scenarios import load_scenario
 
-    common.set_threads(threads or common.default_threads())
-    start = time.perf_counter()
+    report = common.Report(NAME, quick, threads)
     sc = load_scenario(SCENARIO, output_dir=str(common.SCENARIO_CACHE), seed=0)
     model = sc.original_model()
     preparer, _ = build_preparer(model, sc.tokenizer)
     rows = preparer(sc.retain.select(range(N_QUESTIONS)), "retain")
-    targets, details = [], {}
     budgets = [32] if quick else [32, 200]
     for budget in budgets:
         texts: dict[int, list[str]] = {}
@@ -47,8 +43,8 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         stats = common.ratio_stats(times["batched"], times["per_example"])
         same = sum(a == b for a, b in zip(texts[BATCH_SIZE], texts[1])) / len(rows)
         stats["identical_generations"] = same  # padding may flip a greedy near-tie, rarely
-        details[f"max_new_tokens={budget}"] = stats
-        targets.append(
+        report.details[f"max_new_tokens={budget}"] = stats
+        report.targets.append(
             common.target(
                 f"batched vs per-example generation, max_new_tokens={budget}",
                 f"seconds per {N_QUESTIONS} questions: batched (batch {BATCH_SIZE}) {stats['median_s']:.2f} s, "
@@ -58,12 +54,12 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
                 repeats=len(times["batched"]),
             )
         )
-    notes = [
+    report.notes = [
         f"{SCENARIO} original model ({sc.sizes['n_params']:,} parameters, Llama, 64 positions), {N_QUESTIONS} "
         "retain questions in the chat template, greedy, stopped at EOS; interleaved repeats, median paired ratio.",
         "A TOFU evaluation of one model generates on forget + retain + holdout (720 questions here).",
     ]
-    return common.write_cpu_result(NAME, targets, start, quick, details=details, notes=notes)
+    return report.write()
 
 
 if __name__ == "__main__":

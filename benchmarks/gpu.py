@@ -57,12 +57,7 @@ def smoke(device: str, bf16: bool, steps: int = 3) -> list[dict]:
                         logging_steps=1,
                     )
                     trainer = UnlearningTrainer(
-                        model,
-                        args,
-                        forget_dataset=task.forget,
-                        retain_dataset=task.retain,
-                        processing_class=task.tokenizer,
-                        peft_config=peft_config,
+                        model, args, **common.task_datasets(task), peft_config=peft_config
                     )
                     out = common.quiet(trainer).train()
                     trained = trainer.model

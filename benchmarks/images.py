@@ -13,7 +13,6 @@ forgetting the best method's average gap is at most 0.02.
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 from . import common, quality
@@ -99,26 +98,24 @@ def table_of(summary: dict[str, dict]) -> str:
 def run(
     quick: bool = False, threads: int | None = None, scenarios: list[str] | None = None, seeds=SEEDS
 ) -> dict:
-    common.set_threads(threads or common.default_threads())
-    start = time.perf_counter()
+    report = common.Report(NAME, quick, threads)
     rows = dict(ROWS)
     if quick:
         seeds, rows = seeds[:1], {k: ROWS[k] for k in ("ft", "salun", "rbm")}
     scenarios = scenarios or SCENARIOS
-    targets, tables, details = [], [], {}
     ratios, train_ratios = [], []
     for name in scenarios:
         per_seed = {seed: run_seed(name, seed, rows) for seed in seeds}
         summary = summarize(per_seed, ["golden", "original", *rows])
-        details[name] = {"summary": summary, "seeds": per_seed}
+        report.details[name] = {"summary": summary, "seeds": per_seed}
         ratios += [r["time_ratio"][label] for r in per_seed.values() for label in rows]
         train_ratios += [r["train_time_ratio"][label] for r in per_seed.values() for label in rows]
-        tables.append(
+        report.tables.append(
             {"title": f"{name} (mean +- std over {len(seeds)} scenario seeds)", "markdown": table_of(summary)}
         )
         if name == "digits-class":
             best = min(summary[label]["gap/average"][0] for label in rows)
-            targets.append(
+            report.targets.append(
                 common.target(
                     "digits-class: the best method's average gap to golden",
                     "min over methods of the mean gap/average (UA, RA, TA, MIA-efficacy)",
@@ -126,7 +123,7 @@ def run(
                     0.02,
                 )
             )
-    targets.append(
+    report.targets.append(
         common.target(
             "unlearning time / retraining time",
             "median over methods and seeds of the unlearn() wall time (data preparation, pre-passes and "
@@ -135,13 +132,13 @@ def run(
             0.10,
         )
     )
-    notes = [
+    report.notes = [
         "Each method runs with the scenario's unlearning_defaults (digits-random10: lr 1e-3, 50 steps, batch 32, "
         "stopping heldout_pause; digits-class: the same without stopping); mask / rbm reset mask_ratio=0.01 of "
         "the weights, then fine-tune on the retain set (ft).",
         "Retraining time is golden's training time in the same build (30 epochs over the retain images).",
     ]
-    return common.write_cpu_result(NAME, targets, start, quick, details=details, tables=tables, notes=notes)
+    return report.write()
 
 
 if __name__ == "__main__":

@@ -45,14 +45,7 @@ def one_arm(method: str, lora: bool, steps: int, threads: int | None = None) -> 
             from peft import LoraConfig
 
             peft = LoraConfig(task_type="CAUSAL_LM", r=8, target_modules=["c_attn"], fan_in_fan_out=True)
-        trainer = UnlearningTrainer(
-            model,
-            args,
-            forget_dataset=task.forget,
-            retain_dataset=task.retain,
-            processing_class=task.tokenizer,
-            peft_config=peft,
-        )
+        trainer = UnlearningTrainer(model, args, **common.task_datasets(task), peft_config=peft)
         start = time.perf_counter()
         common.quiet(trainer).train()
         seconds = time.perf_counter() - start
@@ -81,34 +74,34 @@ def tables_of(details: dict[str, dict], repeats: int) -> list[dict]:
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:
-    threads = common.set_threads(threads or common.default_threads())
-    start = time.perf_counter()
+    report = common.Report(NAME, quick, threads)
     repeats, steps = (1, 5) if quick else (3, 30)
     jobs = []
     for r in range(repeats):
         order = METHODS[r % len(METHODS) :] + METHODS[: r % len(METHODS)]
         jobs += [
-            dict(method=m, lora=lora, steps=steps, threads=threads) for lora in (False, True) for m in order
+            dict(method=m, lora=lora, steps=steps, threads=report.threads)
+            for lora in (False, True)
+            for m in order
         ]
     from benchmarks.method_cost import one_arm as fn  # by module name, also when run as __main__
 
     results = common.in_fresh_process(fn, jobs, preload=PRELOAD)
-    details = {}
     for lora in (False, True):
         mine = [r for r in results if r["lora"] == lora]
-        details["lora" if lora else "full"] = {
+        report.details["lora" if lora else "full"] = {
             m: {
                 "step_seconds": statistics.median(r["step_seconds"] for r in mine if r["method"] == m),
                 "peak_bytes": statistics.median(r["peak_bytes"] for r in mine if r["method"] == m),
             }
             for m in METHODS
         }
-    tables = tables_of(details, repeats)
-    notes = [
+    report.tables = tables_of(report.details, repeats)
+    report.notes = [
         f"GPT-2 hidden 256, 4 layers, fictitious-QA rows (batches of 8 forget + 8 retain), {steps} steps per run, "
         "each run in a fresh process; peak = RSS growth over the process after imports."
     ]
-    return common.write_cpu_result(NAME, [], start, quick, details=details, tables=tables, notes=notes)
+    return report.write()
 
 
 if __name__ == "__main__":

@@ -349,29 +349,32 @@ def evaluate_scenario(name: str, methods: list[str], tuned: dict | None = None, 
     }
 
 
+def golden_gap_target(
+    name: str, key: str, row: dict, golden: dict, tolerance: float, unit: str, shown: str | None = None
+) -> dict:
+    """Target ``|row[key] - golden[key]| <= tolerance``; ``shown`` names the metric in the description (default
+    ``key``)."""
+    return common.target(
+        name,
+        f"|{shown or key} - golden's| (golden {golden[key]:.3f}, got {row[key]:.3f})",
+        row[key] - golden[key],
+        tolerance,
+        op="abs<=",
+        unit=unit,
+    )
+
+
 def method_targets(name: str, label: str, row: dict, golden: dict, original: dict, keys: dict) -> list[dict]:
     """The four quality targets of one unlearned model (``row``): forget within 2 points of golden, MIA AUC
     within 0.05 of golden's, retain within 2 points of the original, RCD ratio to golden >= 0.8."""
     rows = [
-        common.target(
-            f"{name}: {label} forget vs golden",
-            f"|{keys['forget']} - golden's| (golden {golden[keys['forget']]:.3f}, got {row[keys['forget']]:.3f})",
-            row[keys["forget"]] - golden[keys["forget"]],
-            0.02,
-            op="abs<=",
-            unit="points/100",
+        golden_gap_target(
+            f"{name}: {label} forget vs golden", keys["forget"], row, golden, 0.02, "points/100"
         )
     ]
     if "mia/auc" in row:
         rows.append(
-            common.target(
-                f"{name}: {label} MIA AUC vs golden",
-                f"|mia/auc - golden's| (golden {golden['mia/auc']:.3f}, got {row['mia/auc']:.3f})",
-                row["mia/auc"] - golden["mia/auc"],
-                0.05,
-                op="abs<=",
-                unit="AUC",
-            )
+            golden_gap_target(f"{name}: {label} MIA AUC vs golden", "mia/auc", row, golden, 0.05, "AUC")
         )
     rows.append(
         common.target(
@@ -435,45 +438,29 @@ def default_scenarios(quick: bool) -> list[str]:
 
 
 def run(quick: bool = False, threads: int | None = None, scenarios: list[str] | None = None) -> dict:
-    from hf_unlearn.scenarios import MissingExtraError
-
-    common.set_threads(threads or common.default_threads())
-    start = time.perf_counter()
-    scenarios = scenarios or default_scenarios(quick)
+    report = common.Report(NAME, quick, threads)
     methods = ["ft", "dr", "ieu"] if quick else METHODS + COMPARED
-    targets, tables, notes, details = [], [], [], {}
-    for name in scenarios:
-        try:
-            result = evaluate_scenario(name, methods)
-        except MissingExtraError as err:
-            notes.append(f"{name} skipped: {err}")
-            continue
-        details[name] = result
-        targets += targets_of(result)
+    measured = report.scenarios(
+        scenarios or default_scenarios(quick), lambda n: evaluate_scenario(n, methods)
+    )
+    for name, result in measured:
+        report.targets += targets_of(result)
         settings = ", ".join(f"{k}={v}" for k, v in result["defaults"].items())
-        tables.append(
+        report.tables.append(
             {"title": f"{name} ({result['task']}; defaults: {settings})", "markdown": table_of(result)}
         )
         for label, s in result["settings"].items():
             if "tuned" in label:
-                notes.append(f"{name}: {label} = {s}")
-        notes.append(
+                report.notes.append(f"{name}: {label} = {s}")
+        report.notes.append(
             f"{name}: sizes {result['sizes']}; relearning protocol {result['relearn_protocol']}; evaluation "
             f"(metrics + RCD of {len(result['metrics'])} models) took {result['eval_seconds']:.0f} s."
         )
-    notes.append(
+    report.notes.append(
         "Forget / retain 'points' are accuracy points (token accuracy for the causal LMs, where DR rarely flips "
         "the top-1 token: read forget/loss too). RCD counts are heavy-tailed; one seed here."
     )
-    return common.write_cpu_result(
-        NAME,
-        targets,
-        start,
-        quick,
-        details=details,
-        tables=tables,
-        notes=notes,
-    )
+    return report.write()
 
 
 if __name__ == "__main__":

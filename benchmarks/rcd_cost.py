@@ -11,7 +11,6 @@ original model's reference evaluation, the copy, the evaluations and the weight-
 from __future__ import annotations
 
 import copy
-import time
 
 from . import common, quality
 
@@ -88,29 +87,20 @@ def measure(name: str, max_steps: int, repeats: int, seed: int = 0) -> dict:
 
 
 def run(quick: bool = False, threads: int | None = None, scenarios: list[str] | None = None) -> dict:
-    from hf_unlearn.scenarios import MissingExtraError
-
-    common.set_threads(threads or common.default_threads())
-    start = time.perf_counter()
-    scenarios = scenarios or quality.default_scenarios(quick)
-    targets, rows, notes, details = [], [], [], {}
-    for name in scenarios:
-        try:
-            result = measure(name, max_steps=20 if quick else 30, repeats=5)
-        except MissingExtraError as err:
-            notes.append(f"{name} skipped: {err}")
-            continue
-        details[name] = result
+    report = common.Report(NAME, quick, threads)
+    rows = []
+    measured = report.scenarios(
+        scenarios or quality.default_scenarios(quick),
+        lambda name: measure(name, max_steps=20 if quick else 30, repeats=5),
+    )
+    for name, result in measured:
         for key, stats in result["ratios"].items():
-            targets.append(
-                common.target(
+            report.targets.append(
+                common.ratio_target(
                     f"{name}: RCD ({key}) / bare relearning",
                     f"{result['max_steps']} relearning steps on {result['n_forget']} forget examples",
-                    stats["ratio"],
+                    stats,
                     1.25,
-                    repeats_s=stats["repeats_s"],
-                    baseline_repeats_s=stats["baseline_repeats_s"],
-                    paired_ratios=stats["paired_ratios"],
                 )
             )
             rows.append(
@@ -123,27 +113,18 @@ def run(quick: bool = False, threads: int | None = None, scenarios: list[str] | 
                     "steps": result["steps_run"][key],
                 }
             )
-    tables = [
+    columns = ["metric (s)", "bare (s)", "ratio", "evaluations", "steps"]
+    report.tables.append(
         {
             "title": "Relearning metric vs bare relearning",
-            "markdown": common.markdown_table(
-                rows, ["metric (s)", "bare (s)", "ratio", "evaluations", "steps"], first="case"
-            ),
+            "markdown": common.markdown_table(rows, columns, first="case"),
         }
-    ]
-    notes.append(
+    )
+    report.notes.append(
         "Each evaluation is a forward pass over the whole forget set (eval_batch_size 64); its cost relative to "
         "one training step (batch 8) grows with the forget-set size, so eval_every=1 costs most on large forget sets."
     )
-    return common.write_cpu_result(
-        NAME,
-        targets,
-        start,
-        quick,
-        details=details,
-        tables=tables,
-        notes=notes,
-    )
+    return report.write()
 
 
 if __name__ == "__main__":

@@ -85,6 +85,12 @@ def forget_sweep(n_forgets: list[int], repeats: int, mem_repeats: int, threads: 
     }
 
 
+def _label(ax, xlabel: str, ylabel: str, title: str, yscale: str = "log") -> None:
+    """Log x axis (and log y unless ``yscale`` says otherwise), labels, title and a small legend."""
+    ax.set(xscale="log", yscale=yscale, xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+
+
 def plot(models: dict, forgets: dict, path) -> None:
     import matplotlib
 
@@ -100,40 +106,19 @@ def plot(models: dict, forgets: dict, path) -> None:
         ("ieu_k1", "ieu (noise every step)"),
     ):
         ax.plot(params, [models[s]["step_s"][arm] * 1e3 for s in models], "o-", label=label)
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="parameters (M)",
-        ylabel="step time (ms)",
-        title="Step time vs model",
-    )
-    ax.legend(fontsize=8)
+    _label(ax, "parameters (M)", "step time (ms)", "Step time vs model")
     ax = axes[0, 1]
     for arm in ("ft", "ieu"):
         ax.plot(params, [models[s]["peak_bytes"][arm] / 2**20 for s in models], "o-", label=arm)
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="parameters (M)",
-        ylabel="peak memory (MiB)",
-        title="Peak memory vs model",
-    )
-    ax.legend(fontsize=8)
+    _label(ax, "parameters (M)", "peak memory (MiB)", "Peak memory vs model")
     n = [int(k) for k in forgets]
     ax = axes[1, 0]
     ax.plot(n, [forgets[k]["step_s"] * 1e3 for k in forgets], "o-", label="npo step")
     ax.plot(n, [forgets[k]["setup_s"] * 1e3 for k in forgets], "s--", label="set-up + reference pass")
-    ax.set(xscale="log", yscale="log", xlabel="forget examples", ylabel="ms", title="Time vs forget-set size")
-    ax.legend(fontsize=8)
+    _label(ax, "forget examples", "ms", "Time vs forget-set size")
     ax = axes[1, 1]
     ax.plot(n, [forgets[k]["peak_bytes"] / 2**20 for k in forgets], "o-", label="npo run")
-    ax.set(
-        xscale="log",
-        xlabel="forget examples",
-        ylabel="peak memory (MiB)",
-        title="Peak memory vs forget-set size",
-    )
-    ax.legend(fontsize=8)
+    _label(ax, "forget examples", "peak memory (MiB)", "Peak memory vs forget-set size", yscale="linear")
     fig.suptitle("hf_unlearn scaling (CPU, GPT-2 built from config, 4+4 x 128 tokens per step)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=72)
@@ -141,8 +126,8 @@ def plot(models: dict, forgets: dict, path) -> None:
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:
-    threads = common.set_threads(threads or common.default_threads())
-    start = time.perf_counter()
+    report = common.Report(NAME, quick, threads)
+    threads = report.threads
     sizes = SIZES[:2] if quick else SIZES
     n_forgets = [16, 256] if quick else FORGET_SIZES
     models = model_sweep(sizes, repeats=5, mem_repeats=1 if quick else 3, threads=threads)
@@ -151,7 +136,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     plot(models, forgets, common.RESULTS_DIR / "scaling.png")
     largest, smallest = str(n_forgets[-1]), str(n_forgets[0])
     step_growth = forgets[largest]["step_s"] / forgets[smallest]["step_s"]
-    targets = [
+    report.targets = [
         common.target(
             f"ieu/grad_diff at {s}",
             f"IEU step overhead (noise every step) at {models[s]['n_params'] / 1e6:.1f}M parameters (check)",
@@ -160,7 +145,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         )
         for s in sizes
     ]
-    targets.append(
+    report.targets.append(
         common.target(
             f"npo step time, {largest} / {smallest} forget examples",
             "a step does not depend on the forget-set size (check)",
@@ -191,7 +176,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         }
         for k, f in forgets.items()
     ]
-    tables = [
+    report.tables = [
         {
             "title": "Against model size",
             "markdown": common.markdown_table(
@@ -206,18 +191,12 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         },
         {"title": "Plot", "markdown": "![scaling](results/scaling.png)"},
     ]
-    return common.write_cpu_result(
-        NAME,
-        targets,
-        start,
-        quick,
-        details={"models": models, "forget_sizes": forgets},
-        tables=tables,
-        notes=[
-            "Step times: 5 interleaved repeats per size after warm-up; peak memory: "
-            f"{1 if quick else 3} fresh process(es) per point (deterministic to within a few MiB).",
-        ],
-    )
+    report.details = {"models": models, "forget_sizes": forgets}
+    report.notes = [
+        "Step times: 5 interleaved repeats per size after warm-up; peak memory: "
+        f"{1 if quick else 3} fresh process(es) per point (deterministic to within a few MiB).",
+    ]
+    return report.write()
 
 
 if __name__ == "__main__":

@@ -226,14 +226,11 @@ def targets_of(result: dict, prefix: str = "") -> list[dict]:
         if "/grad_diff" in key and key.startswith("ieu_k") and "unfolded" not in key:
             k = key.split("/")[0]
             rows.append(
-                common.target(
+                common.ratio_target(
                     f"{prefix}{key}",
                     f"IEU step ({k.replace('ieu_k', 'noise every k=')}) / grad_diff step, same batches",
-                    stats["ratio"],
+                    stats,
                     1.03,
-                    repeats_s=stats["repeats_s"],
-                    baseline_repeats_s=stats["baseline_repeats_s"],
-                    paired_ratios=stats["paired_ratios"],
                     ratio_of_medians=stats["ratio_of_medians"],
                 )
             )
@@ -252,14 +249,11 @@ def targets_of(result: dict, prefix: str = "") -> list[dict]:
         )
     stats = result["ratios"]["grad_diff/plain"]
     rows.append(
-        common.target(
+        common.ratio_target(
             f"{prefix}grad_diff/plain",
             "grad_diff step / plain transformers.Trainer step on the same retain+forget examples",
-            stats["ratio"],
+            stats,
             1.10,
-            repeats_s=stats["repeats_s"],
-            baseline_repeats_s=stats["baseline_repeats_s"],
-            paired_ratios=stats["paired_ratios"],
             ratio_of_medians=stats["ratio_of_medians"],
         )
     )
@@ -313,8 +307,7 @@ def tables_of(result: dict, title: str) -> list[dict]:
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:
-    threads = common.set_threads(threads or common.default_threads())
-    start = time.perf_counter()
+    report = common.Report(NAME, quick, threads)
     result = measure(
         repeats=5,
         inner=2
@@ -324,7 +317,9 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         extra=not quick,
     )
     s = result["sizes"]
-    notes = [
+    report.targets, report.details = targets_of(result), result
+    report.tables = tables_of(result, "CPU")
+    report.notes = [
         f"Model: GPT-2 built from config, {s['n_params'] / 1e6:.1f}M parameters ({s['model']}); {s['batch']}; "
         f"{s['dtype']}; optimizer {s['optimizer']}; IEU decay 1.0, noise std 1e-3.",
         "ieu_k1_unfolded: IEU with the decay applied by the hook as a separate pass (fold_decay=False), the "
@@ -337,16 +332,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         "during one arm's window moves a paired ratio by far more than the 3% at stake (see min / max); the "
         "'(direct)' rows time the hook itself inside the IEU steps, which the load moves much less.",
     ]
-    out = common.write_cpu_result(
-        NAME,
-        targets_of(result),
-        start,
-        quick,
-        details=result,
-        tables=tables_of(result, "CPU"),
-        notes=notes,
-    )
-    return {**out, "threads": threads}
+    return {**report.write(), "threads": report.threads}
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ relearning protocol is each scenario's, with relearning seed 0.
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 from . import common, quality
@@ -171,47 +170,38 @@ def run(
     scenarios: list[str] | None = None,
     seeds: tuple[int, ...] = SEEDS,
 ) -> dict:
-    from hf_unlearn.scenarios import MissingExtraError
-
-    common.set_threads(threads or common.default_threads())
-    start = time.perf_counter()
+    report = common.Report(NAME, quick, threads)
     if quick:
         scenarios, seeds = scenarios or ["testing:qa"], seeds[:1]
     scenarios = scenarios or [n for n in SCENARIOS if quality.scenario_cached(n)] or ["testing:qa"]
-    targets, tables, notes, details = [], [], [], {}
-    for name in scenarios:
-        try:
-            job, run_args = quality.scenario_job(name)
-        except MissingExtraError as err:
-            notes.append(f"{name} skipped: {err}")
-            continue
+    for name, (job, run_args) in report.scenarios(scenarios, quality.scenario_job, keep=False):
         per_seed = {seed: run_seed(job, run_args, METHODS, seed) for seed in seeds}
         summary = summarize(name, job.task, per_seed, METHODS)
-        details[name] = {
+        report.details[name] = {
             "defaults": job.defaults,
             "stopping": STOPPING,
             "summary": summary,
             "seeds": per_seed,
         }
-        targets += scenario_targets(name, summary)
+        report.targets += scenario_targets(name, summary)
         golden = ", ".join(f"{k} {v:.3f}" for k, v in summary["golden"].items() if v is not None)
         agreement = ", ".join(
             f"{arm} {'n/a' if v is None else f'{v:+.2f}'}" for arm, v in summary["rcd_rank_agreement"].items()
         )
-        tables.append(
+        report.tables.append(
             {
                 "title": f"{name} (golden: {golden}; RCD ratio rank agreement golden vs held-out: {agreement})",
                 "markdown": table_of(summary),
             }
         )
         settings = ", ".join(f"{k}={v}" for k, v in {**job.defaults, **STOPPING}.items())
-        notes.append(f"{name}: with stopping = {settings}; seeds {list(seeds)}.")
-    notes.append(
+        report.notes.append(f"{name}: with stopping = {settings}; seeds {list(seeds)}.")
+    report.notes.append(
         "targets_met_median: median over seeds of the four quality targets met (forget within 2 points of "
         "golden, MIA AUC within 0.05, retain within 2 points of the original, RCD ratio >= 0.8). The golden "
         "model only scores; the rule sees the forget set and the scenario's test split."
     )
-    return common.write_cpu_result(NAME, targets, start, quick, details=details, tables=tables, notes=notes)
+    return report.write()
 
 
 if __name__ == "__main__":

@@ -185,22 +185,15 @@ def run(
     result_name: str = NAME,
     only_axes: list[str] | None = None,
 ) -> dict:
-    from hf_unlearn.scenarios import MissingExtraError
-
-    common.set_threads(threads or common.default_threads())
-    start = time.perf_counter()
-    scenarios = scenarios or quality.default_scenarios(quick=True)
+    report = common.Report(result_name, quick, threads)
     methods = methods or ["dr", "ieu"]
-    targets, tables, notes, details = [], [], [], {}
-    for name in scenarios:
-        try:
-            result = sweep_scenario(name, methods, quick, 1 if quick else passes, only_axes=only_axes)
-        except MissingExtraError as err:
-            notes.append(f"{name} skipped: {err}")
-            continue
-        details[name] = result
+    measured = report.scenarios(
+        scenarios or quality.default_scenarios(quick=True),
+        lambda name: sweep_scenario(name, methods, quick, 1 if quick else passes, only_axes=only_axes),
+    )
+    for name, result in measured:
         for method, rec in result["best"].items():
-            targets.append(
+            report.targets.append(
                 common.target(
                     f"{name}: best {method} meets the quality targets",
                     f"targets met by the best setting found: {rec['overrides'] or 'scenario defaults'}",
@@ -212,7 +205,7 @@ def run(
                     metrics=rec["metrics"],
                 )
             )
-        notes += recommendations(result)
+        report.notes += recommendations(result)
         rows = [
             {
                 "trial": f"{t['method']} {t['overrides'] or '(defaults)'}",
@@ -225,21 +218,13 @@ def run(
         ]
         cols = [c for c in rows[0] if c != "trial"]
         ref = ", ".join(f"{k} {v:.3f}" for k, v in result["golden"].items() if isinstance(v, float))
-        tables.append(
+        report.tables.append(
             {
                 "title": f"{name}: every trial (golden: {ref})",
                 "markdown": common.markdown_table(rows, cols, "trial"),
             }
         )
-    return common.write_cpu_result(
-        result_name,
-        targets,
-        start,
-        quick,
-        details=details,
-        tables=tables,
-        notes=notes,
-    )
+    return report.write()
 
 
 if __name__ == "__main__":

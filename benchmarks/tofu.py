@@ -16,12 +16,10 @@ evaluation options, ``generation=True``); the scenario cache is ``benchmarks/_wo
 
 from __future__ import annotations
 
-import time
-
 from hf_unlearn.headline import HEADLINE_KEYS
 
 from . import common
-from .quality import COMPARED, evaluate_scenario
+from .quality import COMPARED, evaluate_scenario, golden_gap_target
 
 NAME = "tofu"
 SCENARIO = "tofu-llama"
@@ -51,13 +49,14 @@ def targets_of(result: dict) -> list[dict]:
     for method in (k for k in UNLEARNING if k in m):
         row = m[method]
         rows += [
-            common.target(
+            golden_gap_target(
                 f"{method}: forget ROUGE-L vs golden",
-                f"|forget ROUGE-L - golden's| (golden {golden[rouge]:.3f}, got {row[rouge]:.3f})",
-                row[rouge] - golden[rouge],
+                rouge,
+                row,
+                golden,
                 0.15,
-                op="abs<=",
-                unit="ROUGE-L",
+                "ROUGE-L",
+                shown="forget ROUGE-L",
             ),
             common.target(
                 f"{method}: forget quality",
@@ -92,13 +91,14 @@ def table_of(result: dict) -> str:
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:
-    common.set_threads(threads or common.default_threads())
-    start = time.perf_counter()
+    report = common.Report(NAME, quick, threads)
     methods = ["ft", "ieu"] if quick else METHODS
     result = evaluate_scenario(SCENARIO, methods, tuned={})
     settings = ", ".join(f"{k}={v}" for k, v in result["defaults"].items())
-    tables = [{"title": f"{SCENARIO} (defaults: {settings}; seed 0)", "markdown": table_of(result)}]
-    notes = [
+    report.targets = targets_of(result)
+    report.details = {SCENARIO: result}
+    report.tables = [{"title": f"{SCENARIO} (defaults: {settings}; seed 0)", "markdown": table_of(result)}]
+    report.notes = [
         f"{SCENARIO}: sizes {result['sizes']}; reference training {result['train_seconds']} s; relearning "
         f"protocol {result['relearn_protocol']}; evaluation of {len(result['metrics'])} models (with "
         f"generation) and their RCD took {result['eval_seconds']:.0f} s.",
@@ -106,9 +106,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         "against the golden model. Over-unlearning shows as PrivLeak >> 0 (the forget set less member-like than "
         "held-out people), which held-out-referenced stopping (in the defaults) is there to prevent.",
     ]
-    return common.write_cpu_result(
-        NAME, targets_of(result), start, quick, details={SCENARIO: result}, tables=tables, notes=notes
-    )
+    return report.write()
 
 
 if __name__ == "__main__":

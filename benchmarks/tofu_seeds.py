@@ -10,7 +10,6 @@ of ``tofu``'s four targets each seed meets.
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 from . import common, quality, tofu
@@ -30,8 +29,7 @@ KEYS = [
 def run(quick: bool = False, threads: int | None = None) -> dict:
     from hf_unlearn.pipeline import evaluate_models
 
-    common.set_threads(threads or common.default_threads())
-    start = time.perf_counter()
+    report = common.Report(NAME, quick, threads)
     methods, seeds = (METHODS[:1], SEEDS[:1]) if quick else (METHODS, SEEDS)
     job, run_args = quality.scenario_job(tofu.SCENARIO)
     models: dict[str, Any] = {"original": job.original, "golden": job.golden}
@@ -40,7 +38,8 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
             run = quality.unlearn_run(job, run_args, method, {}, seed=seed, tag=f"{method}_{seed}")
             models[f"{method} seed {seed}"] = run.model
     metrics, _ = evaluate_models(job, models, run_args, seed=0, progress=False)  # with generation
-    rows, details = [], {"metrics": metrics}
+    rows = []
+    report.details = {"metrics": metrics}
     for method in methods:
         per_seed = [metrics[f"{method} seed {seed}"] for seed in seeds]
         met = []
@@ -58,11 +57,13 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
             row[key] = f"{mean:.3f} +- {std:.3f}"
         rows.append(row)
     table = common.markdown_table(rows, ["targets_met", *KEYS], first="model")
-    tables = [{"title": f"{tofu.SCENARIO}, unlearning seeds {list(seeds)} (mean +- std)", "markdown": table}]
-    notes = [
+    report.tables = [
+        {"title": f"{tofu.SCENARIO}, unlearning seeds {list(seeds)} (mean +- std)", "markdown": table}
+    ]
+    report.notes = [
         "targets_met: per seed, how many of tofu's four targets (ROUGE-L, forget quality, utility, PrivLeak)."
     ]
-    return common.write_cpu_result(NAME, [], start, quick, details=details, tables=tables, notes=notes)
+    return report.write()
 
 
 if __name__ == "__main__":

@@ -9,10 +9,10 @@ Shipped inside ``hf_unlearn``; load it offline by path::
     ks.compute(predictions=model_and_golden_losses, references=[1] * n + [0] * n)
 """
 
-import datasets
 import evaluate
-import numpy as np
 from scipy.stats import ks_2samp
+
+from hf_unlearn.metrics._two_sample import finite_samples, two_sample_info
 
 _DESCRIPTION = """\
 TOFU's forget-quality idea: compare the distribution of the unlearned model's per-example forget-set losses with
@@ -51,22 +51,12 @@ _CITATION = """\
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class KsForgetQuality(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            module_type="metric",
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("float64"), "references": datasets.Value("int32")}
-            ),
-            reference_urls=["https://arxiv.org/abs/2401.06121"],
+        return two_sample_info(
+            _DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, "https://arxiv.org/abs/2401.06121"
         )
 
     def _compute(self, predictions, references):
-        values = np.asarray(predictions, dtype=float)
-        groups = np.asarray(references, dtype=int)
-        keep = np.isfinite(values)
-        values, groups = values[keep], groups[keep]
+        values, groups = finite_samples(predictions, references)
         model, golden = values[groups == 1], values[groups == 0]
         if not len(model) or not len(golden):
             raise ValueError("ks_forget_quality needs values of both samples (references 1 and 0).")

@@ -9,10 +9,11 @@ Shipped inside ``hf_unlearn``; load it offline by path::
     mia.compute(predictions=losses, references=is_member)
 """
 
-import datasets
 import evaluate
 import numpy as np
 from sklearn.metrics import roc_auc_score
+
+from hf_unlearn.metrics._two_sample import finite_samples, two_sample_info
 
 _DESCRIPTION = """\
 ROC AUC of a membership-inference attack that thresholds one score per example. By default the scores are
@@ -52,22 +53,12 @@ _CITATION = """\
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class MiaAuc(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            module_type="metric",
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("float64"), "references": datasets.Value("int32")}
-            ),
-            reference_urls=["https://arxiv.org/abs/1709.01604"],
+        return two_sample_info(
+            _DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, "https://arxiv.org/abs/1709.01604"
         )
 
     def _compute(self, predictions, references, higher_is_member=False):
-        scores = np.asarray(predictions, dtype=float)
-        groups = np.asarray(references, dtype=int)
-        keep = np.isfinite(scores)
-        scores, groups = scores[keep], groups[keep]
+        scores, groups = finite_samples(predictions, references)
         if not set(np.unique(groups)) <= {0, 1}:
             raise ValueError("references must be 1 (member) or 0 (non-member).")
         if len(np.unique(groups)) < 2:
