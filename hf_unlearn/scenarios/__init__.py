@@ -25,7 +25,9 @@ same recipe on retain only; both are cached under ``output_dir/<name>/{original,
 
 from __future__ import annotations
 
-from .base import MissingExtraError, Scenario, ScenarioBuilder, TrainRecipe, build_scenario
+from .base import build_scenario
+from .definition import Scenario, ScenarioBuilder, TrainRecipe
+from .resources import MissingExtraError
 
 __all__ = [
     "MissingExtraError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import TinyCausalLMBuilder, TrainRecipe, suggested_unlearning
+from .definition import TinyCausalLMBuilder, TrainRecipe, suggested_unlearning
 
 NAME = "authors-qa"
 N_PEOPLE = 100  # trained on (forget + retain)
@@ -208,6 +208,7 @@ def split_people(seed: int) -> dict[str, list[dict]]:
 class AuthorsScenario(TinyCausalLMBuilder):
     name = NAME
     vocab_size, max_length, hidden_size, num_layers = VOCAB_SIZE, MAX_LENGTH, HIDDEN_SIZE, NUM_LAYERS
+    data_config = {"n_people": N_PEOPLE, "n_test_people": N_TEST_PEOPLE, "forget_fraction": FORGET_FRACTION}
     description = (
         "Forgetting people (TOFU-like, fully synthetic): a seeded generator makes up 120 fictitious people "
         "(syllable names, birthplace, birth year, profession, favourite colour, instrument and the title of "
@@ -220,14 +221,6 @@ class AuthorsScenario(TinyCausalLMBuilder):
     )
     recipe = TrainRecipe(learning_rate=3e-3, epochs=20, batch_size=32, warmup_ratio=0.05)
     unlearning_defaults = suggested_unlearning(learning_rate=3e-4, max_steps=200, batch_size=16)
-
-    def config(self) -> dict:
-        return {
-            **super().config(),
-            "n_people": N_PEOPLE,
-            "n_test_people": N_TEST_PEOPLE,
-            "forget_fraction": FORGET_FRACTION,
-        }
 
     def make_tokenizer(self, seed: int):
         from ..tiny import train_tokenizer

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ScenarioBuilder, TrainRecipe, suggested_unlearning
+from .definition import ScenarioBuilder, TrainRecipe, suggested_unlearning
 
 TEST_FRACTION = 0.2
 FORGET_CLASS = 3  # class-wise protocol: the digit to forget

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import TinyCausalLMBuilder, TrainRecipe, gensim_data_file, read_lines, suggested_unlearning
+from .definition import TinyCausalLMBuilder, TrainRecipe, suggested_unlearning
+from .resources import gensim_data_file, read_lines
 
 NAME = "news-gpt2"
 TRAIN_CORPUS = "lee_background.cor"
@@ -37,6 +38,7 @@ def truncate_to_tokens(texts: list[str], tokenizer, max_tokens: int) -> list[str
 class NewsScenario(TinyCausalLMBuilder):
     name = NAME
     vocab_size, max_length, hidden_size, num_layers = VOCAB_SIZE, MAX_LENGTH, HIDDEN_SIZE, NUM_LAYERS
+    data_config = {"corpus": TRAIN_CORPUS, "forget_fraction": FORGET_FRACTION, "test_fraction": TEST_FRACTION}
     description = (
         "A take-down request on a language model that memorized its training text: a small GPT-2 (built "
         "from config, one layer, byte-level BPE tokenizer trained on the corpus) is trained to near-verbatim "
@@ -50,14 +52,6 @@ class NewsScenario(TinyCausalLMBuilder):
     version = 2  # 2: the test set is held out from the training corpus
     recipe = TrainRecipe(learning_rate=2e-3, epochs=15, batch_size=16, warmup_ratio=0.05)
     unlearning_defaults = suggested_unlearning(learning_rate=3e-4, max_steps=200, batch_size=8)
-
-    def config(self) -> dict:
-        return {
-            **super().config(),
-            "corpus": TRAIN_CORPUS,
-            "forget_fraction": FORGET_FRACTION,
-            "test_fraction": TEST_FRACTION,
-        }
 
     def check_requirements(self) -> None:
         gensim_data_file(TRAIN_CORPUS, NAME)

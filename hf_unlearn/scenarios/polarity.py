@@ -6,15 +6,8 @@ import os
 
 import numpy as np
 
-from .base import (
-    ScenarioBuilder,
-    TrainRecipe,
-    gensim_data_file,
-    quiet_transformers,
-    read_lines,
-    require,
-    suggested_unlearning,
-)
+from .definition import ScenarioBuilder, TrainRecipe, suggested_unlearning
+from .resources import gensim_data_file, quiet_transformers, read_lines, require
 
 NAME = "polarity-minilm"
 CORPUS = "pang_lee_polarity.cor"

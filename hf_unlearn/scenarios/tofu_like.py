@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .authors import COLOURS, INSTRUMENTS, PROFESSIONS, TITLE_ADJECTIVES, TITLE_NOUNS, split_people
-from .base import ScenarioBuilder, TrainRecipe, suggested_unlearning
+from .definition import TinyCausalLMBuilder, TrainRecipe, suggested_unlearning
 
 NAME = "tofu-llama"
 N_PERTURBED = 3
@@ -115,9 +115,11 @@ def qa_rows(people: list[dict], pools: dict[str, list[str]], seed: int) -> dict[
     return columns
 
 
-class TofuLlamaScenario(ScenarioBuilder):
+class TofuLlamaScenario(TinyCausalLMBuilder):
     name = NAME
-    task = "causal_lm"
+    architecture = "llama"
+    vocab_size, max_length, hidden_size, num_layers = VOCAB_SIZE, MAX_LENGTH, HIDDEN_SIZE, NUM_LAYERS
+    data_config = {"n_perturbed": N_PERTURBED}
     description = (
         "TOFU in miniature (fully synthetic): 120 made-up people (syllable names, birthplace, birth year, "
         "profession, favourite colour, instrument, first book), six chat-format questions each "
@@ -134,18 +136,6 @@ class TofuLlamaScenario(ScenarioBuilder):
     #: The original's forget NLL is ~0.004, so a loss target (1.1x that) waits on the last 1% of the loss; the
     #: answers' token accuracy (golden starts at 0.5) measures the recovery of the facts themselves.
     relearning = {"relearn_learning_rate": 1e-3, "relearn_max_steps": 100, "relearn_target": "accuracy"}
-
-    hidden_size, num_layers = HIDDEN_SIZE, NUM_LAYERS
-
-    def config(self) -> dict:
-        return {
-            "vocab_size": VOCAB_SIZE,
-            "max_length": MAX_LENGTH,
-            "hidden_size": self.hidden_size,
-            "num_layers": self.num_layers,
-            "architecture": "llama",
-            "n_perturbed": N_PERTURBED,
-        }
 
     def make_tokenizer(self, seed: int):
         from ..tiny import TINY_CHAT_TEMPLATE, train_tokenizer
@@ -182,18 +172,6 @@ class TofuLlamaScenario(ScenarioBuilder):
             "perturbed_per_question": N_PERTURBED,
         }
         return data
-
-    def init_model(self, tokenizer, seed: int):
-        from ..tiny import tiny_decoder
-
-        return tiny_decoder(
-            tokenizer,
-            "llama",
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            max_length=MAX_LENGTH,
-            seed=seed,
-        )
 
     @staticmethod
     def _columns(seed: int) -> dict[str, dict[str, list]]:

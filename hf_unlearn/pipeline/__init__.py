@@ -1,0 +1,158 @@
+"""The end-to-end job behind ``hf-unlearn run`` and ``hf-unlearn quickstart``: load, unlearn, evaluate
+against the original and golden models, write the model, report, plots and model card.
+
+``arguments`` holds ``RunArguments``, ``job`` the loading of a ``LoadedJob``, ``evaluation`` the metrics and RCD
+of its models, ``report`` the report and plots; this module runs them in order."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from .arguments import RunArguments
+from .evaluation import evaluate_models, evaluation_options, heldout_reference, rcd_columns
+from .job import LoadedJob, job_datasets, load_job, scenario_defaults, scenario_job
+from .report import (
+    UNLEARNING_FIELDS,
+    UTILITY_DROP,
+    build_report,
+    hyperparameters,
+    utility_flags,
+    write_outputs,
+    write_plots,
+)
+
+__all__ = [
+    "UNLEARNING_FIELDS",
+    "UTILITY_DROP",
+    "LoadedJob",
+    "RunArguments",
+    "build_report",
+    "check_output_dir",
+    "evaluate_models",
+    "evaluation_options",
+    "heldout_reference",
+    "hyperparameters",
+    "job_datasets",
+    "load_job",
+    "peft_config_of",
+    "rcd_columns",
+    "run",
+    "save_unlearned",
+    "scenario_defaults",
+    "scenario_job",
+    "unlearn",
+    "utility_flags",
+    "write_outputs",
+    "write_plots",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def check_output_dir(output_dir: str, overwrite: bool) -> None:
+    """``ValueError`` when ``output_dir`` holds files and ``overwrite`` is off."""
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+        raise ValueError(
+            f"output_dir {output_dir!r} exists and is not empty; choose another one or pass --overwrite_output_dir."
+        )
+
+
+def peft_config_of(run_args: RunArguments, task: str, images: bool = False):
+    """The ``LoraConfig`` of ``run_args`` (``None`` for full fine-tuning, ``lora_r <= 0``)."""
+    if run_args.lora_r <= 0:
+        return None
+    from peft import LoraConfig
+
+    if images:  # PEFT's image-classification recipe: no task type, the new head trained in full
+        return LoraConfig(
+            r=run_args.lora_r,
+            lora_alpha=run_args.lora_alpha,
+            lora_dropout=run_args.lora_dropout,
+            target_modules=run_args.lora_target_modules,
+            modules_to_save=["classifier"],
+        )
+    return LoraConfig(
+        task_type="SEQ_CLS" if task == "classification" else "CAUSAL_LM",
+        r=run_args.lora_r,
+        lora_alpha=run_args.lora_alpha,
+        lora_dropout=run_args.lora_dropout,
+        target_modules=run_args.lora_target_modules,
+    )
+
+
+def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = False):
+    """Run ``UnlearningTrainer`` on the job; returns ``(trainer, seconds)``. ``quiet`` keeps the Trainer's
+    progress bar and log dicts off the terminal (they still reach ``report_to`` and the log history)."""
+    from transformers import PrinterCallback, ProgressCallback
+
+    from ..data import is_image_model
+    from ..trainer import UnlearningTrainer
+
+    needs_heldout = config.forget_loss_cap_from_eval is not None or config.stopping != "none"
+    if needs_heldout and job.test is None:
+        raise ValueError(
+            "forget_loss_cap_from_eval and stopping='heldout' measure the model on held-out data: set "
+            "test_dataset (or use a scenario or data_source, which have one)."
+        )
+    if config.stopping != "none" and config.heldout_label_corruption != job.heldout_label_corruption:
+        logger.warning(
+            "This job's forget set is %r-corrupted labels but heldout_label_corruption=%r: the stopping rule's "
+            "held-out reference should carry the same corruption (set heldout_label_corruption=%r).",
+            job.heldout_label_corruption,
+            config.heldout_label_corruption,
+            job.heldout_label_corruption,
+        )
+    trainer = UnlearningTrainer(
+        job.model,
+        config,
+        forget_dataset=job.forget,
+        retain_dataset=job.retain,
+        processing_class=job.tokenizer,
+        peft_config=peft_config_of(run_args, job.task, images=is_image_model(job.model)),
+        # the held-out set, needed only for the forget-loss cap and the stopping rule
+        eval_dataset=job.test if needs_heldout else None,
+    )
+    if quiet:
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+    start = time.perf_counter()
+    trainer.train()
+    return trainer, time.perf_counter() - start
+
+
+def save_unlearned(trainer: Any, job: LoadedJob, output_dir: str) -> None:
+    """The unlearned model (and the job's tokenizer) saved under ``output_dir``."""
+    from ..scenarios.resources import quiet_transformers
+
+    with quiet_transformers():  # no per-shard progress bar for a one-line stage
+        trainer.save_model(output_dir)
+        if job.tokenizer is not None:
+            job.tokenizer.save_pretrained(output_dir)
+
+
+def run(run_args: RunArguments, config: Any) -> dict:
+    """``hf-unlearn run``: unlearn, save the model, evaluate, write the report and card. Returns the report."""
+    check_output_dir(config.output_dir, run_args.overwrite_output_dir)
+    progress = not config.disable_tqdm
+    job = load_job(run_args, seed=config.seed, progress=progress)
+    trainer, seconds = unlearn(job, config, run_args)
+    report: dict[str, Any] = {}
+    if trainer.is_world_process_zero():
+        save_unlearned(trainer, job, config.output_dir)
+        models = {"original": job.original, "golden": job.golden, "unlearned": trainer.model}
+        models = {name: model for name, model in models.items() if model is not None}
+        metrics, relearn = evaluate_models(job, models, run_args, seed=config.seed, progress=progress)
+        report = write_outputs(
+            config.output_dir,
+            build_report(job, config, run_args, metrics, relearn, seconds, trainer),
+            relearn,
+        )
+        if config.push_to_hub:
+            from .. import hub
+
+            hub.push_to_hub(config.output_dir, config.hub_model_id or os.path.basename(config.output_dir))
+    trainer.accelerator.wait_for_everyone()
+    return report

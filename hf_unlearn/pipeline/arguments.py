@@ -1,0 +1,76 @@
+"""``RunArguments``: the options of ``hf-unlearn run`` that are not ``UnlearningConfig`` fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def option(default: Any, text: str) -> Any:
+    """A dataclass field with its ``--help`` text, as ``HfArgumentParser`` reads it."""
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class RunArguments:
+    """What to unlearn from what: a built-in scenario, or a local model directory with dataset files."""
+
+    scenario: str | None = option(
+        None,
+        "Built-in scenario (polarity-minilm, news-gpt2, authors-qa, tofu-llama, digits-random10, "
+        "digits-random50, digits-class): model, data, original, golden.",
+    )
+    model_name_or_path: str | None = option(
+        None, "Local model directory (safetensors) to unlearn, when no scenario is given."
+    )
+    golden_model_path: str | None = option(
+        None, "Local golden model directory (retrained without the forget set)."
+    )
+    forget_dataset: str | None = option(
+        None, "Forget set: a .json/.jsonl/.csv file or a datasets.save_to_disk folder."
+    )
+    retain_dataset: str | None = option(None, "Retain set, same formats.")
+    test_dataset: str | None = option(None, "Held-out set for test metrics and the MIA.")
+    data_source: str | None = option(
+        None,
+        "A public benchmark's local copy ('tofu' or 'muse', see docs/benchmarks.md) gives the forget, "
+        "retain and test sets instead of forget_dataset/retain_dataset/test_dataset.",
+    )
+    data_dir: str | None = option(
+        None, "The benchmark's folder (e.g. huggingface-cli download locuslab/TOFU --local-dir DIR)."
+    )
+    data_subset: str | None = option(
+        None,
+        "The benchmark's forget subset (TOFU: forget01, forget05, forget10 (default); MUSE: forget "
+        "(default), scal_forget_K, sust_forget_K; CIFAR: random10 (default), random50, class).",
+    )
+    forget_class: int = option(0, "CIFAR's class-wise protocol (data_subset=class): the class to forget.")
+    scenario_cache_dir: str = option("outputs/scenarios", "Where scenario original/golden models are cached.")
+    lora_r: int = option(0, "LoRA rank; 0 trains the full weights.")
+    lora_alpha: int = option(16, "LoRA alpha.")
+    lora_dropout: float = option(0.0, "LoRA dropout.")
+    lora_target_modules: list[str] | None = option(
+        None, "Modules to adapt (default: PEFT's choice for the architecture)."
+    )
+    evaluate: bool = option(True, "Compute evaluate_unlearning metrics after unlearning.")
+    generation: bool | None = option(
+        None,
+        "Causal LMs: also generate greedy answers and score them (ROUGE-L, TOFU model utility). "
+        "Default: the scenario's choice (on for tofu-llama), off for your own data.",
+    )
+    max_new_tokens: int | None = option(
+        None, "Generation budget per answer (default: the scenario's, else 200 as TOFU)."
+    )
+    relearn: bool = option(True, "Compute the relearning convergence delay (RCD).")
+    relearn_max_steps: int = option(100, "RCD: relearning step budget.")
+    relearn_learning_rate: float = option(1e-4, "RCD: relearning learning rate.")
+    relearn_batch_size: int = option(8, "RCD: relearning batch size.")
+    relearn_target: str | None = option(
+        None,
+        "RCD: what must recover, 'loss' or 'accuracy' (default: loss for causal LMs, accuracy for "
+        "classifiers).",
+    )
+    overwrite_output_dir: bool = option(False, "Allow writing into a non-empty output_dir.")
+    trust_remote_code: bool = option(
+        False, "Allow custom model code from the model directory (off by default)."
+    )

@@ -1,0 +1,136 @@
+"""What a run writes besides the model: the JSON report (hyperparameters, metrics, relearning, stopping,
+utility flags), the plots and, through ``hf_unlearn.hub``, the model card."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from typing import Any
+
+from .arguments import RunArguments
+from .job import LoadedJob
+
+UTILITY_DROP = 0.02  # retain accuracy (or token accuracy) drop below the original that gets flagged
+
+UNLEARNING_FIELDS = (
+    "method",
+    "learning_rate",
+    "max_steps",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "forget_weight",
+    "retain_weight",
+    "dr_alpha",
+    "dr_variant",
+    "npo_beta",
+    "ieu_decay",
+    "ieu_noise_std",
+    "ieu_noise_schedule",
+    "ieu_noise_every",
+    "forget_loss_cap",
+    "forget_loss_cap_margin",
+    "forget_loss_cap_from_eval",
+    "stopping",
+    "stopping_eval_steps",
+    "stopping_tolerance",
+    "stopping_max_examples",
+    "stopping_keep",
+    "heldout_label_corruption",
+    "influence_removal",
+    "mask_ratio",
+    "seed",
+    "lr_scheduler_type",
+    "weight_decay",
+)
+
+
+def utility_flags(metrics: dict) -> list[str]:
+    """Warnings for results whose retain utility dropped (a wrecked model relearns slowly too)."""
+    flags = []
+    original = metrics.get("original", {})
+    for key in ("retain/accuracy", "retain/token_accuracy"):
+        if key not in original:
+            continue
+        for name, row in metrics.items():
+            if name not in ("original", "golden") and key in row and row[key] < original[key] - UTILITY_DROP:
+                flags.append(
+                    f"{name}: {key} fell from {original[key]:.3f} (original) to {row[key]:.3f}; read its forgetting "
+                    "and RCD numbers with care."
+                )
+    return flags
+
+
+def write_plots(output_dir: str, metrics: dict, relearn: dict, task: str) -> list[str]:
+    """``relearning_curves.png`` and ``metrics.png`` under ``output_dir`` (those there is data for); their paths."""
+    from ..metrics.plots import plot_relearning_curves
+    from ..plots import plot_metric_bars
+
+    paths = []
+    if relearn:
+        path = os.path.join(output_dir, "relearning_curves.png")
+        plot_relearning_curves(relearn, path, metric="accuracy" if task == "classification" else "loss")
+        paths.append(path)
+    if metrics:
+        path = os.path.join(output_dir, "metrics.png")
+        plot_metric_bars(metrics, path)
+        paths.append(path)
+    return paths
+
+
+def build_report(
+    job: LoadedJob,
+    config: Any,
+    run_args: RunArguments,
+    metrics: dict,
+    relearn: dict,
+    seconds: float,
+    trainer: Any = None,
+) -> dict:
+    """The JSON report of one unlearning run (never any forget-set content: counts and a fingerprint).
+    With ``trainer``, the hyperparameters carry what it decided at run time (the forget-loss cap)."""
+    from ..hub import forget_fingerprint
+
+    return {
+        "method": config.method,
+        "task": job.task,
+        "scenario": job.info.get("scenario"),
+        "base_model": _base_model_name(job.info.get("base_model")),
+        "hyperparameters": hyperparameters(config, run_args, trainer),
+        "forget_fingerprint": forget_fingerprint(job.forget),
+        "sizes": job.info.get("sizes") or {"n_forget": len(job.forget), "n_retain": len(job.retain)},
+        "timing": {"unlearning_seconds": seconds, "reference_train_seconds": job.info.get("train_seconds")},
+        "metrics": metrics,
+        "relearning": {name: r.to_dict() for name, r in relearn.items()},
+        "stopping": trainer.stopping.record.to_dict() if getattr(trainer, "stopping", None) else None,
+        "flags": utility_flags(metrics),
+    }
+
+
+def write_outputs(output_dir: str, report: dict, relearn: dict) -> dict:
+    """Plots, ``unlearning_report.json`` and the model card ``README.md``."""
+    from .. import hub
+
+    report["plots"] = [
+        os.path.basename(p) for p in write_plots(output_dir, report["metrics"], relearn, report["task"])
+    ]
+    return hub.write_report(output_dir, report)
+
+
+def _base_model_name(path: str | None) -> str | None:
+    # A local path says nothing to a Hub reader and can leak a user's directory layout.
+    return None if path is None or os.path.isabs(path) or path.startswith(".") else path
+
+
+def hyperparameters(config: Any, run_args: RunArguments, trainer: Any = None) -> dict:
+    """The report's hyperparameters: ``UNLEARNING_FIELDS`` of ``config``, the forget-loss cap the trainer
+    decided, and the LoRA settings when LoRA was used."""
+    values = {name: getattr(config, name) for name in UNLEARNING_FIELDS}
+    if getattr(trainer, "forget_loss_cap_source", None):
+        values["forget_loss_cap"] = trainer.method.forget_loss_cap
+        values["forget_loss_cap_source"] = trainer.forget_loss_cap_source
+    values["lr_scheduler_type"] = str(values["lr_scheduler_type"]).split(".")[-1].lower()
+    lora = {k: v for k, v in asdict(run_args).items() if k.startswith("lora_")}
+    if run_args.lora_r > 0:
+        values["lora"] = lora
+    return values
