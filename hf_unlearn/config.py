@@ -195,7 +195,7 @@ class UnlearningConfig(TrainingArguments):
         default=None,
         metadata={
             "help": "stopping='heldout': check every this many optimizer steps (one no-gradient forward pass over "
-            "the checked forget and held-out examples). None: the interval at which the checks cost about 10% of "
+            "the checked forget and held-out examples). None: the interval at which the checks cost about 10 percent of "
             "the training time in between (a training step counted as 2.5 forward passes over its forget + "
             "retain batches)."
         },

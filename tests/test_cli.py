@@ -137,6 +137,14 @@ def test_help_lists_the_commands(capsys):
     assert all(cmd in text for cmd in ("quickstart", "run", "eval", "theory"))
 
 
+@pytest.mark.parametrize("command", ["quickstart", "run", "eval", "theory"])
+def test_every_command_prints_its_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "--" in capsys.readouterr().out  # its options are listed (argparse formats every help string)
+
+
 def _cifar_copy(root, n_train=24, n_test=12):
     """A tiny local copy in uoft-cs/cifar10's exact layout: plain_text/{train,test}-00000-of-00001.parquet
     with an ``img`` image column (PNG bytes) and a ``label`` class column."""
