@@ -110,6 +110,7 @@ def _template_fields(report: dict) -> dict:
         "reproducibility": report.get("reproducibility") or {},
         "fingerprint": report.get("forget_fingerprint", {}),
         "flags": report.get("flags", []),
+        "plots": report.get("plots", []),
         "stopping": report.get("stopping"),
         "versions": report.get("versions", {}),
         "scenario": report.get("scenario") or "user data",
@@ -248,6 +249,13 @@ is still recognizable; positive: it was pushed past what a model that never saw 
 {% for flag in flags %}- {{ flag }}
 {% endfor %}{% endif %}
 
+{% if plots %}
+## Figures
+
+The same colour is the same model in every figure (original grey, golden black).
+{% for plot in plots %}
+![{{ plot }}]({{ plot }}){% endfor %}
+{% endif %}
 {% if stopping %}
 ## When unlearning stopped
 

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import zlib
 
+#: Every figure is drawn at this size: the Hub's model-card column is about 800 pixels wide, so a figure this
+#: wide is shown at its own resolution, with its labels readable.
+FIGURE_WIDTH_INCHES = 7.2
+FIGURE_DPI = 110
+
 REFERENCE_COLORS = {"original": "#7f7f7f", "golden": "#000000"}
 #: Qualitative colours (matplotlib's tab20 without its greys), in the order the methods get them.
 COLORS = (

@@ -135,3 +135,13 @@ def test_the_card_round_trips_through_huggingface_hub(tmp_path):
     assert values["forget_quality"] == TOFU_ROW["forget_quality/truth_ratio_ks_pvalue"]
     assert values["privleak"] == TOFU_ROW["privleak"]
     assert "eprint = {2604.09391}" in loaded.text and "eprint = {2401.06121}" in loaded.text
+
+
+def test_the_card_shows_the_figures_the_run_wrote():
+    report = {**_report(CLASSIFIER_ROW), "plots": ["relearning_curves.png", "metrics.png"]}
+    figures = _section(str(build_model_card(report)), "Figures")
+    assert (
+        "![metrics.png](metrics.png)" in figures
+        and "![relearning_curves.png](relearning_curves.png)" in figures
+    )
+    assert "## Figures" not in str(build_model_card(_report(CLASSIFIER_ROW)))

@@ -48,3 +48,7 @@ def test_metric_bars_and_relearning_curves_give_a_model_the_same_colour(tmp_path
     assert list(bar_colour) == ["original", "golden", "ieu", "dr"]  # reference models first
     for name in ("dr", "ieu"):
         assert bar_colour[name] == line_colour[name] == color_of(name)
+    from PIL import Image
+
+    widths = {Image.open(tmp_path / f).size[0] for f in ("bars.png", "curves.png")}
+    assert len(widths) == 1 and widths.pop() <= 800  # one width, shown unscaled in the Hub's card column

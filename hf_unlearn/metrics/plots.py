@@ -31,14 +31,14 @@ def plot_relearning_curves(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from ..palette import color_of, ordered
+    from ..palette import FIGURE_DPI, FIGURE_WIDTH_INCHES, color_of, ordered
 
     series = dict(results)
     golden = next((r.golden for r in results.values() if getattr(r, "golden", None) is not None), None)
     if golden is not None and "golden" not in series:
         series["golden"] = golden
     series = {name: series[name] for name in ordered(list(series))}
-    fig = Figure(figsize=(6.4, 4.0), dpi=120)
+    fig = Figure(figsize=(FIGURE_WIDTH_INCHES, 4.4), dpi=FIGURE_DPI)
     FigureCanvasAgg(fig)  # no pyplot: the caller's backend and figure registry are left alone
     ax = fig.subplots()
     for name, result in series.items():

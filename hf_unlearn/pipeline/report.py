@@ -61,11 +61,18 @@ def utility_flags(metrics: dict) -> list[str]:
     return flags
 
 
-def write_plots(output_dir: str, metrics: dict, relearn: dict, task: str) -> list[str]:
-    """``relearning_curves.png`` and ``metrics.png`` under ``output_dir`` (those there is data for); their paths."""
+def write_plots(
+    output_dir: str, metrics: dict, relearn: dict, task: str, method: str | None = None
+) -> list[str]:
+    """``relearning_curves.png`` and ``metrics.png`` under ``output_dir`` (those there is data for); their paths.
+    With ``method``, the ``"unlearned"`` model is drawn as ``"<method> (unlearned)"``, in its method's colour."""
     from ..metrics.plots import plot_relearning_curves
     from ..plots import plot_metric_bars
 
+    if method is not None:
+        label = f"{method} (unlearned)"
+        metrics = {label if name == "unlearned" else name: row for name, row in metrics.items()}
+        relearn = {label if name == "unlearned" else name: row for name, row in relearn.items()}
     paths = []
     if relearn:
         path = os.path.join(output_dir, "relearning_curves.png")
@@ -112,7 +119,8 @@ def write_outputs(output_dir: str, report: dict, relearn: dict) -> dict:
     from .. import hub
 
     report["plots"] = [
-        os.path.basename(p) for p in write_plots(output_dir, report["metrics"], relearn, report["task"])
+        os.path.basename(p)
+        for p in write_plots(output_dir, report["metrics"], relearn, report["task"], report.get("method"))
     ]
     return hub.write_report(output_dir, report)
 
