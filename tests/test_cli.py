@@ -81,6 +81,10 @@ def test_run_recipe_writes_model_report_card_and_plots_without_forget_content(tm
     assert report["hyperparameters"]["forget_loss_cap_from_eval"] == 0.5
     assert 0 < report["hyperparameters"]["forget_loss_cap"] != 5.0
     assert set(report["metrics"]) == {"original", "golden", "unlearned"}
+    facts = report["reproducibility"]
+    assert facts["world_size"] == 1 and facts["precision"] == "fp32" and facts["device"] == "cpu"
+    assert facts["effective_batch_per_part"] == report["hyperparameters"]["per_device_train_batch_size"]
+    assert "- world_size: 1" in (out / "README.md").read_text()
     assert report["forget_fingerprint"]["count"] == len(open(model_dirs["forget"]).readlines())
     card = ModelCard.load(out / "README.md")
     types = {r.metric_type for r in card.data.eval_results}

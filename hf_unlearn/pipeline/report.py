@@ -104,6 +104,7 @@ def build_report(
         "scenario": job.info.get("scenario"),
         "base_model": _base_model_name(job.info.get("base_model")),
         "hyperparameters": hyperparameters(config, run_args, trainer),
+        "reproducibility": reproducibility(config, trainer),
         "forget_fingerprint": forget_fingerprint(job.forget),
         "sizes": job.info.get("sizes") or {"n_forget": len(job.forget), "n_retain": len(job.retain)},
         "timing": {"unlearning_seconds": seconds, "reference_train_seconds": job.info.get("train_seconds")},
@@ -142,3 +143,32 @@ def hyperparameters(config: Any, run_args: RunArguments, trainer: Any = None) ->
     if run_args.lora_r > 0:
         values["lora"] = lora
     return values
+
+
+def reproducibility(config: Any, trainer: Any = None) -> dict:
+    """What it takes to rerun this run the same way: seeds, processes, the effective batch, precision and device
+    (the library versions are in the report's ``versions``)."""
+    import platform
+
+    world = getattr(getattr(trainer, "args", config), "world_size", 1)
+    per_part = config.per_device_train_batch_size * config.gradient_accumulation_steps * world
+    precision = "bf16" if config.bf16 else "fp16" if config.fp16 else "fp32"
+    return {
+        "seed": config.seed,
+        "data_seed": config.data_seed,
+        "world_size": world,
+        "effective_batch_per_part": per_part,  # forget and retain examples per optimizer step, each
+        "precision": precision,
+        "device": _device_name(trainer),
+        "full_determinism": config.full_determinism,
+        "python": platform.python_version(),
+    }
+
+
+def _device_name(trainer: Any) -> str:
+    import torch
+
+    device = getattr(getattr(trainer, "args", None), "device", None)
+    if device is not None and device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type if device is not None else "cpu"
