@@ -199,3 +199,31 @@ def test_run_on_a_local_cifar_copy_with_an_image_classifier(tmp_path, lora):
     unlearned = report["metrics"]["unlearned"]
     assert {"forget/ua", "mia/efficacy", "gap/average", "rcd/ratio_to_golden"} <= set(unlearned)
     assert 0.0 <= unlearned["gap/average"] <= 1.0
+
+
+@pytest.mark.slow
+def test_run_under_two_processes_evaluates_across_them_with_the_numbers_of_one(tmp_path, model_dirs):
+    """``accelerate launch`` (2 CPU processes, gloo): one report and card; the models unlearning did not change
+    score exactly as in a one-process run, so the gathered evaluation is complete and in order."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+    launch += [str(root / "recipes/accelerate/cpu_ddp.yaml"), "-m", "hf_unlearn.cli", "run"]
+    done = subprocess.run(
+        [*launch, _recipe(tmp_path, model_dirs, tmp_path / "two", relearn=False)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main(["run", _recipe(tmp_path, model_dirs, tmp_path / "one", relearn=False)]) == 0
+    two = json.loads((tmp_path / "two" / "unlearning_report.json").read_text())
+    one = json.loads((tmp_path / "one" / "unlearning_report.json").read_text())
+    assert two["reproducibility"]["world_size"] == 2
+    for name in ("original", "golden"):
+        assert two["metrics"][name] == pytest.approx(one["metrics"][name], rel=1e-6, abs=1e-9), name
+    assert set(two["metrics"]["unlearned"]) == set(one["metrics"]["unlearned"])

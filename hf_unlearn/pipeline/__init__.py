@@ -128,8 +128,8 @@ def save_unlearned(trainer: Any, job: LoadedJob, output_dir: str) -> None:
     from ..scenarios.resources import quiet_transformers
 
     with quiet_transformers():  # no per-shard progress bar for a one-line stage
-        trainer.save_model(output_dir)
-        if job.tokenizer is not None:
+        trainer.save_model(output_dir)  # writes on the main process only (TrainingArguments.should_save)
+        if job.tokenizer is not None and trainer.is_world_process_zero():
             job.tokenizer.save_pretrained(output_dir)
 
 
@@ -140,11 +140,14 @@ def run(run_args: RunArguments, config: Any) -> dict:
     job = load_job(run_args, seed=config.seed, progress=progress)
     trainer, seconds = unlearn(job, config, run_args)
     report: dict[str, Any] = {}
-    if trainer.is_world_process_zero():
-        save_unlearned(trainer, job, config.output_dir)
-        models = {"original": job.original, "golden": job.golden, "unlearned": trainer.model}
-        models = {name: model for name, model in models.items() if model is not None}
-        metrics, relearn = evaluate_models(job, models, run_args, seed=config.seed, progress=progress)
+    main_process = trainer.is_world_process_zero()
+    save_unlearned(trainer, job, config.output_dir)  # on every process: sharded weights are gathered
+    models = {"original": job.original, "golden": job.golden, "unlearned": trainer.model}
+    models = {name: model for name, model in models.items() if model is not None}
+    # every process evaluates its share of the batches (metrics.evaluation gathers them)
+    progress = progress and main_process
+    metrics, relearn = evaluate_models(job, models, run_args, seed=config.seed, progress=progress)
+    if main_process:
         report = write_outputs(
             config.output_dir,
             build_report(job, config, run_args, metrics, relearn, seconds, trainer),
