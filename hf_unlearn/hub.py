@@ -265,7 +265,8 @@ steps the forget set's per-example losses were compared with those of held-out d
 {% endif %}
 ## Unlearning hyperparameters
 
-The fields of `UnlearningConfig` that `{{ method }}` uses (every field: `unlearning_report.json`).
+The `UnlearningConfig` fields this run used: the training fields, those `{{ method }}` reads and those of the
+options that were on (forget-loss cap, held-out stopping, influence removal).
 
 ```json
 {{ hyperparameters }}

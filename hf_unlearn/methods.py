@@ -69,6 +69,9 @@ def get_method(name: str) -> type[UnlearningMethod]:
     return METHODS[name]
 
 
+WEIGHTS = ("forget_weight", "retain_weight")
+
+
 class UnlearningMethod:
     """Base class. ``args`` is the ``UnlearningConfig``; ``task`` is ``"classification"`` or ``"causal_lm"``."""
 
@@ -85,6 +88,8 @@ class UnlearningMethod:
     needs_hidden_states: ClassVar[bool] = False
     # the tasks the method is defined for
     tasks: ClassVar[tuple[str, ...]] = ("classification", "causal_lm")
+    # the UnlearningConfig fields the method reads (the report and card list them with the training fields)
+    hyperparameters: ClassVar[tuple[str, ...]] = WEIGHTS
 
     def __init__(self, args: Any, task: str):
         if task not in self.tasks:
@@ -150,6 +155,8 @@ class UnlearningMethod:
 class FineTune(UnlearningMethod):
     """Naive fine-tuning on the retain set: ``l(B_r)``."""
 
+    hyperparameters = ()
+
     has_forget_term = False
 
     def loss(self, inputs, retain_nll, forget_nll):
@@ -159,6 +166,8 @@ class FineTune(UnlearningMethod):
 @register_method("ga")
 class GradientAscent(UnlearningMethod):
     """Gradient ascent on the forget set: ``-gamma * min(l(B_f), cap)``."""
+
+    hyperparameters = ("forget_weight",)
 
     uses_forget_loss_cap = True
 
@@ -179,6 +188,8 @@ class GradientDifference(UnlearningMethod):
 @register_method("npo")
 class NegativePreferenceOptimization(UnlearningMethod):
     """NPO on the forget set against cached reference log-probs, plus ``w_r * l(B_r)``."""
+
+    hyperparameters = (*WEIGHTS, "npo_beta")
 
     needs_reference = True
 
@@ -207,6 +218,8 @@ class DiscriminativeRegularization(UnlearningMethod):
     paper's inverse form (``dr_variant="inverse"``, its ICE-FT) puts alpha on the retain term instead:
     ``alpha * l(B_r) + CE(B_f, y')``."""
 
+    hyperparameters = ("dr_alpha", "dr_variant")
+
     def loss(self, inputs, retain_nll, forget_nll):
         if self.args.dr_variant == "kl" and inputs.forget_alt is None:
             per_example = losses.wrong_label_kl(inputs.forget.logits, inputs.forget.labels)
@@ -223,6 +236,8 @@ class DiscriminativeRegularization(UnlearningMethod):
 class InfluenceEliminatingUnlearning(UnlearningMethod):
     """``w_r * l(B_r) - gamma * min(l(B_f), cap)``, then weight decay + noise after every optimizer step."""
 
+    hyperparameters = (*WEIGHTS, "ieu_decay", "ieu_noise_std", "ieu_noise_schedule", "ieu_noise_every")
+
     uses_forget_loss_cap = True
 
     def loss(self, inputs, retain_nll, forget_nll):
@@ -238,6 +253,8 @@ class SaliencyUnlearning(RandomLabels):
     ``salun_mask_ratio`` fraction of weights with the largest forget-loss gradient ``|grad l(D_f; theta_o)|``,
     computed once on the original model (``UnlearningTrainer.saliency_masks``)."""
 
+    hyperparameters = (*WEIGHTS, "salun_mask_ratio")
+
     def update_mask_ratio(self) -> float | None:
         return self.args.salun_mask_ratio
 
@@ -247,6 +264,8 @@ class SimNPO(UnlearningMethod):
     """SimNPO (Fan et al., 2024), as OpenUnlearning's: ``gamma * mean(-(2 / beta) log sigmoid(beta (l - delta)))``
     on the length-normalized forget NLL ``l`` (no reference model), plus ``w_r * l(B_r)``. OpenUnlearning's TOFU
     config: beta 4.5, delta 0, forget_weight (gamma) 0.125."""
+
+    hyperparameters = (*WEIGHTS, "simnpo_beta", "simnpo_delta")
 
     def loss(self, inputs, retain_nll, forget_nll):
         terms = losses.simnpo_per_example(forget_nll, self.args.simnpo_beta, self.args.simnpo_delta)
@@ -275,6 +294,8 @@ class IdkDPO(UnlearningMethod):
     """DPO with the refusal (``alternative``) as the preferred and the forget answer as the rejected
     completion, against reference log-probs cached once before training: ``gamma * DPO + w_r * l(B_r)``
     (OpenUnlearning's IdkDPO; beta ``npo_beta``, 0.1 as theirs)."""
+
+    hyperparameters = (*WEIGHTS, "npo_beta")
 
     needs_alternative = True
     needs_reference = True
@@ -316,6 +337,8 @@ class TokenWeightedAscent(UnlearningMethod):
 class WeightedGradientAscent(TokenWeightedAscent):
     """WGA (Wang et al., 2025): token weights ``p ** wga_beta``."""
 
+    hyperparameters = (*WEIGHTS, "wga_beta")
+
     def weights(self, prob):
         return losses.wga_weights(prob, self.args.wga_beta)
 
@@ -324,6 +347,8 @@ class WeightedGradientAscent(TokenWeightedAscent):
 class SaturationImportance(TokenWeightedAscent):
     """SatImp (Yang et al., 2025): token weights ``p ** satimp_beta1 * (1 - p) ** satimp_beta2``
     (OpenUnlearning: beta1 5, beta2 1, forget_weight 0.1)."""
+
+    hyperparameters = (*WEIGHTS, "satimp_beta1", "satimp_beta2")
 
     def weights(self, prob):
         return losses.satimp_weights(prob, self.args.satimp_beta1, self.args.satimp_beta2)
@@ -335,6 +360,8 @@ class UNDIAL(UnlearningMethod):
     each target token's logit lowered by ``undial_beta``, plus ``w_r * l(B_r)`` (OpenUnlearning: beta 10,
     retain_weight 0, lr 1e-4). The frozen logits come from the adapters-disabled model with PEFT, else from a
     frozen copy of the original weights the trainer keeps (it logs the memory)."""
+
+    hyperparameters = (*WEIGHTS, "undial_beta")
 
     frozen_part = "forget"
 
@@ -354,6 +381,8 @@ class RepresentationMisdirection(UnlearningMethod):
     the forget tokens' hidden states to a fixed random direction of norm ``rmu_steering_coeff`` and keep the
     retain tokens' hidden states at the frozen model's: ``gamma * MSE(h_f, c u) + w_r * MSE(h_r, h_r^frozen)``
     (per-token mean over the hidden size, token-mean per example, batch mean; completion tokens only)."""
+
+    hyperparameters = (*WEIGHTS, "rmu_layer", "rmu_steering_coeff")
 
     frozen_part = "retain"
     needs_hidden_states = True

@@ -15,17 +15,19 @@ from .arguments import RunArguments
 from .evaluation import evaluate_models, evaluation_options, heldout_reference, rcd_columns
 from .job import LoadedJob, job_datasets, load_job, scenario_defaults, scenario_job
 from .report import (
-    UNLEARNING_FIELDS,
+    TRAINING_FIELDS,
     UTILITY_DROP,
     build_report,
     hyperparameters,
+    unlearning_fields,
     utility_flags,
     write_outputs,
     write_plots,
 )
 
 __all__ = [
-    "UNLEARNING_FIELDS",
+    "TRAINING_FIELDS",
+    "unlearning_fields",
     "UTILITY_DROP",
     "LoadedJob",
     "RunArguments",

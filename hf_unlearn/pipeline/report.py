@@ -12,37 +12,28 @@ from .job import LoadedJob
 
 UTILITY_DROP = 0.02  # retain accuracy (or token accuracy) drop below the original that gets flagged
 
-UNLEARNING_FIELDS = (
+TRAINING_FIELDS = (
     "method",
     "learning_rate",
+    "lr_scheduler_type",
+    "weight_decay",
     "max_steps",
     "num_train_epochs",
     "per_device_train_batch_size",
     "gradient_accumulation_steps",
-    "forget_weight",
-    "retain_weight",
-    "dr_alpha",
-    "dr_variant",
-    "npo_beta",
-    "ieu_decay",
-    "ieu_noise_std",
-    "ieu_noise_schedule",
-    "ieu_noise_every",
-    "forget_loss_cap",
-    "forget_loss_cap_margin",
-    "forget_loss_cap_from_eval",
+    "seed",
+)
+# fields of the trainer's optional parts, reported when the part is on
+FORGET_LOSS_CAP_FIELDS = ("forget_loss_cap", "forget_loss_cap_margin", "forget_loss_cap_from_eval")
+STOPPING_FIELDS = (
     "stopping",
     "stopping_eval_steps",
     "stopping_tolerance",
     "stopping_max_examples",
     "stopping_keep",
     "heldout_label_corruption",
-    "influence_removal",
-    "mask_ratio",
-    "seed",
-    "lr_scheduler_type",
-    "weight_decay",
 )
+INFLUENCE_REMOVAL_FIELDS = ("influence_removal", "mask_ratio")
 
 
 def utility_flags(metrics: dict) -> list[str]:
@@ -131,11 +122,29 @@ def _base_model_name(path: str | None) -> str | None:
     return None if path is None or os.path.isabs(path) or path.startswith(".") else path
 
 
+def unlearning_fields(config: Any, method: type | None = None) -> tuple[str, ...]:
+    """The ``UnlearningConfig`` fields a run of ``config`` uses: the training fields, those its method reads
+    (``UnlearningMethod.hyperparameters``) and those of the optional parts that are on (forget-loss cap,
+    held-out stopping, influence removal)."""
+    from ..methods import get_method
+
+    method = method or get_method(config.method)
+    fields = [f for f in TRAINING_FIELDS if not (f == "num_train_epochs" and config.max_steps > 0)]
+    fields += method.hyperparameters
+    if method.uses_forget_loss_cap:
+        fields += FORGET_LOSS_CAP_FIELDS
+    if config.stopping != "none":
+        fields += STOPPING_FIELDS
+    if config.influence_removal != "none":
+        fields += INFLUENCE_REMOVAL_FIELDS
+    return tuple(dict.fromkeys(fields))
+
+
 def hyperparameters(config: Any, run_args: RunArguments, trainer: Any = None) -> dict:
-    """The report's hyperparameters: ``UNLEARNING_FIELDS`` of ``config``, the forget-loss cap the trainer
+    """The report's hyperparameters: the ``unlearning_fields`` of ``config``, the forget-loss cap the trainer
     decided, and the LoRA settings when LoRA was used."""
-    values = {name: getattr(config, name) for name in UNLEARNING_FIELDS}
-    if getattr(trainer, "forget_loss_cap_source", None):
+    values = {name: getattr(config, name) for name in unlearning_fields(config)}
+    if getattr(trainer, "forget_loss_cap_source", None) and "forget_loss_cap" in values:
         values["forget_loss_cap"] = trainer.method.forget_loss_cap
         values["forget_loss_cap_source"] = trainer.forget_loss_cap_source
     values["lr_scheduler_type"] = str(values["lr_scheduler_type"]).split(".")[-1].lower()
