@@ -1,13 +1,15 @@
 """Dataset formats, tokenization and collation for unlearning.
 
-Every dataset is normalised into one canonical, tokenized layout before training or evaluation:
+Every dataset is normalised into one canonical, tokenized layout before training or evaluation, held in Arrow
+(a ``datasets.Dataset``, read through the read-only ``TokenizedRows``: ``rows[i]`` is a fresh dict of Python
+lists and ints; image datasets are lists of rows):
 
-* ``input_ids``, ``attention_mask``: token ids and mask (unpadded lists).
+* ``input_ids``: token ids (unpadded lists; the collator builds the attention mask).
 * ``labels``: an ``int`` class for classifiers; for causal LMs a list aligned with ``input_ids`` where
   prompt tokens are ``-100`` (the loss is taken on completion tokens only).
 * ``index``: the example's position in its dataset (used for cached reference values).
 * ``wrong_label`` (classifier forget sets only): a fixed, seeded random label different from the true one.
-* ``alt_input_ids``/``alt_attention_mask``/``alt_labels`` (causal LM forget sets with an ``alternative``
+* ``alt_input_ids``/``alt_labels`` (causal LM forget sets with an ``alternative``
   column): the prompt followed by the alternative completion.
 
 Accepted raw formats: classifiers ``{"text", "label"}`` (or ``labels``) or pre-tokenized ``{"input_ids",
@@ -16,8 +18,9 @@ Accepted raw formats: classifiers ``{"text", "label"}`` (or ``labels``) or pre-t
 and chat data, ``{"messages"}`` or conversational ``{"prompt", "completion"}`` (``chat.py``).
 
 Modules: ``common`` (task, limits, reading datasets), ``preparer`` (``DatasetPreparer``, classifiers), ``lm``
-(plain-text causal LM), ``chat`` (chat templates), ``images`` (image classifiers), ``alternatives`` (default
-refusals), ``collate`` (padding, paired batches).
+(plain-text causal LM), ``chat`` (chat templates), ``images`` (image classifiers), ``columns`` (vectorized
+column checks), ``tokenized`` (the batched ``datasets.map``, truncation), ``rows`` (``TokenizedRows``),
+``alternatives`` (default refusals), ``collate`` (padding, paired batches).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from .common import (
     unwrap_model,
 )
 from .preparer import DatasetPreparer
+from .rows import TokenizedRows
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ __all__ = [
     "DatasetPreparer",
     "PairedDataset",
     "RowsDataset",
+    "TokenizedRows",
     "UnlearningCollator",
     "build_preparer",
     "infer_task",

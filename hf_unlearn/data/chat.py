@@ -16,9 +16,11 @@ lengths are that turn's. This needs a fast tokenizer (character offsets).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from .common import IGNORE_INDEX
+from .tokenized import Encoder
 
 
 def is_conversation(value: Any) -> bool:
@@ -26,29 +28,48 @@ def is_conversation(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
 
 
-def messages_rows(prep: Any, dataset, columns: set[str], name: str) -> list[dict]:
+def messages_encoder(prep: Any, columns: set[str], name: str) -> Encoder:
+    """The ``Encoder`` of ``{"messages"[, "alternative"]}`` data (messages are checked batch by batch)."""
     tokenizer = _chat_tokenizer(prep, name)
-    conversations = [_check_messages(m, name, "messages") for m in list(dataset["messages"])]
+    read = ("messages", "alternative") if "alternative" in columns else ("messages",)
+    encode = partial(_encode_messages, tokenizer=tokenizer, name=name)
+    return Encoder(encode, read, alternatives="alternative" in columns)
+
+
+def conversational_encoder(prep: Any, columns: set[str], name: str) -> Encoder:
+    """The ``Encoder`` of TRL's conversational ``{"prompt", "completion"[, "alternative"]}`` data."""
+    tokenizer = _chat_tokenizer(prep, name)
+    alternatives = "alternative" in columns
+    read = ("prompt", "completion", "alternative") if alternatives else ("prompt", "completion")
+    encode = partial(_encode_prompts_and_completions, tokenizer=tokenizer, name=name)
+    return Encoder(encode, read, alternatives=alternatives)
+
+
+def _encode_messages(batch: dict[str, list], tokenizer: Any, name: str) -> dict[str, list]:
+    conversations = [_check_messages(m, name, "messages") for m in batch["messages"]]
     rows = [encode_conversation(tokenizer, conv, 0, name) for conv in conversations]
-    if "alternative" in columns:
-        for row, conv, alt in zip(rows, conversations, list(dataset["alternative"])):
+    if "alternative" in batch:
+        for row, conv, alt in zip(rows, conversations, batch["alternative"]):
             alt_conv = _with_alternative(conv, alt, name)
             row.update({f"alt_{k}": v for k, v in encode_conversation(tokenizer, alt_conv, 0, name).items()})
-    return rows
+    return _to_columns(rows)
 
 
-def conversational_rows(prep: Any, dataset, columns: set[str], name: str) -> list[dict]:
-    tokenizer = _chat_tokenizer(prep, name)
-    prompts = [_check_messages(p, name, "prompt") for p in list(dataset["prompt"])]
-    completions = [_check_messages(c, name, "completion") for c in list(dataset["completion"])]
+def _encode_prompts_and_completions(batch: dict[str, list], tokenizer: Any, name: str) -> dict[str, list]:
+    prompts = [_check_messages(p, name, "prompt") for p in batch["prompt"]]
+    completions = [_check_messages(c, name, "completion") for c in batch["completion"]]
     rows = [encode_conversation(tokenizer, p + c, len(p), name) for p, c in zip(prompts, completions)]
-    if "alternative" in columns:
-        for row, prompt, alt in zip(rows, prompts, list(dataset["alternative"])):
+    if "alternative" in batch:
+        for row, prompt, alt in zip(rows, prompts, batch["alternative"]):
             alt_messages = [{"role": "assistant", "content": alt}] if isinstance(alt, str) else alt
             alt_messages = _check_messages(alt_messages, name, "alternative")
             encoded = encode_conversation(tokenizer, prompt + alt_messages, len(prompt), name)
             row.update({f"alt_{k}": v for k, v in encoded.items()})
-    return rows
+    return _to_columns(rows)
+
+
+def _to_columns(rows: list[dict]) -> dict[str, list]:
+    return {key: [row[key] for row in rows] for key in rows[0]}
 
 
 def encode_conversation(tokenizer: Any, messages: list[dict], first: int, name: str) -> dict:

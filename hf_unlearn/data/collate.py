@@ -1,7 +1,8 @@
-"""Batching canonical rows: paired retain/forget items, plain row lists, and padding."""
+"""Batching canonical rows: paired retain/forget items, plain row sequences, and padding."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,7 @@ class PairedDataset(torch.utils.data.Dataset):
     forget example appears ``ceil(n_r / n_f)`` times per epoch, and the order is reproduced exactly on resume.
     """
 
-    def __init__(self, retain: list[dict], forget: list[dict]):
+    def __init__(self, retain: Sequence[dict], forget: Sequence[dict]):
         self.retain, self.forget = retain, forget
 
     def __len__(self) -> int:
@@ -28,9 +29,9 @@ class PairedDataset(torch.utils.data.Dataset):
 
 
 class RowsDataset(torch.utils.data.Dataset):
-    """A plain list of canonical rows (eval sets, single-set passes)."""
+    """Canonical rows (a ``TokenizedRows`` or a list) as a torch dataset (eval sets, single-set passes)."""
 
-    def __init__(self, rows: list[dict]):
+    def __init__(self, rows: Sequence[dict]):
         self.rows = rows
 
     def __len__(self) -> int:

@@ -8,60 +8,94 @@ tokenizer that adds nothing gets nothing. Completions end with EOS.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+import numpy as np
+
+from .columns import arrow_column, check_strings, check_token_ids, list_lengths
 from .common import IGNORE_INDEX
+from .tokenized import Encoder
 
 _PROBE = "hello"
 
 
-def causal_lm_rows(prep: Any, dataset, columns: set[str], name: str) -> list[dict]:
-    """Rows of a causal-LM dataset; ``prep`` is the ``DatasetPreparer`` (tokenizer, validation helpers)."""
+def causal_lm_encoder(prep: Any, dataset, columns: set[str], name: str) -> Encoder:
+    """The ``Encoder`` of a causal-LM dataset (validated here); ``prep`` is the ``DatasetPreparer``."""
     from . import chat
 
     if "messages" in columns:
-        return chat.messages_rows(prep, dataset, columns, name)
+        return chat.messages_encoder(prep, columns, name)
     if {"prompt", "completion"} <= columns:
         if chat.is_conversation(dataset[0]["prompt"]):
-            return chat.conversational_rows(prep, dataset, columns, name)
-        return _prompt_completion_rows(prep, dataset, columns, name)
+            return chat.conversational_encoder(prep, columns, name)
+        return _prompt_completion_encoder(prep, dataset, columns, name)
     if "text" in columns:
         tokenizer = prep._tokenizer(name)
-        ids = encode(tokenizer, prep._texts(dataset["text"], name, "text"), eos=True)
-        start = special_prefix(tokenizer)
-        return [{"input_ids": start + x, "labels": start + x} for x in ids]
+        check_strings(arrow_column(dataset, "text"), name, "text")
+        return Encoder(partial(_texts, tokenizer=tokenizer, start=special_prefix(tokenizer)), ("text",))
     if "input_ids" in columns:
-        ids = [prep._token_ids(x, name, "input_ids") for x in list(dataset["input_ids"])]
-        if "labels" not in columns:
-            return [{"input_ids": x, "labels": list(x)} for x in ids]
-        labels = [prep._token_ids(y, name, "labels", allow_ignore=True) for y in list(dataset["labels"])]
-        if any(len(x) != len(y) for x, y in zip(ids, labels)):
-            raise ValueError(f"{name}: pre-tokenized 'labels' must have the length of 'input_ids'.")
-        return [{"input_ids": x, "labels": y} for x, y in zip(ids, labels)]
+        return _pretokenized_encoder(prep, dataset, columns, name)
     raise ValueError(
         f"{name} has neither 'text' nor 'prompt'/'completion' (nor 'messages' or 'input_ids') columns, which a "
         f"causal LM dataset needs; found columns {sorted(columns)}."
     )
 
 
-def _prompt_completion_rows(prep: Any, dataset, columns: set[str], name: str) -> list[dict]:
+def _pretokenized_encoder(prep: Any, dataset, columns: set[str], name: str) -> Encoder:
+    ids = arrow_column(dataset, "input_ids")
+    check_token_ids(ids, name, "input_ids", prep.vocab_size)
+    if "labels" not in columns:
+        return Encoder(_ids_as_labels, ("input_ids",))
+    labels = arrow_column(dataset, "labels")
+    check_token_ids(labels, name, "labels", prep.vocab_size, allow_ignore=True)
+    if not np.array_equal(list_lengths(ids), list_lengths(labels)):
+        raise ValueError(f"{name}: pre-tokenized 'labels' must have the length of 'input_ids'.")
+    return Encoder(_ids_and_labels, ("input_ids", "labels"))
+
+
+def _prompt_completion_encoder(prep: Any, dataset, columns: set[str], name: str) -> Encoder:
     tokenizer = prep._tokenizer(name)
-    start = special_prefix(tokenizer)
-    prompts = [start + p for p in encode(tokenizer, prep._texts(dataset["prompt"], name, "prompt"))]
-    completions = encode(tokenizer, prep._texts(dataset["completion"], name, "completion"), eos=True)
+    text_columns = ("prompt", "completion") + (("alternative",) if "alternative" in columns else ())
+    for column in text_columns:
+        check_strings(arrow_column(dataset, column), name, column)
+    encode = partial(_prompts_and_completions, tokenizer=tokenizer, start=special_prefix(tokenizer))
+    return Encoder(encode, text_columns, alternatives="alternative" in columns)
+
+
+def _ids_as_labels(batch: dict[str, list]) -> dict[str, list]:
+    return {"input_ids": batch["input_ids"], "labels": [list(x) for x in batch["input_ids"]]}
+
+
+def _ids_and_labels(batch: dict[str, list]) -> dict[str, list]:
+    return {"input_ids": batch["input_ids"], "labels": batch["labels"]}
+
+
+def _texts(batch: dict[str, list], tokenizer: Any, start: list[int]) -> dict[str, list]:
+    ids = [start + x for x in encode(tokenizer, batch["text"], eos=True)]
+    return {"input_ids": ids, "labels": [list(x) for x in ids]}
+
+
+def _prompts_and_completions(batch: dict[str, list], tokenizer: Any, start: list[int]) -> dict[str, list]:
+    prompts = [start + p for p in encode(tokenizer, batch["prompt"])]
+    out = _columns(prompts, encode(tokenizer, batch["completion"], eos=True))
+    if "alternative" in batch:
+        alt = _columns(prompts, encode(tokenizer, batch["alternative"], eos=True))
+        out.update({f"alt_{k}": v for k, v in alt.items()})
+    return out
+
+
+def _columns(prompts: list[list[int]], completions: list[list[int]]) -> dict[str, list]:
     rows = [prompt_completion(p, c) for p, c in zip(prompts, completions)]
-    if "alternative" in columns:
-        alternatives = encode(tokenizer, prep._texts(dataset["alternative"], name, "alternative"), eos=True)
-        for row, p, a in zip(rows, prompts, alternatives):
-            row.update({f"alt_{k}": v for k, v in prompt_completion(p, a).items()})
-    return rows
+    return {"input_ids": [r["input_ids"] for r in rows], "labels": [r["labels"] for r in rows]}
 
 
 def encode(tokenizer: Any, texts: list[str], eos: bool = False) -> list[list[int]]:
     """Token ids of each text without special tokens (plus EOS with ``eos``)."""
     ids = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
-    if eos and tokenizer.eos_token_id is not None:
-        ids = [x + [tokenizer.eos_token_id] for x in ids]
+    eos_id = tokenizer.eos_token_id if eos else None  # read once: each read is a vocabulary look-up
+    if eos_id is not None:
+        ids = [x + [eos_id] for x in ids]
     return ids
 
 
