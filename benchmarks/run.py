@@ -29,6 +29,7 @@ CPU_BENCHMARKS = [
     "images",
     "method_cost",
     "tofu_seeds",
+    "data_prep",
 ]
 ALL = CPU_BENCHMARKS + ["gpu", "sweep"]
 
