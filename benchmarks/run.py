@@ -29,6 +29,7 @@ CPU_BENCHMARKS = [
     "images",
     "method_cost",
     "tofu_seeds",
+    "lm_loss_memory",
 ]
 ALL = CPU_BENCHMARKS + ["gpu", "sweep"]
 
