@@ -30,6 +30,7 @@ CPU_BENCHMARKS = [
     "method_cost",
     "tofu_seeds",
     "data_prep",
+    "lm_loss_memory",
 ]
 ALL = CPU_BENCHMARKS + ["gpu", "sweep"]
 

@@ -233,6 +233,15 @@ class UnlearningConfig(TrainingArguments):
         default=None,
         metadata={"help": "Truncate tokenized sequences to this length (default: the model's maximum)."},
     )
+    lm_loss_chunk_size: int = field(
+        default=256,
+        metadata={
+            "help": "Causal LMs: run the LM head and the per-token losses over this many completion tokens at a "
+            "time, recomputed in the backward pass, so that the [batch, length, vocabulary] logits never exist "
+            "whole (same losses; at a 128k vocabulary a chunk's fp32 logits are 128 MiB). 0: full logits. A model "
+            "whose logits its LM head does not reproduce (checked once on a probe) keeps the full logits.",
+        },
+    )
     allow_overlap: bool = field(
         default=False,
         metadata={"help": "Allow exact duplicates between the forget and retain sets (an error by default)."},
@@ -282,7 +291,14 @@ class UnlearningConfig(TrainingArguments):
         for name in ("npo_beta", "simnpo_beta"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"UnlearningConfig.{name} must be > 0, got {getattr(self, name)}.")
-        for name in ("wga_beta", "satimp_beta1", "satimp_beta2", "undial_beta", "rmu_steering_coeff"):
+        for name in (
+            "wga_beta",
+            "satimp_beta1",
+            "satimp_beta2",
+            "undial_beta",
+            "rmu_steering_coeff",
+            "lm_loss_chunk_size",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"UnlearningConfig.{name} must be >= 0, got {getattr(self, name)}.")
         if self.ieu_noise_every < 1:

@@ -20,9 +20,11 @@ from .data import CLASSIFICATION
 @dataclass
 class Part:
     """Model outputs for one part of the batch (``hidden_states`` only for methods with
-    ``needs_hidden_states``: transformers' tuple, embeddings first)."""
+    ``needs_hidden_states``: transformers' tuple, embeddings first). A causal LM's ``logits`` are usually
+    ``lm_head.ChunkedLogits`` (``lm_loss_chunk_size``): pass them to the losses of ``losses.py``, which accept
+    both kinds; ``losses.num_classes`` gives their size."""
 
-    logits: torch.Tensor
+    logits: losses.Logits
     labels: torch.Tensor
     index: torch.Tensor | None = None
     wrong_label: torch.Tensor | None = None
@@ -38,7 +40,7 @@ class StepInputs:
     ref_logprob: torch.Tensor | None = None  # cached reference log-probs of the forget batch (NPO)
     ref_alt_logprob: torch.Tensor | None = None  # ... and of its alternative completions (IdkDPO)
     # the frozen original model's outputs (logits; hidden states when asked) on the part ``frozen_part`` names
-    frozen: Any = None
+    frozen: Part | None = None
     # False while the held-out rule pauses the forget term: the step trains on retain only
     forget_active: bool = True
     # per-example rule: each forget example's held-out target loss; examples at or above it stop being pushed
@@ -147,7 +149,7 @@ class UnlearningMethod:
         if self.task == CLASSIFICATION:
             return losses.per_example_nll(forget.logits, forget.wrong_label)
         generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + inputs.step)
-        wrong = losses.random_wrong_targets(forget.labels, forget.logits.shape[-1], generator)
+        wrong = losses.random_wrong_targets(forget.labels, losses.num_classes(forget.logits), generator)
         return losses.per_example_nll(forget.logits, wrong)
 
 

@@ -2,19 +2,20 @@
 
 Each step runs one retain batch and one forget batch (plus the alternative completions of the forget batch,
 when there are any) through the model in a single forward pass, and hands the logits to the configured
-method of ``hf_unlearn.methods``. The optimizer step hook of ``hf_unlearn.influence`` runs after every
-optimizer step for methods that use it (IEU).
+method of ``hf_unlearn.methods`` (a causal LM's as ``lm_head.ChunkedLogits``: the LM head's inputs, which the
+losses turn into logits chunk by chunk). The optimizer step hook of ``hf_unlearn.influence`` runs after every
+optimizer step for methods that use it (IEU). The measurements before the first step live in
+``trainer_setup``, the checkpoint files in ``trainer_state``, the argument checks in ``trainer_inputs``.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import math
 import os
 from collections import defaultdict
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import Trainer
 
-from . import influence, losses
+from . import influence, lm_head, losses, trainer_inputs, trainer_state
 from .config import UnlearningConfig
 from .data import (
     CLASSIFICATION,
@@ -34,20 +35,19 @@ from .data import (
     with_default_alternatives,
 )
 from .methods import Part, StepInputs, get_method
+from .trainer_setup import INFLUENCE_SCORERS, SetupMixin, cap_source  # noqa: F401 (importable from here)
+from .trainer_state import MASK_FILE, REFERENCE_FILE, STATE_FILE  # noqa: F401 (importable from here)
 
 logger = logging.getLogger(__name__)
 
 PART_NAMES = ("retain", "forget", "forget_alt")
-REFERENCE_FILE = "npo_reference.safetensors"
-MASK_FILE = "saliency_mask.safetensors"  # salun's update mask, computed once on the original model
-STATE_FILE = "unlearning_state.json"
 
 
 class UnlearningDivergedError(RuntimeError):
     """Raised when the unlearning loss stops being finite."""
 
 
-class UnlearningTrainer(Trainer):
+class UnlearningTrainer(SetupMixin, Trainer):
     """Unlearn ``forget_dataset`` from ``model`` while keeping what ``retain_dataset`` taught it.
 
     Args:
@@ -80,7 +80,7 @@ class UnlearningTrainer(Trainer):
         callbacks: list | None = None,
         **kwargs: Any,
     ):
-        args = _check_args(args)
+        args = trainer_inputs.check_args(args)
         if not isinstance(model, torch.nn.Module):
             raise ValueError(
                 f"model must be a transformers model instance, got {type(model).__name__}; load it first, "
@@ -101,7 +101,7 @@ class UnlearningTrainer(Trainer):
             forget_dataset, "forget_dataset", with_wrong_labels=self.task == CLASSIFICATION
         )
         self.retain_rows = preparer(retain_dataset, "retain_dataset")
-        _check_overlap(self.forget_rows, self.retain_rows, args.allow_overlap)
+        trainer_inputs.check_overlap(self.forget_rows, self.retain_rows, args.allow_overlap)
         if args.label_names is None:
             args.label_names = ["labels"]
         super().__init__(
@@ -109,7 +109,7 @@ class UnlearningTrainer(Trainer):
             args=args,
             data_collator=collator,
             train_dataset=PairedDataset(self.retain_rows, self.forget_rows),
-            eval_dataset=_prepare_eval(preparer, eval_dataset),
+            eval_dataset=trainer_inputs.prepare_eval(preparer, eval_dataset),
             processing_class=processing_class,
             callbacks=callbacks,
             **kwargs,
@@ -119,12 +119,13 @@ class UnlearningTrainer(Trainer):
         self.ref_logprob: torch.Tensor | None = None
         self.ref_alt_logprob: torch.Tensor | None = None  # IdkDPO: of the alternative completions
         self.frozen_model = self._frozen_copy() if self.method.frozen_part else None
+        self.lm_heads = self._head_cache()
         self.influence_removed = 0
         self.update_masks: dict[str, torch.Tensor] | None = (
             None  # salun: which weights the updates may change
         )
         # where the ascent cap comes from: "heldout", "user" or "default" (None: the method has no cap)
-        self.forget_loss_cap_source = _cap_source(args) if self.method.uses_forget_loss_cap else None
+        self.forget_loss_cap_source = cap_source(args) if self.method.uses_forget_loss_cap else None
         self._step_metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._hook_handle = None
         if args.forget_loss_cap_from_eval is not None and self.eval_dataset is None:
@@ -193,11 +194,11 @@ class UnlearningTrainer(Trainer):
         """
         checkpoint = self._resolve_checkpoint(resume_from_checkpoint)
         if self.method.needs_reference and self.ref_logprob is None:
-            cached = _load_reference(checkpoint) if checkpoint else None
+            cached = trainer_state.load_reference(checkpoint) if checkpoint else None
             if cached is None:
                 cached = self.reference_logprobs()
             self.ref_logprob, self.ref_alt_logprob = cached.get("ref_logprob"), cached.get("ref_alt_logprob")
-        saved = _load_state(checkpoint)
+        saved = trainer_state.load_state(checkpoint)
         if self.method.uses_forget_loss_cap:
             self.method.forget_loss_cap = self.resolve_forget_loss_cap(saved)
         if self.stopping is not None and saved.get("stopping"):
@@ -206,7 +207,7 @@ class UnlearningTrainer(Trainer):
             self.influence_removed = self.remove_influence()
         ratio = self.method.update_mask_ratio()
         if ratio is not None and self.update_masks is None:
-            self.update_masks = _load_masks(checkpoint) if checkpoint else None
+            self.update_masks = trainer_state.load_masks(checkpoint) if checkpoint else None
             if self.update_masks is None:
                 self.update_masks = self.saliency_masks(ratio)
             influence.mask_gradients(self.model, self.update_masks)
@@ -239,106 +240,7 @@ class UnlearningTrainer(Trainer):
         if not self.args.should_save:
             return
         folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-        if self.ref_logprob is not None:
-            from safetensors.torch import save_file
-
-            cache = {"ref_logprob": self.ref_logprob, "ref_alt_logprob": self.ref_alt_logprob}
-            cache = {k: v.contiguous() for k, v in cache.items() if v is not None}
-            save_file(cache, os.path.join(folder, REFERENCE_FILE))
-        if self.update_masks is not None:
-            from safetensors.torch import save_file
-
-            masks = {name: mask.to(torch.uint8).contiguous() for name, mask in self.update_masks.items()}
-            save_file(masks, os.path.join(folder, MASK_FILE))
-        state = {}
-        if self.forget_loss_cap_source in ("default", "heldout"):
-            state["forget_loss_cap"] = self.method.forget_loss_cap
-        if self.stopping is not None:
-            state["stopping"] = self.stopping.record.to_dict()
-            self.stopping.save(folder)
-        if state:
-            with open(os.path.join(folder, STATE_FILE), "w") as f:
-                json.dump(state, f)
-
-    def resolve_forget_loss_cap(self, saved: dict | None = None) -> float | None:
-        """The cap of the ascent term for this run, decided once before the first step.
-
-        ``forget_loss_cap_from_eval`` -> that factor x the held-out loss; ``forget_loss_cap`` set -> as given;
-        otherwise the model's starting mean forget loss + ``forget_loss_cap_margin`` x log C. A cap measured
-        on the model (the first two) comes back from ``saved`` (the checkpoint) on resume, since the weights
-        have moved since. Warns when the cap is below every forget example's starting loss (a no-op ascent).
-        """
-        args = self.args
-        if saved and saved.get("forget_loss_cap") is not None and self.forget_loss_cap_source != "user":
-            return float(saved["forget_loss_cap"])
-        if self.forget_loss_cap_source == "user" and math.isinf(args.forget_loss_cap):
-            return args.forget_loss_cap
-        start = self._per_example(self.model, self.forget_rows, "forget loss", losses.per_example_nll)
-        # a non-finite loss stops the first step with a clear error (_check_finite); decide on the rest
-        start = start[torch.isfinite(start)]
-        if start.numel() == 0:
-            start = torch.zeros(1)
-        if self.forget_loss_cap_source == "heldout":
-            cap = self.heldout_cap()
-        elif self.forget_loss_cap_source == "user":
-            cap = float(args.forget_loss_cap)
-        else:
-            log_c = math.log(num_classes_of(self.model))
-            cap = float(start.mean()) + args.forget_loss_cap_margin * log_c
-            logger.info(
-                "forget_loss_cap = %.4g (starting mean forget loss %.4g + %g x log C = %.4g).",
-                cap,
-                float(start.mean()),
-                args.forget_loss_cap_margin,
-                log_c,
-            )
-        if bool((start >= cap).all()):
-            logger.warning(
-                "forget_loss_cap=%.4g (%s) is at or below the starting loss of every forget example (min %.4g, "
-                "mean %.4g nats): the ascent term of %r has zero gradient and only its other terms train. Raise "
-                "the cap, or leave forget_loss_cap unset for the default (mean forget loss + margin x log C).",
-                cap,
-                self.forget_loss_cap_source,
-                float(start.min()),
-                float(start.mean()),
-                args.method,
-            )
-        return cap
-
-    def heldout_cap(self) -> float:
-        """``forget_loss_cap_from_eval`` x the model's mean per-example loss on ``eval_dataset`` (all of its
-        parts when it is a dict), measured now, before unlearning."""
-        rows = self._heldout_rows()
-        heldout = float(self._per_example(self.model, rows, "held-out loss", losses.per_example_nll).mean())
-        if not heldout > 0 or not math.isfinite(heldout):
-            raise ValueError(
-                f"forget_loss_cap_from_eval: the model's mean loss on eval_dataset is {heldout}, which gives no "
-                "usable cap; check eval_dataset (labels, padding) or set forget_loss_cap instead."
-            )
-        cap = self.args.forget_loss_cap_from_eval * heldout
-        logger.info(
-            "forget_loss_cap = %.4g (held-out loss %.4g x %g).",
-            cap,
-            heldout,
-            self.args.forget_loss_cap_from_eval,
-        )
-        return cap
-
-    def reference_logprobs(self) -> dict[str, torch.Tensor]:
-        """``log p_ref(y | x)`` of every forget example (``"ref_logprob"``) and, when the forget set has
-        alternative completions, of those (``"ref_alt_logprob"``), from ``ref_model`` or the model as it is now
-        (with PEFT adapters disabled). Computed once; no second model stays in memory."""
-        model = self.ref_model if self.ref_model is not None else self.model
-        disable = getattr(model, "disable_adapter", None) if self.ref_model is None else None
-        fn = losses.per_example_logprob
-        with disable() if disable else nullcontext():
-            cache = {"ref_logprob": self._per_example(model, self.forget_rows, "NPO reference", fn)}
-            if "alt_input_ids" in self.forget_rows[0]:
-                alt_rows = [_alternative_row(row) for row in self.forget_rows]
-                cache["ref_alt_logprob"] = self._per_example(model, alt_rows, "reference (alternatives)", fn)
-        if self.ref_model is not None:
-            self.ref_model = None  # only the cache is needed from now on
-        return cache
+        trainer_state.save_run_state(self, folder)
 
     def _frozen_copy(self) -> torch.nn.Module | None:
         """The frozen original for methods that need its logits every step: None with PEFT (the
@@ -353,66 +255,63 @@ class UnlearningTrainer(Trainer):
         )
         return frozen
 
-    def _frozen_outputs(self, inputs: dict[str, torch.Tensor]):
-        """The frozen original's outputs on one part of the batch (``method.frozen_part``), no gradient."""
-        kwargs = {**model_inputs(inputs), "output_hidden_states": self.method.needs_hidden_states}
-        with torch.no_grad():
-            if self.frozen_model is None:
-                with self.model.disable_adapter():
-                    return self.model(**kwargs)
-            return self.frozen_model(**kwargs)
+    def _frozen_outputs(self, inputs: dict[str, torch.Tensor]) -> Part:
+        """The frozen original's outputs on one part of the batch (``method.frozen_part``), no gradient; its
+        chunked logits run the head adapters-disabled (PEFT) or the frozen copy's, also without gradient."""
+        kwargs = {"output_hidden_states": self.method.needs_hidden_states}
+        peft = self.frozen_model is None
+        model = self.model if peft else self.frozen_model
+        with torch.no_grad(), self.model.disable_adapter() if peft else nullcontext():
+            logits, outputs = self._forward(model, model_inputs(inputs), **kwargs)
+        if isinstance(logits, lm_head.ChunkedLogits):
+            frozen = logits.head.frozen(self.model.disable_adapter if peft else None)
+            logits = replace(logits, head=frozen)
+        return Part(logits=logits, labels=inputs["labels"], hidden_states=outputs.hidden_states)
+
+    def _head_cache(self) -> lm_head.HeadCache | None:
+        """The LM heads the losses run chunk by chunk (None: full logits for classifiers, with
+        ``lm_loss_chunk_size=0``, and with sharded weights)."""
+        if self.task == CLASSIFICATION or not self.args.lm_loss_chunk_size:
+            return None
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            logger.info("lm_loss_chunk_size: sharded training (FSDP, DeepSpeed) keeps the full logits.")
+            return None
+        probe = torch.tensor([self.forget_rows[0]["input_ids"][: lm_head.PROBE_TOKENS]])
+        return lm_head.HeadCache(probe)
+
+    def _forward(
+        self,
+        model: torch.nn.Module,
+        batch: dict[str, torch.Tensor],
+        head_of: torch.nn.Module | None = None,
+        full_logits: bool = False,
+        **kwargs: Any,
+    ) -> tuple[losses.Logits, Any]:
+        """``(logits, outputs)`` of ``model`` on ``batch``: ``ChunkedLogits`` when the LM head of ``head_of``
+        (default ``model``; the unwrapped model when ``model`` is DDP's) runs chunked, else the full logits."""
+        head = None if full_logits or self.lm_heads is None else self.lm_heads(head_of or model)
+        if head is None:
+            outputs = model(**batch, **kwargs)
+            return outputs.logits, outputs
+        with lm_head.capture_head_inputs(head.module) as captured:
+            outputs = model(**batch, **kwargs)
+        return lm_head.ChunkedLogits(captured[0], head, self.args.lm_loss_chunk_size), outputs
 
     def _per_example(
         self, model: torch.nn.Module, rows: list[dict], desc: str, fn, batch_size: int | None = None
     ) -> torch.Tensor:
         """``fn(logits, labels)`` for every row, in eval mode without gradients, as one float CPU tensor
-        (batches of ``batch_size`` rows, default ``per_device_eval_batch_size``)."""
+        (batches of ``batch_size`` rows, default ``per_device_eval_batch_size``; chunked LM logits)."""
         model = model.to(self.args.device)
         was_training = model.training
         model.eval()
         values = []
         with torch.no_grad():
             for batch in self._batches(rows, desc, batch_size):
-                logits = model(**model_inputs(batch)).logits
+                logits, _ = self._forward(model, model_inputs(batch))
                 values.append(fn(logits, batch["labels"]).float().cpu())
         model.train(was_training)
         return torch.cat(values)
-
-    def _nll_sum(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
-        return losses.per_example_nll(model(**model_inputs(batch)).logits, batch["labels"]).sum()
-
-    def remove_influence(self) -> int:
-        """Zero the ``mask_ratio`` fraction of weights that ``influence_removal`` picks: ``"mask"``, those only the
-        forget set moves; ``"rbm"``, those the retain data uses least among the ones the forget set moves.
-        Returns their count."""
-        model = self.model.to(self.args.device)
-        forget = influence.gradient_magnitudes(
-            model, self._batches(self.forget_rows, "forget gradients"), self._nll_sum
-        )
-        retain = influence.gradient_magnitudes(
-            model, self._batches(self.retain_rows, "retain gradients"), self._nll_sum
-        )
-        scorer = INFLUENCE_SCORERS[self.args.influence_removal]
-        scores = scorer(forget, retain, len(self.forget_rows), len(self.retain_rows))
-        count = influence.mask_top_scores(model, scores, self.args.mask_ratio)
-        logger.info("influence_removal=%r: reset %d weights.", self.args.influence_removal, count)
-        return count
-
-    def saliency_masks(self, ratio: float) -> dict[str, torch.Tensor]:
-        """SalUn's weight saliency: the ``ratio`` fraction of trainable weights with the largest
-        ``|grad_theta sum_f l(x_f, y_f)|`` on the model as it is now (the original)."""
-        model = self.model.to(self.args.device)
-        saliency = influence.gradient_magnitudes(
-            model, self._batches(self.forget_rows, "forget saliency"), self._nll_sum, per_batch=False
-        )
-        masks = influence.top_fraction(saliency, ratio)
-        logger.info(
-            "salun: updates restricted to %d of %d weights (salun_mask_ratio=%g).",
-            sum(int(m.sum()) for m in masks.values()),
-            sum(m.numel() for m in masks.values()),
-            ratio,
-        )
-        return masks
 
     def _batches(self, rows: list[dict], desc: str, batch_size: int | None = None):
         size = batch_size or self.args.per_device_eval_batch_size
@@ -453,12 +352,11 @@ class UnlearningTrainer(Trainer):
         if "forget" not in inputs:
             return self._plain_loss(model, inputs, return_outputs)
         names = [name for name in PART_NAMES if name in inputs]
-        keys = model_inputs(inputs["forget"])
+        batch = {key: torch.cat([inputs[n][key] for n in names]) for key in model_inputs(inputs["forget"])}
         hidden = self.method.needs_hidden_states
-        outputs = model(
-            **{key: torch.cat([inputs[n][key] for n in names]) for key in keys}, output_hidden_states=hidden
+        logits, outputs = self._forward(
+            model, batch, head_of=self.model, full_logits=return_outputs, output_hidden_states=hidden
         )
-        logits = outputs.logits
         sizes = [inputs[n]["labels"].shape[0] for n in names]
         chunks = logits.split(sizes)
         states = (
@@ -477,7 +375,7 @@ class UnlearningTrainer(Trainer):
         index = parts["forget"].index
 
         def of_batch(per_forget_example: torch.Tensor | None) -> torch.Tensor | None:
-            return None if per_forget_example is None else per_forget_example[index.cpu()].to(logits.device)
+            return None if per_forget_example is None else per_forget_example[index.cpu()].to(index.device)
 
         step = StepInputs(
             **parts,
@@ -504,7 +402,7 @@ class UnlearningTrainer(Trainer):
             )
 
     def _plain_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool):
-        logits = model(**model_inputs(inputs)).logits
+        logits, _ = self._forward(model, model_inputs(inputs), head_of=self.model, full_logits=return_outputs)
         loss = losses.per_example_nll(logits, inputs["labels"]).mean()
         return (loss, {"logits": logits}) if return_outputs else loss
 
@@ -516,92 +414,3 @@ class UnlearningTrainer(Trainer):
                 logs[key] = round(float(self.accelerator.gather(mean).mean()), 6)
             self._step_metrics.clear()
         super().log(logs, *args, **kwargs)
-
-
-def _check_args(args: UnlearningConfig | None) -> UnlearningConfig:
-    if args is None:
-        return UnlearningConfig(output_dir="unlearning_output")
-    if not isinstance(args, UnlearningConfig):
-        raise ValueError(f"args must be an UnlearningConfig, got {type(args).__name__}.")
-    return args
-
-
-def _prepare_eval(preparer, eval_dataset: Any):
-    if eval_dataset is None:
-        return None
-    if isinstance(eval_dataset, dict) and all(_is_dataset(v) for v in eval_dataset.values()):
-        return {
-            name: RowsDataset(preparer(data, f"eval_dataset[{name!r}]"))
-            for name, data in eval_dataset.items()
-        }
-    return RowsDataset(preparer(eval_dataset, "eval_dataset"))
-
-
-def _is_dataset(value: Any) -> bool:
-    """A dataset-like value (``datasets.Dataset`` or list of dicts), as opposed to one column of data."""
-    return hasattr(value, "column_names") or (
-        isinstance(value, list) and bool(value) and isinstance(value[0], dict)
-    )
-
-
-def _cap_source(args: UnlearningConfig) -> str:
-    if args.forget_loss_cap_from_eval is not None:
-        return "heldout"
-    return "user" if args.forget_loss_cap is not None else "default"
-
-
-def _load_reference(checkpoint: str) -> dict[str, torch.Tensor] | None:
-    path = os.path.join(checkpoint, REFERENCE_FILE)
-    if not os.path.isfile(path):
-        return None
-    from safetensors.torch import load_file
-
-    return load_file(path)
-
-
-def _alternative_row(row: dict) -> dict:
-    return {"input_ids": row["alt_input_ids"], "labels": row["alt_labels"], "index": row["index"]}
-
-
-def _load_masks(checkpoint: str) -> dict[str, torch.Tensor] | None:
-    path = os.path.join(checkpoint, MASK_FILE)
-    if not os.path.isfile(path):
-        return None
-    from safetensors.torch import load_file
-
-    return {name: mask.bool() for name, mask in load_file(path).items()}
-
-
-#: influence_removal -> the per-weight scores whose top mask_ratio fraction is reset
-INFLUENCE_SCORERS = {
-    "mask": influence.forget_only_scores,
-    "rbm": lambda forget, retain, n_forget, n_retain: influence.retention_scores(forget, retain),
-}
-
-
-def _load_state(checkpoint: str | None) -> dict:
-    path = os.path.join(checkpoint, STATE_FILE) if checkpoint else ""
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
-
-
-def _row_key(row: dict) -> tuple:
-    labels = row["labels"]
-    if "pixel_values" in row:
-        return row["pixel_values"].numpy().tobytes(), labels
-    return tuple(row["input_ids"]), tuple(labels) if isinstance(labels, list) else labels
-
-
-def _check_overlap(forget_rows: list[dict], retain_rows: list[dict], allow: bool) -> None:
-    """Exact duplicates (same tokens, same labels) in both sets make the goal contradictory."""
-    forget_keys = {_row_key(row) for row in forget_rows}
-    shared = sum(_row_key(row) in forget_keys for row in retain_rows)
-    if shared and not allow:
-        raise ValueError(
-            f"{shared} retain example(s) are exact duplicates of forget examples: the run would learn and "
-            "unlearn the same data. Remove them from the retain set, or set allow_overlap=True to proceed."
-        )
-    if shared:
-        logger.warning("%d retain example(s) duplicate forget examples (allow_overlap=True).", shared)
