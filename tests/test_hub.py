@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from hf_unlearn.citations import SEED_PAPERS, bibtex, references_for
+from hf_unlearn.citations import METRIC_SOURCES, SEED_PAPERS, bibtex, entries, references_for
 from hf_unlearn.headline import HEADLINE_KEYS
 from hf_unlearn.hub import build_model_card, write_report
 
@@ -69,21 +69,30 @@ def _table_header(markdown: str) -> list[str]:
 
 def test_both_seed_papers_are_cited_with_title_authors_year_and_arxiv_id():
     text = bibtex(set())
-    entries = _entries(text)
-    assert len(entries) == 2 and text.count("{") == text.count("}")
-    for ref in SEED_PAPERS:
-        body = entries[ref.key]
+    found = _entries(text)
+    assert len(found) == 2 and text.count("{") == text.count("}")
+    for key in SEED_PAPERS:
+        body = found[key]
         for field in ("title", "author", "year", "eprint"):
-            assert re.search(rf"^  {field} = \{{.+\}}", body, flags=re.M), (ref.key, field)
+            assert re.search(rf"^  {field} = \{{.+\}}", body, flags=re.M), (key, field)
     assert "eprint = {2410.03833}" in text and "eprint = {2604.09391}" in text
     assert "Kaiyi Ji" in text and "Khoa Tran and Simon S. Woo" in text and "CVPR" in text
 
 
+def test_every_entry_the_card_can_cite_is_in_the_shipped_bib_file():
+    cited = set(SEED_PAPERS) | {key for _, key in METRIC_SOURCES}
+    assert cited <= set(entries())
+    for key, body in entries().items():
+        assert body.count("{") == body.count("}") and re.search(
+            r"^  eprint = \{\d{4}\.\d{5}\}", body, re.M
+        ), key
+
+
 def test_metric_sources_are_cited_for_the_metrics_the_report_has():
-    tofu = {ref.key for ref in references_for(set(TOFU_ROW))}
+    tofu = set(references_for(set(TOFU_ROW)))
     assert {"maini2024tofu", "shi2025muse", "shi2024detecting", "zhang2025mink"} <= tofu
     assert "dorna2025openunlearning" in tofu and "fan2024salun" not in tofu
-    classifier = {ref.key for ref in references_for(set(CLASSIFIER_ROW))}
+    classifier = set(references_for(set(CLASSIFIER_ROW)))
     assert {"fan2024salun", "chundawat2023zero", "kurmanji2023towards"} <= classifier
     assert "maini2024tofu" not in classifier
 
