@@ -140,8 +140,9 @@ class DecayNoiseHook:
     update ``u``, AdamW decays before adding ``u`` where the hook decays after it, a difference of
     ``lr_t**2 * decay * u`` per step: that step's update is ``lr_t * decay`` (relatively) larger, e.g. 0.1% at
     lr 1e-3 and decay 1 (second order, and of no consequence to the contraction). The marker travels with
-    the optimizer's state dict, so a resumed run does not fold twice (see ``attach`` for sharded checkpoints). Groups with their own weight decay, and
-    other optimizers, keep the exact post-step decay (one ``_foreach_mul_`` pass).
+    the optimizer's state dict, so a resumed run does not fold twice (``attach`` makes that hold for sharded
+    checkpoints too). Groups with their own weight decay, and other optimizers, keep the exact post-step decay
+    (one ``_foreach_mul_`` pass).
 
     Args:
         decay: lambda >= 0.
@@ -171,10 +172,7 @@ class DecayNoiseHook:
         self.seed, self.every, self.rank_offset = seed, every, rank_offset
         self.step_fn, self.max_steps_fn = step_fn, max_steps_fn
         self.fold_decay = fold_decay
-        self._reset_caches()
-
-    def _reset_caches(self) -> None:
-        self._skip_step = False
+        self._skip_step = False  # set by attach's pre-step hook
         self._buffers: dict[tuple, torch.Tensor] = {}
         self._generators: dict[tuple, torch.Generator] = {}
         self._layout: tuple | None = None
