@@ -6,10 +6,14 @@ These are the only places that touch weights outside the optimizer.
 from __future__ import annotations
 
 import math
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import torch
+
+from .distributed import HookHandles, is_state_init_step, local_tensors, shard_offset
 
 _SEED_STRIDE = 1_000_003
 # elements per independently seeded noise chunk (fixed sizes, so the noise does not depend on the thread count);
@@ -17,6 +21,7 @@ _SEED_STRIDE = 1_000_003
 NOISE_CHUNK = 1 << 20
 NOISE_CHUNK_ACCELERATOR = 1 << 24
 FOLDED_DECAY_KEY = "ieu_folded_decay"  # param-group key: the lambda the optimizer's own weight decay applies
+_REQUIRES_GRAD = operator.attrgetter("requires_grad")
 
 
 def noise_schedule(name: str, step: int, max_steps: int) -> float:
@@ -64,6 +69,12 @@ def _chunk_plan(sizes: list[int], chunk: int) -> list[tuple[int, list[tuple]]]:
     return plan
 
 
+def _scale(params: list[torch.Tensor], factor: float) -> None:
+    """``p <- p * factor`` in place on each of ``params`` (on the local shard of a DTensor)."""
+    if params:
+        torch._foreach_mul_(local_tensors(params), factor)
+
+
 def _decoupled_adam(optimizer: torch.optim.Optimizer) -> bool:
     """A torch Adam/AdamW with decoupled weight decay: ``p <- p * (1 - lr * wd)`` inside its own step."""
     return isinstance(optimizer, torch.optim.Adam) and all(
@@ -71,21 +82,53 @@ def _decoupled_adam(optimizer: torch.optim.Optimizer) -> bool:
     )
 
 
+class _Chunk(NamedTuple):
+    """A noise chunk: drawn into ``noise`` (a scratch view), added to ``targets`` from ``sources`` (its slices)."""
+
+    seed_index: int
+    generator: torch.Generator
+    noise: torch.Tensor
+    targets: list[torch.Tensor]
+    sources: list[torch.Tensor]
+
+
+class _Bucket(NamedTuple):
+    """The chunks of the trainable tensors of one (device, dtype), plain or DTensor shards."""
+
+    wide: bool  # 64-bit seeds (accelerator generators)
+    sharded: bool
+    chunks: list[_Chunk]
+    workers: int
+
+
+def _shard_chunk_index(shard: tuple[int, ...], start: int) -> int:
+    """A 64-bit name for the noise chunk starting at element ``start`` of a DTensor's local shard, ``shard`` =
+    (parameter index, the shard's offset in the global tensor): the same on replicas of the shard, different
+    for every other shard, whatever the process rank."""
+    x = 0
+    for value in (*shard, start):
+        x = _chunk_seed(x, value, wide=True)
+    return x
+
+
 class DecayNoiseHook:
     """Optimizer step post-hook: ``theta <- (1 - lr_t * decay) * theta + sigma_t * eps`` for every parameter
-    the optimizer holds (full tensors under DDP, local shards under FSDP, the fp32 master partition under
-    DeepSpeed).
+    the optimizer holds (full tensors under DDP, the local shards of DTensor parameters under FSDP2, the fp32
+    master partition under DeepSpeed).
 
-    The noise for step ``t`` comes from dedicated generators re-seeded with ``(seed, t, rank_offset)``, so it is
-    a pure function of the step: replicas draw identical noise (``rank_offset=0``), shards draw independent
-    noise (``rank_offset=rank``), and a resumed run replays exactly the noise of an uninterrupted one with
-    no generator state to checkpoint. The trainable parameters of one (device, dtype) are seen as one
-    concatenated vector cut into fixed-size chunks (``NOISE_CHUNK`` elements on CPU, ``NOISE_CHUNK_ACCELERATOR``
-    on accelerators); each chunk is drawn from its own generator seeded with ``(seed, t, rank_offset, chunk)``
-    into a small reusable scratch buffer and added to the weights it covers with one fused ``_foreach_add_``, so
-    no full-size copy of the weights is kept. On CPU the chunks are spread over ``torch.get_num_threads()``
-    threads (torch's CPU normal sampler is single-threaded); the chunking does not depend on the thread count,
-    so the noise does not either.
+    The noise for step ``t`` comes from dedicated generators re-seeded with ``(seed, t, ...)``, so it is a pure
+    function of the step: a resumed run replays the noise of an uninterrupted one with no generator state to
+    checkpoint. The trainable plain tensors of one (device, dtype) are seen as one concatenated vector cut into
+    fixed-size chunks (``NOISE_CHUNK`` elements on CPU, ``NOISE_CHUNK_ACCELERATOR`` on accelerators), each drawn
+    from its own generator seeded with ``(seed, t, rank_offset, chunk)`` into a small reusable scratch buffer and
+    added to the weights it covers with one ``_foreach_add_`` (no full-size copy of the weights). Replicas draw
+    identical noise (``rank_offset=0``), partitions (DeepSpeed) independent noise (``rank_offset=rank``).
+    DTensor parameters (FSDP2) are noised on their local shards, chunked the same way, each chunk seeded by where
+    it starts in the global tensors (parameter index, shard offset, position in the shard) instead of
+    ``rank_offset``: every shard draws its own noise, replicas of a shard (HSDP) the same, and each element of
+    the gathered tensor has std ``sigma``. On CPU the chunks are spread over ``torch.get_num_threads()``
+    threads; the chunking does not depend on the thread count, so the noise does not either. The chunk
+    layout is cached while the parameters' storages, sizes and trainability stay the same.
 
     Folded decay (``fold_decay=True``, the default): with a torch ``AdamW`` (or ``Adam`` with decoupled weight
     decay) whose param group has no weight decay of its own, the first call applies the decay itself and then
@@ -97,8 +140,9 @@ class DecayNoiseHook:
     update ``u``, AdamW decays before adding ``u`` where the hook decays after it, a difference of
     ``lr_t**2 * decay * u`` per step: that step's update is ``lr_t * decay`` (relatively) larger, e.g. 0.1% at
     lr 1e-3 and decay 1 (second order, and of no consequence to the contraction). The marker travels with
-    the optimizer's state dict, so a resumed run does not fold twice. Groups with their own weight decay, and
-    other optimizers, keep the exact post-step decay (one ``_foreach_mul_`` pass).
+    the optimizer's state dict, so a resumed run does not fold twice (``attach`` makes that hold for sharded
+    checkpoints too). Groups with their own weight decay, and other optimizers, keep the exact post-step decay
+    (one ``_foreach_mul_`` pass).
 
     Args:
         decay: lambda >= 0.
@@ -108,7 +152,7 @@ class DecayNoiseHook:
         step_fn: returns the index of the optimizer step being taken (``state.global_step`` before increment).
         max_steps_fn: returns the total number of steps (for the schedule).
         every: inject noise every ``every`` steps with std ``sigma * sqrt(every)``.
-        rank_offset: added to the seed (the process rank when parameters are sharded).
+        rank_offset: added to the seed of plain tensors (the process rank when they are partitions).
         fold_decay: fold the decay into a decoupled-weight-decay Adam's own update (see above).
     """
 
@@ -128,17 +172,38 @@ class DecayNoiseHook:
         self.seed, self.every, self.rank_offset = seed, every, rank_offset
         self.step_fn, self.max_steps_fn = step_fn, max_steps_fn
         self.fold_decay = fold_decay
+        self._skip_step = False  # set by attach's pre-step hook
         self._buffers: dict[tuple, torch.Tensor] = {}
-        self._plans: dict[tuple, tuple[tuple, list]] = {}
         self._generators: dict[tuple, torch.Generator] = {}
+        self._layout: tuple | None = None
+        self._buckets: list[_Bucket] = []
         self._pool = None
 
-    def __getstate__(self) -> dict:  # buffers, generators and threads are caches: rebuilt on demand
+    # buffers, generators, chunk views and threads are caches: rebuilt on demand
+    def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state.update(_buffers={}, _plans={}, _generators={}, _pool=None)
+        state.update(_buffers={}, _generators={}, _layout=None, _buckets=[], _pool=None)
         return state
 
+    def attach(self, optimizer: torch.optim.Optimizer) -> HookHandles:
+        """Register the hook on ``optimizer`` (returns a handle with ``remove()``), ready for sharded checkpoints:
+        each param group gets the fold marker (None: not folded yet) before a checkpoint is loaded into it, since
+        ``torch.distributed.checkpoint`` (accelerate's FSDP2 path) restores only the keys a group already has
+        (without it a resumed run folds again and decays twice per step; the checkpoint must hold the marker, as
+        any saved after attaching does); and the step it takes to create an empty optimizer's state is passed
+        over (``is_state_init_step``: no training step, and its noise would land on freshly loaded weights)."""
+        for group in optimizer.param_groups:
+            group.setdefault(FOLDED_DECAY_KEY, None)
+        pre = optimizer.register_step_pre_hook(self._note_state_init_step)
+        return HookHandles(pre, optimizer.register_step_post_hook(self))
+
+    def _note_state_init_step(self, optimizer: torch.optim.Optimizer, *args, **kwargs) -> None:
+        self._skip_step = is_state_init_step(optimizer)
+
     def __call__(self, optimizer: torch.optim.Optimizer, *args, **kwargs) -> None:
+        if self._skip_step:
+            self._skip_step = False
+            return
         if self.decay > 0:
             self.decay_step(optimizer)
         step = self.step_fn()
@@ -153,12 +218,11 @@ class DecayNoiseHook:
         """The decay of one step: applied here, or (folded) left to the optimizer for what it updates."""
         foldable = self.fold_decay and _decoupled_adam(optimizer)
         for group in optimizer.param_groups:
-            params = [p for p in group["params"] if p.requires_grad]
             factor = 1.0 - float(group["lr"]) * self.decay
             folded = group.get(FOLDED_DECAY_KEY)
             if folded is None:
-                if params and factor != 1.0:
-                    torch._foreach_mul_(params, factor)  # this step ran without it
+                if factor != 1.0:  # this step ran without it
+                    _scale([p for p in group["params"] if p.requires_grad], factor)
                 if foldable and group.get("weight_decay", 0.0) == 0.0:
                     group["weight_decay"] = self.decay
                     group[FOLDED_DECAY_KEY] = self.decay
@@ -166,78 +230,99 @@ class DecayNoiseHook:
             if folded != self.decay:  # resumed with another lambda: the next steps use the new one
                 group["weight_decay"] = group["weight_decay"] - folded + self.decay
                 group[FOLDED_DECAY_KEY] = self.decay
-            skipped = [p for p in params if p.grad is None]  # AdamW leaves these alone
-            if skipped and factor != 1.0:
-                torch._foreach_mul_(skipped, factor)
+            if factor != 1.0:  # AdamW leaves parameters without gradient alone
+                _scale([p for p in group["params"] if p.grad is None and p.requires_grad], factor)
 
     @torch.no_grad()
     def apply_decay(self, param_groups: Iterable[dict]) -> None:
         """``theta <- (1 - lr * decay) * theta`` on every trainable parameter (no folding)."""
         for group in param_groups:
-            params = [p for p in group["params"] if p.requires_grad]
             factor = 1.0 - float(group["lr"]) * self.decay
-            if params and factor != 1.0:
-                torch._foreach_mul_(params, factor)
+            if factor != 1.0:
+                _scale([p for p in group["params"] if p.requires_grad], factor)
 
     @torch.no_grad()
     def apply_noise(self, param_groups: Iterable[dict], sigma: float, step: int) -> None:
         """Add ``N(0, sigma^2)`` noise of step ``step`` to every trainable parameter of ``param_groups``."""
-        buckets: dict[tuple, list[torch.Tensor]] = defaultdict(list)
-        for group in param_groups:
-            for p in group["params"]:
-                if p.requires_grad and p.numel():
-                    buckets[(p.device, p.dtype)].append(p)
-        base_seed = self.seed * _SEED_STRIDE + step * 7919 + self.rank_offset
-        for (device, dtype), params in buckets.items():
-            self._noise_bucket(device, dtype, params, sigma, base_seed)
+        base_seed = self.seed * _SEED_STRIDE + step * 7919
+        for bucket in self._noise_buckets([p for group in param_groups for p in group["params"]]):
+            self._noise_bucket(bucket, sigma, base_seed if bucket.sharded else base_seed + self.rank_offset)
 
-    def _noise_bucket(self, device, dtype, params: list[torch.Tensor], sigma: float, base_seed: int) -> None:
-        workers = min(torch.get_num_threads(), 64) if device.type == "cpu" else 1
-        chunks, workers = self._chunks(device, dtype, params, workers)
-        wide = device.type != "cpu"
+    def _noise_bucket(self, bucket: _Bucket, sigma: float, base_seed: int) -> None:
+        chunks, workers = bucket.chunks, bucket.workers
+        seeds = [_chunk_seed(base_seed, chunk.seed_index, bucket.wide) for chunk in chunks]
 
         def run(worker: int) -> None:
             with torch.no_grad():  # grad mode is thread-local: worker threads need their own
                 for index in range(worker, len(chunks), workers):
-                    noise, targets, sources = chunks[index]
-                    generator = self._generators[(device, index)]
-                    generator.manual_seed(_chunk_seed(base_seed, index, wide))
-                    noise.normal_(0.0, sigma, generator=generator)
-                    torch._foreach_add_(targets, sources)
+                    chunk = chunks[index]
+                    chunk.generator.manual_seed(seeds[index])
+                    chunk.noise.normal_(0.0, sigma, generator=chunk.generator)
+                    torch._foreach_add_(chunk.targets, chunk.sources)
 
         if workers <= 1:
             run(0)
         else:
             list(self._thread_pool(workers).map(run, range(workers)))
 
-    def _chunks(self, device, dtype, params: list[torch.Tensor], workers: int):
-        """The chunks of the concatenated ``params``: for each, ``(scratch view, parameter slices, scratch
-        slices)``. Cached while the parameters' identities, storages and sizes stay the same (views are cheap
-        to keep and slow to rebuild: hundreds of Python-level slicing calls per step)."""
-        key = (device, dtype)
-        layout = (workers, tuple((id(p), p.data_ptr(), p.numel()) for p in params))
-        cached = self._plans.get(key)
-        if cached is not None and cached[0] == layout:
-            return cached[1]
-        for p in params:
-            if not p.is_contiguous():
-                raise ValueError("IEU noise needs contiguous parameters; got a non-contiguous one.")
-        plan = _chunk_plan(
-            [p.numel() for p in params], NOISE_CHUNK if device.type == "cpu" else NOISE_CHUNK_ACCELERATOR
+    def _noise_buckets(self, params: list[torch.Tensor]) -> list[_Bucket]:
+        """The noise chunks of ``params``, rebuilt only when their storages, sizes, trainability or the thread
+        count change (views are cheap to keep and slow to rebuild; as they keep the storages alive, an equal
+        ``data_ptr`` is the same storage)."""
+        shards = local_tensors(params)
+        layout = (
+            min(torch.get_num_threads(), 64),
+            tuple(map(_REQUIRES_GRAD, params)),
+            tuple(map(torch.Tensor.data_ptr, shards)),
+            tuple(map(torch.Tensor.numel, shards)),
         )
-        workers = max(1, min(workers, len(plan)))
+        if layout != self._layout:
+            self._buckets = self._build_buckets(params, shards, layout[0])
+            self._layout = layout
+        return self._buckets
+
+    def _build_buckets(self, params: list, shards: list, threads: int) -> list[_Bucket]:
+        items: dict[tuple, list] = defaultdict(list)  # (device, dtype, sharded) -> [(tensor, shard name)]
+        index = 0  # of the DTensor parameters: the same on every rank
+        for param, shard in zip(params, shards):
+            if not param.requires_grad or not param.numel():
+                continue
+            if shard is param:
+                items[(param.device, param.dtype, False)].append((param, None))
+                continue
+            if shard.numel():
+                items[(shard.device, shard.dtype, True)].append((shard, (index, *shard_offset(param))))
+            index += 1
+        return [
+            self._bucket(device, dtype, chunked, threads) for (device, dtype, _), chunked in items.items()
+        ]
+
+    def _bucket(self, device, dtype, items: list[tuple], threads: int) -> _Bucket:
+        """The chunks of the concatenated tensors of ``items`` (``(tensor, shard name or None)``)."""
+        tensors = [tensor for tensor, _ in items]
+        if not all(t.is_contiguous() for t in tensors):
+            raise ValueError("IEU noise needs contiguous parameters; got a non-contiguous one.")
+        cpu = device.type == "cpu"
+        plan = _chunk_plan([t.numel() for t in tensors], NOISE_CHUNK if cpu else NOISE_CHUNK_ACCELERATOR)
+        workers = max(1, min(threads if cpu else 1, len(plan)))
         size = max(n for n, _ in plan)
         buffers = [self._scratch(device, dtype, w, size) for w in range(workers)]
-        flats = [p.view(-1) for p in params]
+        flats = [t.view(-1) for t in tensors]
         chunks = []
-        for index, (n, pieces) in enumerate(plan):
-            noise = buffers[index % workers][:n]
+        for position, (n, pieces) in enumerate(plan):
+            noise = buffers[position % workers][:n]
+            first, start = pieces[0][:2]
+            shard = items[first][1]
             chunks.append(
-                (noise, [flats[i][a:b] for i, a, b, _, _ in pieces], [noise[x:y] for _, _, _, x, y in pieces])
+                _Chunk(
+                    position if shard is None else _shard_chunk_index(shard, start),
+                    self._generator(device, position),  # created here, not in worker threads
+                    noise,
+                    [flats[i][a:b] for i, a, b, _, _ in pieces],
+                    [noise[x:y] for _, _, _, x, y in pieces],
+                )
             )
-            self._generator(device, index)  # created here, not in worker threads
-        self._plans[key] = (layout, (chunks, workers))
-        return chunks, workers
+        return _Bucket(not cpu, items[0][1] is not None, chunks, workers)
 
     def _scratch(self, device, dtype, worker: int, numel: int) -> torch.Tensor:
         key = (device, dtype, worker)

@@ -147,3 +147,82 @@ def test_salun_moves_only_the_weights_of_its_forget_saliency_mask(tmp_path, digi
         original, trainer._batches(trainer.forget_rows, "f"), trainer._nll_sum, per_batch=False
     )
     assert all(torch.equal(top_fraction(saliency, 0.3)[n], masks[n]) for n in masks)
+
+
+# -- the noise stream and the hook's caches ------------------------------------------------------------
+def _reference_noise(sizes: list[int], sigma: float, base_seed: int, chunk: int) -> torch.Tensor:
+    """The documented stream, drawn independently of the hook: the concatenated trainable tensors cut into
+    chunks of ``chunk`` elements, chunk ``c`` from mt19937 seeded ``_chunk_seed(base_seed, c)``."""
+    from hf_unlearn.influence import _chunk_seed
+
+    total = sum(sizes)
+    pieces = []
+    for c, start in enumerate(range(0, total, chunk)):
+        generator = torch.Generator().manual_seed(_chunk_seed(base_seed, c))
+        pieces.append(torch.empty(min(chunk, total - start)).normal_(0.0, sigma, generator=generator))
+    return torch.cat(pieces)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_noise_is_the_documented_chunked_stream_whatever_the_thread_count(monkeypatch, threads):
+    from hf_unlearn import influence
+
+    monkeypatch.setattr(influence, "NOISE_CHUNK", 1000)  # several chunks, several worker threads
+    shapes = [(3, 5), (70, 40), (17,), (60, 20), (1,), (9, 9)]
+    params = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
+    frozen = torch.nn.Parameter(torch.zeros(4), requires_grad=False)
+    groups = [{"params": params[:3] + [frozen], "lr": 0.1}, {"params": params[3:], "lr": 0.2}]
+    hook = _hook([0], seed=7, rank_offset=3)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        hook.apply_noise(groups, 1e-3, step=5)
+    finally:
+        torch.set_num_threads(previous)
+    base = 7 * influence._SEED_STRIDE + 5 * 7919 + 3
+    expected = _reference_noise([p.numel() for p in params], 1e-3, base, 1000)
+    assert torch.equal(torch.cat([p.detach().flatten() for p in params]), expected)
+    assert frozen.abs().max() == 0
+
+
+def test_chunk_layout_is_kept_and_rebuilt_when_a_storage_or_trainability_changes():
+    weight, bias = torch.nn.Parameter(torch.zeros(30, 20)), torch.nn.Parameter(torch.zeros(20))
+    groups = [{"params": [weight, bias], "lr": 0.0}]
+    hook = _hook([0])
+    hook.apply_noise(groups, 1.0, 0)
+    buckets = hook._buckets
+    hook.apply_noise(groups, 1.0, 1)
+    assert hook._buckets is buckets  # cached
+    weight.data = torch.zeros(30, 20)  # a new storage: the noise must land there
+    bias.requires_grad_(False)
+    bias.data.zero_()
+    hook.apply_noise(groups, 1.0, 2)
+    assert hook._buckets is not buckets
+    assert weight.detach().std().item() == pytest.approx(1.0, rel=0.15) and bias.abs().max() == 0
+
+
+def test_attach_gives_groups_the_fold_marker_and_passes_over_a_checkpoint_state_init_step():
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    model = torch.nn.Linear(6, 4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    handles = _hook([0], decay=1.0, noise_std=1e-2).attach(optimizer)
+    assert optimizer.param_groups[0]["ieu_folded_decay"] is None
+    before = [p.detach().clone() for p in model.parameters()]
+    get_optimizer_state_dict(model, optimizer)  # creates the state with a zero-gradient step at lr 0
+    assert optimizer.state and all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    assert optimizer.param_groups[0]["ieu_folded_decay"] is None and optimizer.param_groups[0]["lr"] == 1e-2
+    model(torch.ones(2, 6)).sum().backward()
+    optimizer.step()  # a training step: decayed (then folded) and noised
+    assert optimizer.param_groups[0]["ieu_folded_decay"] == 1.0
+    handles.remove()
+    assert not optimizer._optimizer_step_post_hooks and not optimizer._optimizer_step_pre_hooks
+
+
+def test_a_first_step_at_lr_zero_with_gradients_is_a_training_step():
+    weight = torch.nn.Parameter(torch.zeros(50, 40))
+    optimizer = torch.optim.SGD([weight], lr=0.0)  # e.g. warm-up from 0
+    _hook([0], noise_std=0.01).attach(optimizer)
+    weight.grad = torch.ones_like(weight)
+    optimizer.step()
+    assert weight.detach().std().item() == pytest.approx(0.01, rel=0.1)
