@@ -118,3 +118,50 @@ def test_images_summary_gives_mean_and_std_over_seeds_per_model():
     assert mean == pytest.approx(0.2) and std == pytest.approx(0.1)
     assert summary["rl"]["time_ratio"][0] == pytest.approx(0.1)
     assert "0.200 +- 0.100" in images.table_of(summary)
+
+
+_FAKE_WORKER = """
+import json, os, sys, time
+events, methods = sys.argv[1], sys.argv[2].split(",")
+for m in methods:
+    with open(events, "a") as f:
+        f.write(json.dumps({"event": "start", "method": m}) + "\\n")
+    if m == "crash":
+        os._exit(3)
+    if m == "hang":
+        time.sleep(60)
+    with open(events, "a") as f:
+        f.write(json.dumps({"event": "done", "case": m, "method": m, "ok": True, "backend": "FSDP"}) + "\\n")
+"""
+
+
+def test_gpu_smoke_charges_a_crash_or_a_hang_to_its_method_and_relaunches_for_the_rest(tmp_path, monkeypatch):
+    import sys
+
+    from benchmarks import gpu_smoke
+
+    def fake_launch(recipe, methods, events, ctx, end):
+        return [sys.executable, "-c", _FAKE_WORKER, str(events), ",".join(methods)]
+
+    monkeypatch.setattr(gpu_smoke, "_launch_command", fake_launch)
+    monkeypatch.setitem(gpu_smoke.IDLE_S, True, 2.0)
+    ctx = gpu_smoke.Context(dry_run=True, seconds=60)
+    rows, launches = gpu_smoke.run_methods("any.yaml", ["a", "crash", "b", "hang", "c"], ctx, tmp_path)
+    assert [r["method"] for r in rows] == ["a", "crash", "b", "hang", "c"]
+    assert [r["ok"] for r in rows] == [True, False, True, False, True]
+    assert "exited (rc 3) in this method" in rows[1]["error"] and "stalled" in rows[3]["error"]
+    assert [launch["methods"] for launch in launches] == [
+        ["a", "crash", "b", "hang", "c"],
+        ["b", "hang", "c"],
+        ["c"],
+    ]
+
+
+def test_gpu_part_that_fails_is_recorded_as_a_missed_row_not_raised(tmp_path, monkeypatch):
+    from benchmarks import common, gpu
+
+    monkeypatch.setattr(common, "WORK_DIR", tmp_path)
+    record, part = gpu.run_part("no_such_part", gpu.Context(dry_run=True, seconds=120))
+    assert part is None and record["status"] == "failed" and "KeyError" in record["tail"]
+    row = gpu._part_row("no_such_part", record)
+    assert row["pass"] is False and row["measured"] is None
