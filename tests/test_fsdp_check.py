@@ -119,3 +119,23 @@ def test_hook_decays_and_noises_dtensor_parameters_in_place(mesh):
     noise = torch.cat([(local_tensor(p) - b * 0.8).flatten() for p, b in zip(model.parameters(), before)])
     assert noise.std().item() == pytest.approx(0.05, rel=0.1)
     assert all(b.sharded for b in hook._buckets)
+
+
+def test_the_trainer_refuses_to_train_unsharded_when_the_launcher_asked_for_fsdp(
+    launch, tmp_path, mislabeled
+):
+    from conftest import make_config
+
+    from hf_unlearn import UnlearningTrainer
+    from hf_unlearn.tiny import tiny_classifier
+
+    launch(ACCELERATE_USE_FSDP="true")
+    trainer = UnlearningTrainer(
+        tiny_classifier(mislabeled.tokenizer, seed=0),
+        make_config(tmp_path, method="ieu"),
+        forget_dataset=mislabeled.forget,
+        retain_dataset=mislabeled.retain,
+        processing_class=mislabeled.tokenizer,
+    )
+    with pytest.raises(ShardingNotAppliedError, match="not sharded"):
+        trainer.train()
