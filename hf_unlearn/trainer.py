@@ -34,6 +34,7 @@ from .data import (
     num_classes_of,
     with_default_alternatives,
 )
+from .distributed import check_sharding
 from .methods import Part, StepInputs, get_method
 from .trainer_setup import INFLUENCE_SCORERS, SetupMixin, cap_source  # noqa: F401 (importable from here)
 from .trainer_state import MASK_FILE, REFERENCE_FILE, STATE_FILE  # noqa: F401 (importable from here)
@@ -324,6 +325,11 @@ class UnlearningTrainer(SetupMixin, Trainer):
         for batch in tqdm(loader, desc=desc, disable=disable, leave=False):
             yield {k: v.to(self.args.device) for k, v in batch.items()}
 
+    def _prepare_for_training(self, *args: Any, **kwargs: Any):
+        model, dataloader = super()._prepare_for_training(*args, **kwargs)
+        check_sharding(self, model)  # FSDP / ZeRO-3 asked for but not applied (e.g. on CPU): say so
+        return model, dataloader
+
     def create_optimizer(self, *args: Any, **kwargs: Any) -> torch.optim.Optimizer:
         optimizer = super().create_optimizer(*args, **kwargs)
         if self.method.post_step_hook_enabled() and self._hook_handle is None:
@@ -338,7 +344,7 @@ class UnlearningTrainer(SetupMixin, Trainer):
                 every=self.args.ieu_noise_every,
                 rank_offset=self.args.process_index if sharded else 0,
             )
-            self._hook_handle = optimizer.register_step_post_hook(hook)
+            self._hook_handle = hook.attach(optimizer)  # ready for sharded checkpoints too
         return optimizer
 
     # -- the step ----------------------------------------------------------------------------------
