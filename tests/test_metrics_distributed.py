@@ -13,28 +13,22 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_eval_worker.py")
 
 
-def _run(command: list[str], folder: Path) -> None:
-    folder.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([*command, str(WORKER), str(folder)], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 @pytest.mark.slow
 def test_two_processes_share_the_passes_and_gather_the_numbers_of_one(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    _run(launch, tmp_path / "two")
-    _run([sys.executable], tmp_path / "one")
-    one = json.loads((tmp_path / "one" / "rank0.json").read_text())
-    ranks = [json.loads((tmp_path / "two" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    done = subprocess.run([*launch, str(WORKER), str(tmp_path)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for kind in ("causal_lm", "classifier"):
-        expected = one[kind]["metrics"]
+        one = ranks[0]["alone"][kind]  # each process first evaluated on its own, before the group existed
+        assert ranks[1]["alone"][kind]["metrics"] == one["metrics"]
         for rank in ranks:
-            got = rank[kind]["metrics"]
-            assert set(got) == set(expected)
-            assert got == pytest.approx(expected, rel=1e-6, abs=1e-9, nan_ok=True), kind
+            got = rank["together"][kind]["metrics"]
+            assert set(got) == set(one["metrics"])
+            assert got == pytest.approx(one["metrics"], rel=1e-6, abs=1e-9, nan_ok=True), kind
         # each process ran about half of the forward passes (one filler pass at most per split and pass)
-        calls = [rank[kind]["forward_calls"] for rank in ranks]
+        calls = [rank["together"][kind]["forward_calls"] for rank in ranks]
         assert calls[0] == calls[1], calls
-        assert calls[0] < 0.7 * one[kind]["forward_calls"], (calls, one[kind]["forward_calls"])
-    assert "forget/rouge_l_recall" in one["causal_lm"]["metrics"]  # the generations were shared too
+        assert calls[0] < 0.7 * one["forward_calls"], (calls, one["forward_calls"])
+    assert "forget/rouge_l_recall" in ranks[0]["alone"]["causal_lm"]["metrics"]  # generations shared too
