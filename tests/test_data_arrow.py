@@ -8,6 +8,7 @@ like a list, the on-disk cache, and vectorized validation that reports what the 
 import hashlib
 import json
 import logging
+import os
 import pickle
 
 import datasets
@@ -133,6 +134,21 @@ def test_an_on_disk_dataset_is_prepared_once_into_a_memory_mapped_cache(tmp_path
         second = prep(datasets.load_from_disk(str(tmp_path / "raw")), "forget_dataset")
     assert [f["filename"] for f in second.dataset.cache_files] == cache  # read back, not recomputed
     assert second == first and "truncated" in caplog.text  # the warning holds for cached results too
+
+
+def test_a_read_only_on_disk_dataset_is_prepared_in_memory(tmp_path, monkeypatch):
+    from hf_unlearn.data import tokenized
+
+    task = fictitious_qa_task(seed=0)
+    datasets.Dataset.from_list(task.train).save_to_disk(tmp_path / "raw")
+    before = sorted(os.listdir(tmp_path / "raw"))
+    monkeypatch.setattr(tokenized.os, "access", lambda path, mode: False)  # as if the folder were read-only
+    rows = DatasetPreparer(CAUSAL_LM, task.tokenizer)(
+        datasets.load_from_disk(str(tmp_path / "raw")), "forget"
+    )
+    assert sorted(os.listdir(tmp_path / "raw")) == before  # nothing written next to it
+    assert not rows.dataset.cache_files
+    assert rows == DatasetPreparer(CAUSAL_LM, task.tokenizer)(task.train, "forget")
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ one batch. Truncation, the "no tokens" check, ``index`` and ``wrong_label`` happ
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ def prepare_rows(
         name=name,
         wrong_labels=wrong_labels,
     )
+    cached = _writable_cache(dataset)
     with _progress_bar(len(dataset)):
         mapped = dataset.select_columns(list(encoder.columns)).map(
             function,
@@ -67,7 +69,8 @@ def prepare_rows(
             remove_columns=list(encoder.columns),
             features=_features(task, encoder.alternatives, wrong_labels is not None),
             desc=f"Preparing {name}",
-            new_fingerprint=None if dataset.cache_files else _uncached_fingerprint(),
+            new_fingerprint=None if cached else _uncached_fingerprint(),
+            keep_in_memory=not cached,
         )
     n_long = int(pc.sum(mapped.with_format("arrow")[_TRUNCATED]).as_py() or 0)
     if n_long:
@@ -136,6 +139,13 @@ def _features(task: str, alternatives: bool, wrong_labels: bool):
         features["wrong_label"] = Value("int64")
     features.update({"index": Value("int64"), _TRUNCATED: Value("int8")})
     return Features(features)
+
+
+def _writable_cache(dataset: Any) -> bool:
+    """Whether the map can write its result next to ``dataset``'s cache files (a read-only copy, e.g. a shared
+    or mounted one, is prepared in memory instead of failing inside ``datasets``)."""
+    folders = {os.path.dirname(f["filename"]) for f in dataset.cache_files}
+    return bool(folders) and all(os.access(folder, os.W_OK) for folder in folders)
 
 
 def _uncached_fingerprint() -> str:
