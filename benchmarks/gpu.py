@@ -112,8 +112,6 @@ def llama_memory_arm(method: str, ctx: Context, lora: bool = False, steps: int =
     (model, NPO reference pass, optimizer state, activations); ``memory.one_arm``'s record."""
     from peft import LoraConfig
 
-    from hf_unlearn import UnlearningTrainer
-
     size, seq_len, half = _llama_sizes(ctx)
     vocab = LLAMA_SHAPES[size]["vocab_size"]
     rows_r = common.random_lm_rows(4 * half, seq_len, vocab, seed=1)
@@ -129,23 +127,8 @@ def llama_memory_arm(method: str, ctx: Context, lora: bool = False, steps: int =
         per_device_eval_batch_size=half,
         bf16=ctx.bf16,
     )
-    start = time.perf_counter()
-    with common.PeakMemory(ctx.device) as peak:
-        model = llama(size, seq_len, ctx.device)
-        trainer = UnlearningTrainer(
-            model, args, forget_dataset=rows_f, retain_dataset=rows_r, peft_config=peft if lora else None
-        )
-        common.quiet(trainer).train()
-        trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    out = {
-        "arm": tag,
-        "peak_bytes": int(peak.peak),
-        "base_bytes": int(peak.base),
-        "trainable_params": int(trainable),
-        "n_params": common.n_params(model),
-        "seconds": time.perf_counter() - start,
-    }
-    del trainer, model
+    build = lambda: llama(size, seq_len, ctx.device)  # noqa: E731
+    out = memory.train_peak(tag, ctx.device, build, args, rows_f, rows_r, peft if lora else None)
     ctx.free_memory()
     return out
 

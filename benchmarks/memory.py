@@ -50,31 +50,35 @@ def one_arm(
     """Peak memory of one short unlearning run (call it in a fresh process on CPU)."""
     import torch
 
-    from hf_unlearn import UnlearningTrainer
-
     if threads:
         torch.set_num_threads(threads)
     vocab = common.GPT2_SIZES[size][0]
     rows_r = common.random_lm_rows(n_retain, seq_len, vocab, seed=1)
     rows_f = common.random_lm_rows(n_forget, seq_len, vocab, seed=2)
     tag = f"{method}{'_lora' if lora else ''}"
+    args = common.unlearning_config(
+        common.WORK_DIR / NAME / tag,
+        method=method,
+        device=device,
+        max_steps=steps,
+        per_device_train_batch_size=part_batch,
+        bf16=bf16,
+    )
+    build = lambda: common.gpt2(size, n_positions=seq_len)  # noqa: E731
+    return train_peak(tag, device, build, args, rows_f, rows_r, lora_config() if lora else None)
+
+
+def train_peak(tag: str, device: str, build_model, args, rows_f, rows_r, peft_config=None) -> dict:
+    """Peak memory (above the memory before ``build_model()``) and wall time of one ``UnlearningTrainer`` run
+    on ``rows_f`` / ``rows_r``: model creation, data preparation, the passes before training, optimizer state,
+    activations."""
+    from hf_unlearn import UnlearningTrainer
+
     start = time.perf_counter()
     with common.PeakMemory(device) as peak:
-        model = common.gpt2(size, n_positions=seq_len)
-        args = common.unlearning_config(
-            common.WORK_DIR / NAME / tag,
-            method=method,
-            device=device,
-            max_steps=steps,
-            per_device_train_batch_size=part_batch,
-            bf16=bf16,
-        )
+        model = build_model()
         trainer = UnlearningTrainer(
-            model,
-            args,
-            forget_dataset=rows_f,
-            retain_dataset=rows_r,
-            peft_config=lora_config() if lora else None,
+            model, args, forget_dataset=rows_f, retain_dataset=rows_r, peft_config=peft_config
         )
         common.quiet(trainer).train()
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
