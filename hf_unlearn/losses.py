@@ -99,6 +99,14 @@ def per_example_logprob(logits: Logits, labels: torch.Tensor) -> torch.Tensor:
     return -(token_nll(logits, targets, mask) * mask).sum(-1)
 
 
+def logprob_from_nll(nll: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``per_example_logprob`` from ``per_example_nll`` (the token mean) and the labels: ``-nll * tokens``, so
+    that a method that has the per-example loss needs no second pass over the logits (the LM head, chunked)."""
+    if labels.dim() == 1:  # classifiers: one target per example
+        return -nll
+    return -nll * (labels[:, 1:] != IGNORE_INDEX).sum(-1).to(nll.dtype)
+
+
 def capped_ascent(
     forget_losses: torch.Tensor, cap: float | None, target: torch.Tensor | None = None
 ) -> torch.Tensor:

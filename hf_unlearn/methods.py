@@ -196,7 +196,7 @@ class NegativePreferenceOptimization(UnlearningMethod):
     needs_reference = True
 
     def loss(self, inputs, retain_nll, forget_nll):
-        logprob = losses.per_example_logprob(inputs.forget.logits, inputs.forget.labels)
+        logprob = losses.logprob_from_nll(forget_nll, inputs.forget.labels)
         terms = losses.npo_per_example(logprob, inputs.ref_logprob.to(logprob), self.args.npo_beta)
         npo = self.forget_mean(terms, forget_nll, inputs)
         return self.args.forget_weight * npo + self.retain_term(retain_nll), {"npo_loss": npo.detach()}
@@ -304,7 +304,7 @@ class IdkDPO(UnlearningMethod):
     tasks = ("causal_lm",)
 
     def loss(self, inputs, retain_nll, forget_nll):
-        lose = losses.per_example_logprob(inputs.forget.logits, inputs.forget.labels)
+        lose = losses.logprob_from_nll(forget_nll, inputs.forget.labels)
         win = losses.per_example_logprob(inputs.forget_alt.logits, inputs.forget_alt.labels)
         terms = losses.dpo_per_example(
             win - inputs.ref_alt_logprob.to(win), lose - inputs.ref_logprob.to(lose), self.args.npo_beta

@@ -30,6 +30,20 @@ def test_per_example_logprob_sums_tokens():
     torch.testing.assert_close(losses.per_example_logprob(logits, labels), -3 * nll)
 
 
+def test_logprob_from_the_token_mean_nll_is_the_summed_logprob():
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor([[-100, -100, 3, 4, 5], [-100, 1, -100, -100, -100]])
+    nll = losses.per_example_nll(logits, labels)
+    torch.testing.assert_close(
+        losses.logprob_from_nll(nll, labels), losses.per_example_logprob(logits, labels)
+    )
+    logits, labels = torch.randn(3, 4), torch.tensor([0, 3, 1])  # a classifier: one target each
+    nll = losses.per_example_nll(logits, labels)
+    torch.testing.assert_close(
+        losses.logprob_from_nll(nll, labels), losses.per_example_logprob(logits, labels)
+    )
+
+
 @pytest.mark.parametrize("num_classes", [2, 5])
 def test_wrong_label_kl_is_zero_at_the_target_and_positive_elsewhere(num_classes):
     labels = torch.tensor([0, num_classes - 1])
