@@ -63,6 +63,18 @@ def shard_offset(tensor: torch.Tensor) -> tuple[int, ...]:
     return tuple(int(i) for i in tensor.__create_chunk_list__()[0].offsets)
 
 
+def reshard(model: torch.nn.Module) -> None:
+    """Free the all-gathered parameters FSDP2 keeps after a forward without backward (its root module keeps
+    them by default), so that the next forward gathers the shards again, e.g. after they were written to."""
+    if not torch.distributed.is_available():
+        return
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
 class HookHandles:
     """Hook handles registered together, removed together."""
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from .distributed import HookHandles, is_state_init_step, local_tensors, shard_offset
+from .distributed import HookHandles, is_state_init_step, local_tensor, local_tensors, shard_offset
 
 _SEED_STRIDE = 1_000_003
 # elements per independently seeded noise chunk (fixed sizes, so the noise does not depend on the thread count);
@@ -354,9 +354,10 @@ def gradient_magnitudes(
 ) -> dict[str, torch.Tensor]:
     """``sum_b |d loss_b / d theta|`` over batches for every trainable parameter (``per_batch=False``:
     ``|sum_b d loss_b / d theta|``, SalUn's saliency: the gradient of the whole set's loss). The model is
-    left in eval mode."""
+    left in eval mode. DTensor parameters (FSDP2) give their local shards' magnitudes: every process must run
+    the same batches (FSDP averages the identical gradients over processes)."""
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    totals = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
+    totals = {name: torch.zeros_like(local_tensor(p), dtype=torch.float32) for name, p in params.items()}
     was_training = model.training
     model.eval()
     for batch in batches:
@@ -364,7 +365,7 @@ def gradient_magnitudes(
         loss_fn(model, batch).backward()
         for name, p in params.items():
             if p.grad is not None:
-                grad = p.grad.detach().float()
+                grad = local_tensor(p.grad).detach().float()
                 totals[name] += grad.abs() if per_batch else grad
     model.zero_grad(set_to_none=True)
     model.train(was_training)
@@ -372,11 +373,17 @@ def gradient_magnitudes(
 
 
 def forget_only_scores(
-    forget_grads: dict[str, torch.Tensor], retain_grads: dict[str, torch.Tensor], n_forget: int, n_retain: int
+    forget_grads: dict[str, torch.Tensor],
+    retain_grads: dict[str, torch.Tensor],
+    n_forget: int,
+    n_retain: int,
+    scale: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """Score = mean forget-gradient magnitude / (mean retain-gradient magnitude + eps): high for weights that
-    only the forget set moves (the neural analogue of the forget-only coordinates of the linear theory)."""
-    scale = torch.cat([g.flatten() for g in retain_grads.values()]).mean() / max(n_retain, 1)
+    only the forget set moves (the neural analogue of the forget-only coordinates of the linear theory). ``eps``
+    is 1e-3 x ``scale``, the mean retain magnitude over all weights (given: measured across shards)."""
+    if scale is None:
+        scale = torch.cat([g.flatten() for g in retain_grads.values()]).mean() / max(n_retain, 1)
     eps = float(scale) * 1e-3 + 1e-12
     return {
         name: (forget_grads[name] / max(n_forget, 1)) / (retain_grads[name] / max(n_retain, 1) + eps)
