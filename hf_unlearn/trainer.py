@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import Trainer
 
-from . import influence, lm_head, losses, trainer_inputs, trainer_state
+from . import influence, lm_head, losses, sharded_selection, trainer_inputs, trainer_state
 from .config import UnlearningConfig
 from .data import (
     CLASSIFICATION,
@@ -34,7 +34,7 @@ from .data import (
     num_classes_of,
     with_default_alternatives,
 )
-from .distributed import check_sharding
+from .distributed import check_sharding, parameter_sharding
 from .methods import Part, StepInputs, get_method
 from .trainer_setup import INFLUENCE_SCORERS, SetupMixin, cap_source  # noqa: F401 (importable from here)
 from .trainer_state import MASK_FILE, REFERENCE_FILE, STATE_FILE  # noqa: F401 (importable from here)
@@ -125,6 +125,10 @@ class UnlearningTrainer(SetupMixin, Trainer):
         self.update_masks: dict[str, torch.Tensor] | None = (
             None  # salun: which weights the updates may change
         )
+        self.mask_shards: dict[str, torch.Tensor] | None = (
+            None  # their FSDP2 parameters, when local-shard masks
+        )
+        self._prepare_after_wrapping: tuple | None = None  # (checkpoint,) while prepare_unlearning waits
         # where the ascent cap comes from: "heldout", "user" or "default" (None: the method has no cap)
         self.forget_loss_cap_source = cap_source(args) if self.method.uses_forget_loss_cap else None
         self._step_metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
@@ -187,31 +191,21 @@ class UnlearningTrainer(SetupMixin, Trainer):
 
     # -- set-up before the first step --------------------------------------------------------------
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
-        """Run unlearning. Caches NPO reference log-probs and applies influence removal first.
+        """Run unlearning. Caches NPO reference log-probs and applies influence removal first
+        (``prepare_unlearning``): on the model as it is, or, when the Trainer shards it (FSDP, ZeRO-3), on the
+        wrapped model once it is.
 
         With ``resume_from_checkpoint`` the run continues bit-for-bit where it stopped: the batch order and
         optimizer come back through ``Trainer``, the IEU noise and random wrong labels are functions of
         (seed, step), and the reference cache is read back from the checkpoint.
         """
         checkpoint = self._resolve_checkpoint(resume_from_checkpoint)
-        if self.method.needs_reference and self.ref_logprob is None:
-            cached = trainer_state.load_reference(checkpoint) if checkpoint else None
-            if cached is None:
-                cached = self.reference_logprobs()
-            self.ref_logprob, self.ref_alt_logprob = cached.get("ref_logprob"), cached.get("ref_alt_logprob")
-        saved = trainer_state.load_state(checkpoint)
-        if self.method.uses_forget_loss_cap:
-            self.method.forget_loss_cap = self.resolve_forget_loss_cap(saved)
-        if self.stopping is not None and saved.get("stopping"):
-            self.stopping.restore(saved["stopping"], checkpoint)
-        if self.args.influence_removal != "none" and not self.influence_removed and not checkpoint:
-            self.influence_removed = self.remove_influence()
-        ratio = self.method.update_mask_ratio()
-        if ratio is not None and self.update_masks is None:
-            self.update_masks = trainer_state.load_masks(checkpoint) if checkpoint else None
-            if self.update_masks is None:
-                self.update_masks = self.saliency_masks(ratio)
-            influence.mask_gradients(self.model, self.update_masks)
+        sharding = self.parameter_sharding_by_trainer()
+        if sharding is None:
+            self.prepare_unlearning(checkpoint)
+        else:
+            self.check_gradient_passes(sharding)
+            self._prepare_after_wrapping = (checkpoint,)  # run by _prepare_for_training
         return super().train(resume_from_checkpoint=checkpoint, **kwargs)
 
     def _resolve_checkpoint(self, resume_from_checkpoint: str | bool | None) -> str | None:
@@ -238,10 +232,13 @@ class UnlearningTrainer(SetupMixin, Trainer):
 
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
         super()._save_checkpoint(model, trial)
+        masks = self.update_masks
+        if self.mask_shards is not None:  # gathered on every process, the full masks saved
+            masks = sharded_selection.gather_masks(self.mask_shards, masks)
         if not self.args.should_save:
             return
         folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-        trainer_state.save_run_state(self, folder)
+        trainer_state.save_run_state(self, folder, masks)
 
     def _frozen_copy(self) -> torch.nn.Module | None:
         """The frozen original for methods that need its logits every step: None with PEFT (the
@@ -302,8 +299,10 @@ class UnlearningTrainer(SetupMixin, Trainer):
         self, model: torch.nn.Module, rows: list[dict], desc: str, fn, batch_size: int | None = None
     ) -> torch.Tensor:
         """``fn(logits, labels)`` for every row, in eval mode without gradients, as one float CPU tensor
-        (batches of ``batch_size`` rows, default ``per_device_eval_batch_size``; chunked LM logits)."""
-        model = model.to(self.args.device)
+        (batches of ``batch_size`` rows, default ``per_device_eval_batch_size``; chunked LM logits). A sharded
+        model runs as it is placed, every process on every row."""
+        if parameter_sharding(model) is None:
+            model = model.to(self.args.device)
         was_training = model.training
         model.eval()
         values = []
@@ -328,7 +327,16 @@ class UnlearningTrainer(SetupMixin, Trainer):
     def _prepare_for_training(self, *args: Any, **kwargs: Any):
         model, dataloader = super()._prepare_for_training(*args, **kwargs)
         check_sharding(self, model)  # FSDP / ZeRO-3 asked for but not applied (e.g. on CPU): say so
+        if self._prepare_after_wrapping is not None:
+            (checkpoint,), self._prepare_after_wrapping = self._prepare_after_wrapping, None
+            self.prepare_unlearning(checkpoint, model)
         return model, dataloader
+
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], *args: Any, **kwargs: Any):
+        loss = super().training_step(model, inputs, *args, **kwargs)
+        if self.mask_shards is not None:  # SalUn on FSDP2 shards: after the reduce-scatter, before clipping
+            sharded_selection.mask_local_gradients(self.model, self.update_masks)
+        return loss
 
     def create_optimizer(self, *args: Any, **kwargs: Any) -> torch.optim.Optimizer:
         optimizer = super().create_optimizer(*args, **kwargs)

@@ -13,16 +13,18 @@ MASK_FILE = "saliency_mask.safetensors"  # salun's update mask, computed once on
 STATE_FILE = "unlearning_state.json"
 
 
-def save_run_state(trainer, folder: str) -> None:
-    """Write the trainer's reference cache, update masks and run state into checkpoint ``folder``."""
+def save_run_state(trainer, folder: str, masks: dict[str, torch.Tensor] | None = None) -> None:
+    """Write the trainer's reference cache, update masks (``masks``, the full ones; default
+    ``trainer.update_masks``) and run state into checkpoint ``folder``."""
     from safetensors.torch import save_file
 
     if trainer.ref_logprob is not None:
         cache = {"ref_logprob": trainer.ref_logprob, "ref_alt_logprob": trainer.ref_alt_logprob}
         cache = {k: v.contiguous() for k, v in cache.items() if v is not None}
         save_file(cache, os.path.join(folder, REFERENCE_FILE))
-    if trainer.update_masks is not None:
-        masks = {name: mask.to(torch.uint8).contiguous() for name, mask in trainer.update_masks.items()}
+    masks = trainer.update_masks if masks is None else masks
+    if masks is not None:
+        masks = {name: mask.to(torch.uint8).contiguous() for name, mask in masks.items()}
         save_file(masks, os.path.join(folder, MASK_FILE))
     state = {}
     if trainer.forget_loss_cap_source in ("default", "heldout"):
