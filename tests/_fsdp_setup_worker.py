@@ -24,7 +24,14 @@ from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
 from torch.distributed.fsdp import fully_shard  # noqa: E402
 from torch.distributed.tensor import Shard, distribute_tensor  # noqa: E402
 
-from hf_unlearn import UnlearningConfig, UnlearningTrainer, influence, losses, sharded_selection  # noqa: E402
+from hf_unlearn import (  # noqa: E402
+    UnlearningConfig,
+    UnlearningTrainer,
+    influence,
+    losses,
+    sharded_selection,
+    trainer_state,
+)
 from hf_unlearn.distributed import local_tensor, reshard, shard_offset  # noqa: E402
 from hf_unlearn.testing import fictitious_qa_task  # noqa: E402
 from hf_unlearn.tiny import tiny_causal_lm  # noqa: E402
@@ -149,8 +156,29 @@ def salun(trainer, plain, sharded) -> tuple[dict, dict]:
     found = {
         "salun/ties": ties_at_kth(saliency, SALUN_RATIO),
         "salun/round_trip": all(torch.equal(back[n], sharded_masks[n]) for n in sharded_masks),
+        "salun/resumed": resumed_masks_match(trainer, sharded, sharded_masks),
     }
     return tensors, found
+
+
+def resumed_masks_match(trainer, sharded, masks) -> bool:
+    """The trainer's own path: masks attached to the shards, saved to a checkpoint as the trainer saves them
+    (gathered on every rank, written by rank 0) and attached again from it, local-shard shaped."""
+    folder = os.path.join(trainer.args.output_dir, "checkpoint-1")
+    trainer._attach_masks(SALUN_RATIO, None, sharded)
+    attached = trainer.mask_shards is not None and all(
+        torch.equal(trainer.update_masks[n], masks[n]) for n in masks
+    )
+    full = sharded_selection.gather_masks(trainer.mask_shards, trainer.update_masks)
+    if dist.get_rank() == 0:
+        os.makedirs(folder, exist_ok=True)
+        trainer_state.save_run_state(trainer, folder, full)
+    dist.barrier()
+    trainer.update_masks = trainer.mask_shards = None
+    measure, trainer.saliency_masks = trainer.saliency_masks, None  # from the checkpoint, not measured again
+    trainer._attach_masks(SALUN_RATIO, folder, sharded)
+    trainer.saliency_masks = measure
+    return attached and all(torch.equal(trainer.update_masks[n], masks[n]) for n in masks)
 
 
 def synthetic_scores() -> dict[str, torch.Tensor]:

@@ -102,7 +102,7 @@ def test_influence_removal_on_shards_resets_exactly_the_weights_the_unsharded_ru
 @pytest.mark.slow
 def test_salun_masks_on_shards_are_the_unsharded_masks_cut_into_local_shards(ranks):
     found = ranks[0][1]
-    assert found["salun/ties"] == 1 and found["salun/round_trip"]
+    assert found["salun/ties"] == 1 and found["salun/round_trip"] and found["salun/resumed"]
     offsets = _model_offsets(ranks)
     plain = _plain(ranks, "salun/plain")
     sharded = _gathered(ranks, "salun/sharded", offsets)
