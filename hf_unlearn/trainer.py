@@ -199,7 +199,7 @@ class UnlearningTrainer(SetupMixin, Trainer):
         optimizer come back through ``Trainer``, the IEU noise and random wrong labels are functions of
         (seed, step), and the reference cache is read back from the checkpoint.
         """
-        checkpoint = self._resolve_checkpoint(resume_from_checkpoint)
+        checkpoint = trainer_state.resolve_checkpoint(self.args.output_dir, resume_from_checkpoint)
         sharding = self.parameter_sharding_by_trainer()
         if sharding is None:
             self.prepare_unlearning(checkpoint)
@@ -207,18 +207,6 @@ class UnlearningTrainer(SetupMixin, Trainer):
             self.check_gradient_passes(sharding)
             self._prepare_after_wrapping = (checkpoint,)  # run by _prepare_for_training
         return super().train(resume_from_checkpoint=checkpoint, **kwargs)
-
-    def _resolve_checkpoint(self, resume_from_checkpoint: str | bool | None) -> str | None:
-        if resume_from_checkpoint is True:
-            from transformers.trainer_utils import get_last_checkpoint
-
-            found = get_last_checkpoint(self.args.output_dir)
-            if found is None:
-                raise ValueError(
-                    f"No checkpoint found in output_dir {self.args.output_dir!r} to resume from."
-                )
-            return found
-        return resume_from_checkpoint or None
 
     def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
         """Like ``Trainer._save``, but the arguments go to JSON instead of a pickled ``training_args.bin``."""

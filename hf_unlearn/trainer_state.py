@@ -13,6 +13,19 @@ MASK_FILE = "saliency_mask.safetensors"  # salun's update mask, computed once on
 STATE_FILE = "unlearning_state.json"
 
 
+def resolve_checkpoint(output_dir: str, resume_from_checkpoint: str | bool | None) -> str | None:
+    """The checkpoint folder ``train(resume_from_checkpoint=...)`` resumes from (``True``: the last one in
+    ``output_dir``), or None."""
+    if resume_from_checkpoint is True:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        found = get_last_checkpoint(output_dir)
+        if found is None:
+            raise ValueError(f"No checkpoint found in output_dir {output_dir!r} to resume from.")
+        return found
+    return resume_from_checkpoint or None
+
+
 def save_run_state(trainer, folder: str, masks: dict[str, torch.Tensor] | None = None) -> None:
     """Write the trainer's reference cache, update masks (``masks``, the full ones; default
     ``trainer.update_masks``) and run state into checkpoint ``folder``."""
