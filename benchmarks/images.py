@@ -28,8 +28,8 @@ ROWS: dict[str, tuple[str, dict]] = {
     "salun": ("salun", {}),
     "dr": ("dr", {}),
     "ieu": ("ieu", {}),
-    "mask": ("ft", {"influence_removal": "mask"}),
-    "rbm": ("ft", {"influence_removal": "rbm"}),
+    "mask": ("ft", {"influence_removal": "mask", "mask_ratio": 0.01}),
+    "rbm": ("ft", {"influence_removal": "rbm", "mask_ratio": 0.01}),
 }
 KEYS = ["forget/ua", "retain/accuracy", "test/accuracy", "mia/efficacy", "gap/average", "rcd/ratio_to_golden"]
 

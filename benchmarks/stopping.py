@@ -1,13 +1,14 @@
 """``stopping``: held-out-referenced stopping on every built-in scenario, with the library's default
 hyperparameters (no per-task tuning), scored against the golden model (which never steers the run).
 
-For ``dr``, ``ieu``, ``grad_diff`` and ``npo``, with and without the stopping rule, over 3 unlearning seeds: how
+For ``dr``, ``ieu``, ``grad_diff`` and ``npo``, with each scenario's defaults (held-out-referenced stopping and
+influence removal, ``"<method> + stopping + removal"``) and without either (the plain method), over 3 unlearning seeds: how
 many of the four quality targets of ``benchmarks/quality.py`` each meets (forget accuracy / token accuracy
 within 2 points of golden's, MIA AUC within 0.05 of golden's, retain within 2 points of the original's, RCD
 ratio to golden >= 0.8), the median over seeds; the check's share of the unlearning time; and the golden-free
 RCD ratio (``rcd/ratio_to_heldout``) beside ``rcd/ratio_to_golden`` with their rank agreement across methods.
 
-Targets: ``dr`` and ``ieu`` with stopping meet at least 3 of 4 on every scenario (median over seeds); the
+Targets: ``dr`` and ``ieu`` with the defaults meet at least 3 of 4 on every scenario (median over seeds); the
 checks cost at most 10% of the unlearning time at the default ``stopping_eval_steps``.
 
 The seeds are the unlearning seeds (batch order, IEU noise, random labels) on the seed-0 scenario build; the
@@ -25,13 +26,15 @@ NAME = "stopping"
 SCENARIOS = ["authors-qa", "news-gpt2", "polarity-minilm", "tofu-llama"]
 METHODS = ["dr", "ieu", "grad_diff", "npo"]
 SEEDS = (0, 1, 2)
-#: The arm "with stopping": the library's default rule on top of each scenario's defaults (which have it).
-STOPPING: dict[str, Any] = {"stopping": "heldout_pause"}
-ARMS = {"without": {"stopping": "none"}, "with": STOPPING}
+#: The arm "with": each scenario's defaults as they are (held-out-referenced stopping and influence removal,
+#: neither needing a golden model); "without": the same run without either (the plain method).
+STOPPING: dict[str, Any] = {}
+ARMS = {"without": {"stopping": "none", "influence_removal": "none"}, "with": STOPPING}
+WITH_LABEL = "+ stopping + removal"
 
 
 def label_of(method: str, arm: str) -> str:
-    return method if arm == "without" else f"{method} + stopping"
+    return method if arm == "without" else f"{method} {WITH_LABEL}"
 
 
 def run_seed(job, run_args, methods: list[str], seed: int) -> dict:
@@ -143,8 +146,8 @@ def scenario_targets(name: str, summary: dict) -> list[dict]:
         row = summary["rows"][label_of(method, "with")]
         out.append(
             common.target(
-                f"{name}: {method} with stopping meets >= 3 of {row['of']} quality targets",
-                f"median over seeds of the targets met (per seed {row['targets_met']}; without stopping "
+                f"{name}: {method} {WITH_LABEL} meets >= 3 of {row['of']} quality targets",
+                f"median over seeds of the targets met (per seed {row['targets_met']}; without either "
                 f"{summary['rows'][method]['targets_met']})",
                 row["targets_met_median"],
                 3,
@@ -152,7 +155,7 @@ def scenario_targets(name: str, summary: dict) -> list[dict]:
                 unit="targets",
             )
         )
-    overheads = [r["check_overhead"] for label, r in summary["rows"].items() if label.endswith("+ stopping")]
+    overheads = [r["check_overhead"] for label, r in summary["rows"].items() if label.endswith(WITH_LABEL)]
     out.append(
         common.target(
             f"{name}: stopping checks' share of the unlearning time",
@@ -195,7 +198,7 @@ def run(
             }
         )
         settings = ", ".join(f"{k}={v}" for k, v in {**job.defaults, **STOPPING}.items())
-        report.notes.append(f"{name}: with stopping = {settings}; seeds {list(seeds)}.")
+        report.notes.append(f"{name}: {WITH_LABEL} = {settings}; seeds {list(seeds)}.")
     report.notes.append(
         "targets_met_median: median over seeds of the four quality targets met (forget within 2 points of "
         "golden, MIA AUC within 0.05, retain within 2 points of the original, RCD ratio >= 0.8). The golden "

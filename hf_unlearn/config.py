@@ -163,7 +163,7 @@ class UnlearningConfig(TrainingArguments):
         },
     )
     mask_ratio: float = field(
-        default=0.01,
+        default=0.02,
         metadata={
             "help": "Fraction in (0, 1) of trainable weights reset by influence_removal='mask' or 'rbm'."
         },
@@ -201,10 +201,12 @@ class UnlearningConfig(TrainingArguments):
         },
     )
     stopping_max_examples: int = field(
-        default=64,
+        default=32,
         metadata={
             "help": "stopping='heldout': each check measures at most this many forget and this many held-out "
-            "examples (a fixed seeded subset of each; 0 = all), which bounds its cost on large sets.",
+            "examples (a fixed seeded subset of each; 0 = all), which bounds its cost on large sets. Smaller "
+            "checks come more often at the same cost (stopping_eval_steps=None): 32 against 32 (an AUC standard "
+            "error of about 0.07) checked twice as often as 64 landed nearer golden on the built-in scenarios.",
         },
     )
     stopping_keep: str = field(
@@ -219,6 +221,14 @@ class UnlearningConfig(TrainingArguments):
     stopping_tolerance: float = field(
         default=0.05,
         metadata={"help": "stopping='heldout': stop when the forget/held-out loss AUC is <= 0.5 + this."},
+    )
+    stopping_reset_momentum: bool = field(
+        default=True,
+        metadata={
+            "help": "stopping='heldout_pause': when a check pauses the forget term, zero the optimizer's first "
+            "moments (AdamW's exp_avg, SGD's momentum buffer), so that the ascent stops at that step instead of "
+            "coasting on its momentum for about 1 / (1 - beta1) more steps."
+        },
     )
     heldout_label_corruption: str = field(
         default="none",

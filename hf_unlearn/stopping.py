@@ -33,6 +33,7 @@ from . import losses
 
 logger = logging.getLogger(__name__)
 KEPT_FILE = "stopping_kept.safetensors"  # the pause / per-example rules' kept weights, in checkpoints
+FIRST_MOMENTS = ("exp_avg", "momentum_buffer")  # what reset_first_moments zeroes
 
 
 @dataclass
@@ -122,6 +123,7 @@ class HeldoutStoppingCallback(TrainerCallback):
         keep: ``"in_band"`` (pause / per-example rules): end with the weights of the latest check whose AUC was
             within ``0.5 +- tolerance`` (a CPU copy of the trainable weights and buffers is kept); ``"last"``:
             the weights of the last step.
+        reset_momentum: pause rule: zero the optimizer's first moments when a check pauses the forget term.
     """
 
     def __init__(
@@ -134,10 +136,12 @@ class HeldoutStoppingCallback(TrainerCallback):
         max_examples: int = 0,
         seed: int = 0,
         keep: str = "in_band",
+        reset_momentum: bool = False,
     ):
         self.trainer = trainer
         self.rule = rule
         self.pause = rule == "heldout_pause"
+        self.reset_momentum = reset_momentum
         self.per_example = rule == "heldout_per_example"
         self.keep_in_band = keep == "in_band" and (self.pause or self.per_example)
         self.kept: dict[str, torch.Tensor] | None = None  # CPU copy of the weights at record.kept_step
@@ -231,8 +235,7 @@ class HeldoutStoppingCallback(TrainerCallback):
             }
             self.record.kept_step = state.global_step
         if self.pause:
-            self.trainer.forget_active = entry["loss_auc"] > 0.5 + self.record.tolerance
-            entry["forget_active"] = self.trainer.forget_active
+            self._steer(entry)
             return control
         if self.per_example:
             return control
@@ -247,6 +250,16 @@ class HeldoutStoppingCallback(TrainerCallback):
             control.should_training_stop = True
         return control
 
+    def _steer(self, entry: dict) -> None:
+        """The pause rule at one check: the forget term on above the band, off within or below it; when it
+        goes off, the optimizer's momentum is cut, so that the ascent stops at this step."""
+        trainer = self.trainer
+        was_active = trainer.forget_active
+        trainer.forget_active = entry["loss_auc"] > 0.5 + self.record.tolerance
+        if was_active and not trainer.forget_active and self.reset_momentum:
+            entry["momentum_reset"] = reset_first_moments(trainer.optimizer)
+        entry["forget_active"] = trainer.forget_active
+
     def on_train_end(self, args, state, control, **kwargs):
         last = self.record.history[-1]["loss_auc"] if self.record.history else math.nan
         if self.keep_in_band:
@@ -255,7 +268,8 @@ class HeldoutStoppingCallback(TrainerCallback):
             paused = sum(entry.get("forget_active") is False for entry in self.record.history)
             self.record.reason = (
                 f"pause rule: the forget term was paused after {paused} of {len(self.record.history)} checks "
-                f"(loss AUC <= {0.5 + self.record.tolerance:.3f}); {self._kept_phrase(state.global_step, last)}"
+                f"(loss AUC <= {0.5 + self.record.tolerance:.3f}); "
+                f"{self._kept_phrase(state.global_step, last)}"
             )
             logger.info("stopping='heldout_pause': %s.", self.record.reason)
         elif self.per_example:
@@ -298,6 +312,20 @@ class HeldoutStoppingCallback(TrainerCallback):
                 kept_step,
             )
         return next(e["loss_auc"] for e in self.record.history if e["step"] == kept_step)
+
+
+def reset_first_moments(optimizer: Any) -> int:
+    """Zero the first moments of ``optimizer`` (AdamW's ``exp_avg``, SGD's ``momentum_buffer``; through
+    accelerate's wrapper); returns how many tensors were reset (0 for optimizers keeping other state)."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    count = 0
+    for state in getattr(inner, "state", {}).values():
+        for key in FIRST_MOMENTS:
+            moment = state.get(key)
+            if isinstance(moment, torch.Tensor):
+                moment.zero_()
+                count += 1
+    return count
 
 
 def _kept_tensors(model: torch.nn.Module):

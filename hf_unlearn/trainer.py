@@ -172,6 +172,8 @@ class UnlearningTrainer(SetupMixin, Trainer):
             max_examples=args.stopping_max_examples,
             seed=args.seed,
             keep=self._stopping_keep(),
+            # nothing to pause without a forget term (ft): the optimizer is left alone
+            reset_momentum=args.stopping_reset_momentum and self.method.has_forget_term,
         )
 
     def _stopping_keep(self) -> str:

@@ -145,6 +145,49 @@ def test_pause_switches_the_forget_term_off_and_on_and_runs_to_max_steps(tmp_pat
     assert flags == [None, False, True, False, False]
 
 
+def _first_moments(trainer) -> list[torch.Tensor]:
+    inner = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
+    return [state["exp_avg"] for state in inner.state.values()]
+
+
+def test_pause_cuts_the_momentum_when_it_switches_the_forget_term_off(tmp_path, mislabeled, monkeypatch):
+    # AUC 1 at 0 (push); 0 at 3 (off: momentum cut); 0 at 6 (still off: nothing to cut); 1 at 9 (push); in the
+    # band at 12 (off: cut)
+    sequence = {0: 0.1, 3: 2.9, 6: 2.9, 9: 0.1, 12: 2.0}
+    runs = {}
+    for reset in (True, False):
+        trainer = _trainer(
+            tmp_path / str(reset),
+            mislabeled,
+            max_steps=12,
+            stopping="heldout_pause",
+            stopping_eval_steps=3,
+            stopping_reset_momentum=reset,
+        )
+        _script_losses(monkeypatch, trainer, lambda step: sequence[step])
+        moments = runs[reset] = {}
+
+        class Moments(TrainerCallback):  # runs after the stopping rule's own on_step_end
+            def on_step_end(self, args, state, control, moments=moments, trainer=trainer, **kwargs):
+                moments[state.global_step] = max(float(m.abs().max()) for m in _first_moments(trainer))
+
+        trainer.add_callback(Moments())
+        trainer.train()
+        runs[reset] = (trainer, moments)
+    (trainer, moments), (off, off_moments) = runs[True], runs[False]
+    n_moments = len(_first_moments(trainer))
+    assert [e.get("momentum_reset") for e in trainer.stopping.record.history] == [
+        None,
+        n_moments,
+        None,
+        None,
+        n_moments,
+    ]
+    assert moments[3] == moments[12] == 0.0 < min(moments[2], moments[4], moments[6], moments[11])
+    assert all("momentum_reset" not in entry for entry in off.stopping.record.history)
+    assert min(off_moments.values()) > 0
+
+
 @pytest.mark.parametrize("keep", ["in_band", "last"])
 def test_pause_ends_with_the_weights_of_the_latest_check_within_the_band(
     tmp_path, mislabeled, monkeypatch, keep
