@@ -94,7 +94,7 @@ def test_stopping_summary_counts_the_targets_met_per_seed_and_ranks_the_two_rcd_
         seeds[seed] = {"metrics": rows, "runs": runs}
     summary = stopping.summarize("toy", "classification", seeds, methods)
     assert summary["rows"]["a"]["targets_met"] == [3, 2] and summary["rows"]["a"]["targets_met_median"] == 2.5
-    assert summary["rows"]["c + stopping"]["targets_met"] == [4, 4]  # RCD ratio 1.1 >= 0.8
+    assert summary["rows"][stopping.label_of("c", "with")]["targets_met"] == [4, 4]  # RCD ratio 1.1 >= 0.8
     assert summary["rcd_rank_agreement"] == {"without": 1.0, "with": 1.0}
     assert summary["rows"]["b"]["check_overhead"] == 0.1 / 1.0
 
