@@ -124,3 +124,25 @@ def mislabeled_runs(tmp_path_factory, mislabeled):
         task = mislabeled if seed == 0 else mislabeled_task(seed=seed)
         runs[seed] = (task, train_mislabeled_models(tmp, task, seed))
     return runs
+
+
+def two_rank_results(worker, out, **env) -> list[tuple[dict, dict]]:
+    """Run ``worker out`` on 2 CPU processes (``torch.distributed.run``) and return ``[(tensors, findings)]`` of
+    rank 0 and rank 1, read from the ``rank{r}.safetensors`` / ``rank{r}.json`` files each rank writes."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root), **env}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run([*launch, str(worker), str(out)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = Path(out)
+    return [
+        (load_file(out / f"rank{r}.safetensors"), json.loads((out / f"rank{r}.json").read_text()))
+        for r in (0, 1)
+    ]

@@ -1,14 +1,10 @@
 """IEU's step hook on real FSDP2 shards: 2 CPU processes (gloo), ``fully_shard``, see ``_fsdp_worker.py``."""
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from conftest import two_rank_results
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_fsdp_worker.py")
@@ -19,21 +15,7 @@ LR, DECAY, SIGMA = 1e-2, 5.0, 0.02
 def ranks(tmp_path_factory):
     """``[(tensors, findings)]`` of rank 0 and rank 1."""
     out = tmp_path_factory.mktemp("fsdp")
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(ROOT),
-        "ACCELERATE_USE_FSDP": "true",
-        "FSDP_VERSION": "2",
-    }
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run([*launch, str(WORKER), str(out)], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return [
-        (load_file(out / f"rank{r}.safetensors"), json.loads((out / f"rank{r}.json").read_text()))
-        for r in (0, 1)
-    ]
+    return two_rank_results(WORKER, out, ACCELERATE_USE_FSDP="true", FSDP_VERSION="2")
 
 
 def _gathered(ranks, prefix: str) -> dict[str, torch.Tensor]:

@@ -2,17 +2,13 @@
 ``fully_shard``, see ``_fsdp_setup_worker.py``) they equal the unsharded ones; in ``UnlearningTrainer`` they wait
 for the wrapped model when the Trainer shards it, and the gradient passes are refused where they cannot run."""
 
-import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_config, state_copy
-from safetensors.torch import load_file
+from conftest import make_config, state_copy, two_rank_results
 
 from hf_unlearn import UnlearningTrainer
 from hf_unlearn.distributed import FSDP, ZERO3
@@ -25,15 +21,7 @@ SYNTHETIC_RATIOS = (0.1, 0.35, 0.6, 0.99)
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     """``[(tensors, findings)]`` of rank 0 and rank 1."""
-    out = tmp_path_factory.mktemp("fsdp_setup")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run([*launch, str(WORKER), str(out)], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return [
-        (load_file(out / f"rank{r}.safetensors"), json.loads((out / f"rank{r}.json").read_text()))
-        for r in (0, 1)
-    ]
+    return two_rank_results(WORKER, tmp_path_factory.mktemp("fsdp_setup"))
 
 
 def _gathered(ranks, prefix: str, offsets: dict[str, list[int]]) -> dict[str, torch.Tensor]:
