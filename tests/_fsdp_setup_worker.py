@@ -9,7 +9,6 @@ Each rank writes ``rank{R}.safetensors`` (full tensors of the unsharded runs, lo
 and ``rank{R}.json`` (shard offsets, counts, findings).
 """
 
-import json
 import math
 import os
 import sys
@@ -19,7 +18,7 @@ import torch
 torch.set_num_threads(1)
 
 import torch.distributed as dist  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
+from _rank_results import write_rank_results  # noqa: E402
 from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
 from torch.distributed.fsdp import fully_shard  # noqa: E402
 from torch.distributed.tensor import Shard, distribute_tensor  # noqa: E402
@@ -224,11 +223,7 @@ def main(out: str) -> None:
         n: {"offset": shard_offset(p)[0], "rows": local_tensor(p).shape[0]}
         for n, p in sharded_model(mesh).named_parameters()
     }
-    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(out, f"rank{rank}.safetensors"))
-    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
-        json.dump(found, f)
-    dist.barrier()
-    dist.destroy_process_group()
+    write_rank_results(out, rank, tensors, found)
 
 
 if __name__ == "__main__":

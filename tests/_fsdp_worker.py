@@ -8,8 +8,6 @@ trainer's optimizer (fused AdamW, two param groups) and the hook as the trainer 
 ``rank{R}.safetensors`` (local shards) and ``rank{R}.json`` (shard offsets, global shapes, findings).
 """
 
-import json
-import os
 import sys
 
 import torch
@@ -18,7 +16,7 @@ torch.set_num_threads(1)
 
 import torch.distributed as dist  # noqa: E402
 import torch.distributed.checkpoint as dcp  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
+from _rank_results import write_rank_results  # noqa: E402
 from torch.distributed.checkpoint.state_dict import (  # noqa: E402
     get_model_state_dict,
     get_optimizer_state_dict,
@@ -176,11 +174,7 @@ def main(out: str) -> None:
     run(4, net, optimizer, step)
     tensors.update({f"resumed/{k}": v for k, v in locals_of(net).items()})
 
-    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(out, f"rank{rank}.safetensors"))
-    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
-        json.dump(found, f)
-    dist.barrier()
-    dist.destroy_process_group()
+    write_rank_results(out, rank, tensors, found)
 
 
 if __name__ == "__main__":
