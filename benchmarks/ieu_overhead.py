@@ -19,10 +19,10 @@ from . import common
 NAME = "ieu_overhead"
 # size: (model kind, hidden size or GPT-2 size name, rows per part of a batch, timed rounds, steps per round)
 SIZES = {
-    "classifier-0.04m": ("classifier", 32, 8, 15, 20),
-    "classifier-0.13m": ("classifier", 64, 8, 15, 20),
-    "gpt2-5m": ("gpt2", "gpt2-5m", 4, 7, 2),
-    "gpt2-124m": ("gpt2", "gpt2-124m", 4, 5, 1),
+    "classifier-0.04m": ("classifier", 32, 8, 15, 24),
+    "classifier-0.13m": ("classifier", 64, 8, 15, 24),
+    "gpt2-5m": ("gpt2", "gpt2-5m", 4, 7, 8),
+    "gpt2-124m": ("gpt2", "gpt2-124m", 4, 3, 8),
 }
 QUICK = ("classifier-0.04m", "gpt2-5m")
 SEQ_LEN = 128
@@ -106,14 +106,19 @@ def measure(size: str, repeats: int | None = None, inner: int | None = None) -> 
         trainer = common.quiet(UnlearningTrainer(copy.deepcopy(model), args, **datasets))
         arms[method], first = _stepper(trainer, part_batch, hook_seconds if method == "ieu" else None)
     del model
+    inner, every = inner or default_inner, trainer.args.ieu_noise_every
+    if inner % every:
+        raise ValueError(
+            f"{inner} steps per round do not hold a whole number of noise injections (every {every})"
+        )
     start = time.perf_counter()
-    times = common.interleaved_times(
-        arms, repeats=repeats or default_repeats, warmup=1, inner=inner or default_inner
-    )
+    times = common.interleaved_times(arms, repeats=repeats or default_repeats, warmup=1, inner=inner)
     n = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     base = common.median(times["grad_diff"])
-    hook = common.median(hook_seconds)
-    draw = draw_seconds(n)
+    # per step, over the timed rounds: each holds inner / every injections (the steps in between only decay)
+    timed_hooks = hook_seconds[inner:]
+    hook = sum(timed_hooks) / len(timed_hooks)
+    draw = draw_seconds(n) / every
     return {
         "n_params": n,
         "batch": f"{part_batch} retain + {part_batch} forget rows of {tuple(first['retain']['input_ids'].shape)[1]} "
@@ -128,6 +133,7 @@ def measure(size: str, repeats: int | None = None, inner: int | None = None) -> 
         "draw_alone_s": draw,
         "draw_alone_fraction": draw / base,
         "hook_beyond_draw_s": hook - draw,
+        "noise_every": every,
     }
 
 
@@ -161,7 +167,7 @@ def _rows(results: dict) -> tuple[list[dict], list[dict]]:
                 "ratio of medians": r["ratio"]["ratio_of_medians"],
                 "hook in place (ms)": r["hook_in_place_s"] * 1e3,
                 "1 + hook / step": 1.0 + r["hook_in_place_fraction"],
-                "noise draw alone (ms)": r["draw_alone_s"] * 1e3,
+                "noise draw alone, per step (ms)": r["draw_alone_s"] * 1e3,
                 "1 + draw / step": 1.0 + r["draw_alone_fraction"],
                 "hook beyond the draw (ms)": r["hook_beyond_draw_s"] * 1e3,
             }
@@ -182,10 +188,12 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         }
     ]
     report.notes = [
-        "Default IEU settings (decay 1.0 folded into AdamW, noise std 1e-3 every step), default optimizer; one "
-        "step = training_step + optimizer.step + zero_grad; arms interleaved, rotating order, one warm-up round.",
-        "'noise draw alone': torch's CPU normal sampler (mt19937, single-threaded) over every trainable weight, "
-        "in a tight loop (warm caches; in place, after a step, the same draw takes ~10-35% longer). The hook cannot "
+        "Default IEU settings (decay 1.0 folded into AdamW, noise std 1e-3 per step injected every 8 steps with std "
+        "1e-3 * sqrt(8)), default optimizer; one step = training_step + optimizer.step + zero_grad; arms "
+        "interleaved, rotating order, one warm-up round; every timed round is a whole number of noise periods "
+        "(8 or 24 steps), and the hook's time is its mean per step over the timed rounds.",
+        "'noise draw alone, per step': torch's CPU normal sampler (mt19937, single-threaded) over every trainable "
+        "weight, divided by the 8 steps between draws, in a tight loop (warm caches; in place, after a step, the same draw takes ~10-35% longer). The hook cannot "
         "cost less without another random stream; its share of a step is set by the work per weight in a step "
         "(tokens per step), not by the model size. 'beyond the draw': the add pass, the decay of parameters "
         "without gradient, the layout check and the Python around them.",

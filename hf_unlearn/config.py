@@ -116,10 +116,11 @@ class UnlearningConfig(TrainingArguments):
         },
     )
     ieu_noise_every: int = field(
-        default=1,
+        default=8,
         metadata={
-            "help": "Inject noise every k optimizer steps with std sigma * sqrt(k) (the same Gaussian diffusion, "
-            "k times fewer random draws)."
+            "help": "Inject noise every k optimizer steps with std sigma * sqrt(k): the same Gaussian diffusion "
+            "(variance sigma**2 per step), k times fewer random draws. The default 8 keeps the CPU draw under "
+            "a hundredth of a step (benchmarks/results/ieu_overhead.json); 1 draws every step."
         },
     )
     forget_loss_cap: float | None = field(

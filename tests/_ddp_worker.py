@@ -26,6 +26,7 @@ args = UnlearningConfig(
     disable_tqdm=True,
     seed=0,
     ieu_noise_std=1e-3,
+    ieu_noise_every=1,  # noise on every one of the 4 steps
     ieu_decay=1.0,
     logging_steps=1,
     ddp_find_unused_parameters=False,

@@ -47,6 +47,7 @@ def train(task, build, method: str, out: str, kill: bool = False, resume: bool =
         seed=3,
         logging_steps=1,
         ieu_noise_std=1e-3,
+        ieu_noise_every=1,  # fresh noise on every step, on both sides of the checkpoint
         ieu_decay=2.0,
     )
     trainer = UnlearningTrainer(

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import make_config
 
-from hf_unlearn import UnlearningTrainer
+from hf_unlearn import UnlearningConfig, UnlearningTrainer
 from hf_unlearn.influence import DecayNoiseHook, noise_schedule
 from hf_unlearn.tiny import tiny_classifier
 
@@ -89,16 +89,22 @@ def test_ieu_decay_contracts_untouched_weights_exactly_in_a_real_run(tmp_path, m
     torch.testing.assert_close(after, before * (1 - 1e-2 * 5.0) ** 4, rtol=1e-5, atol=1e-7)
 
 
-def test_ieu_noise_at_zero_lr_has_std_sigma_and_is_seeded(tmp_path, mislabeled):
+def test_ieu_noise_at_zero_lr_diffuses_sigma_squared_per_step_and_is_seeded(tmp_path, mislabeled):
     init = tiny_classifier(mislabeled.tokenizer)
-    sigma = 0.01
-    runs = {
-        seed: _ieu_run(tmp_path, mislabeled, init, seed, learning_rate=0.0, ieu_noise_std=sigma, max_steps=1)
-        for seed in (0, 0, 1)
-    }
-    first = _ieu_run(tmp_path, mislabeled, init, 0, learning_rate=0.0, ieu_noise_std=sigma, max_steps=1)
+    sigma, every = 0.01, UnlearningConfig.__dataclass_fields__["ieu_noise_every"].default
+    assert every > 1  # the default injects sigma * sqrt(k) once every k steps
+
+    def run(seed, steps):
+        return _ieu_run(
+            tmp_path, mislabeled, init, seed, learning_rate=0.0, ieu_noise_std=sigma, max_steps=steps
+        )
+
+    runs = {seed: run(seed, every) for seed in (0, 1)}
+    first = run(0, every)
     delta = torch.cat([(p1 - p0).flatten() for p1, p0 in zip(first.parameters(), init.parameters())])
-    assert delta.std().item() == pytest.approx(sigma, rel=0.1)
+    assert delta.std().item() == pytest.approx(sigma * math.sqrt(every), rel=0.1)
+    before_injection = run(0, every - 1)
+    assert all(torch.equal(a, b) for a, b in zip(before_injection.parameters(), init.parameters()))
     same = all(torch.equal(a, b) for a, b in zip(first.parameters(), runs[0].parameters()))
     other = any(not torch.equal(a, b) for a, b in zip(first.parameters(), runs[1].parameters()))
     assert same and other

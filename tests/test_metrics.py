@@ -194,8 +194,10 @@ def test_refined_sparse_evaluation_reproduces_every_step_evaluation(mislabeled_m
         return relearning_convergence_delay(
             models["ieu"],
             mislabeled.forget,
+            # at 3e-3 the loss recovers in 77-93 steps (native and ATEN_CPU_CAPABILITY=default): well inside
+            # (7, 300) on any CPU; at 1e-3 it takes 270-300+, and the run may end censored
             config=RelearnConfig(
-                learning_rate=1e-3, max_steps=300, target="loss", progress_bar=False, **config
+                learning_rate=3e-3, max_steps=300, target="loss", progress_bar=False, **config
             ),
             **kwargs,
         )
