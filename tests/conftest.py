@@ -10,6 +10,33 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)  # relearning counts and float sums depend on the thread count
 
+# The suite runs on 2 pytest-xdist workers (pyproject's addopts: -n 2 --dist loadgroup). Each file is one group,
+# so its module fixtures are built once; files that share an expensive session fixture form one group.
+XDIST_GROUPS = {"test_metrics.py": "mislabeled_runs", "test_trainer.py": "mislabeled_runs"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS.get(name, name)))
+
+
+def accelerate_ddp_launch() -> list[str]:
+    """``accelerate launch`` with the 2-process CPU DDP recipe, on a free port (the recipe's default port would
+    collide when two launches run at once on parallel test workers)."""
+    import socket
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    recipe = Path(__file__).resolve().parents[1] / "recipes/accelerate/cpu_ddp.yaml"
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(recipe)] + [
+        "--main_process_port",
+        str(port),
+    ]
+
 
 @pytest.fixture(scope="session")
 def mislabeled():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import accelerate_ddp_launch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,16 +20,7 @@ def _env():
 
 @pytest.mark.slow
 def test_ieu_under_two_process_ddp_keeps_replicas_identical_and_matches_one_process(tmp_path):
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(ROOT / "recipes/accelerate/cpu_ddp.yaml"),
-        str(WORKER),
-        str(tmp_path / "ddp"),
-        "4",
-    ]
+    launch = [*accelerate_ddp_launch(), str(WORKER), str(tmp_path / "ddp"), "4"]
     ddp = subprocess.run(launch, env=_env(), capture_output=True, text=True)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     single = subprocess.run(
