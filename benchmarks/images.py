@@ -21,13 +21,15 @@ NAME = "images"
 SCENARIOS = ["digits-random10", "digits-class"]
 SEEDS = (0, 1, 2)
 #: row -> (method, overrides): SalUn's comparison set plus the seeds' methods and the two pre-masks
+#: (the methods as their papers run them: no influence removal, which digits-random10's defaults now have)
+PLAIN = {"influence_removal": "none"}
 ROWS: dict[str, tuple[str, dict]] = {
-    "ft": ("ft", {}),
-    "ga": ("ga", {}),
-    "rl": ("rl", {}),
-    "salun": ("salun", {}),
-    "dr": ("dr", {}),
-    "ieu": ("ieu", {}),
+    "ft": ("ft", PLAIN),
+    "ga": ("ga", PLAIN),
+    "rl": ("rl", PLAIN),
+    "salun": ("salun", PLAIN),
+    "dr": ("dr", PLAIN),
+    "ieu": ("ieu", PLAIN),
     "mask": ("ft", {"influence_removal": "mask", "mask_ratio": 0.01}),
     "rbm": ("ft", {"influence_removal": "rbm", "mask_ratio": 0.01}),
 }
@@ -134,8 +136,9 @@ def run(
     )
     report.notes = [
         "Each method runs with the scenario's unlearning_defaults (digits-random10: lr 1e-3, 50 steps, batch 32, "
-        "stopping heldout_pause; digits-class: the same without stopping); mask / rbm reset mask_ratio=0.01 of "
-        "the weights, then fine-tune on the retain set (ft).",
+        "stopping heldout_pause; digits-class: the same without stopping) but without influence removal; mask / "
+        "rbm reset mask_ratio=0.01 of the weights, then fine-tune on the retain set (ft). ieu's rows were measured "
+        "with ieu_noise_every=1 (the default before 2026-12-02).",
         "Retraining time is golden's training time in the same build (30 epochs over the retain images).",
     ]
     return report.write()
