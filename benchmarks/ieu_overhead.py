@@ -111,12 +111,12 @@ def measure(size: str, repeats: int | None = None, inner: int | None = None) -> 
         raise ValueError(
             f"{inner} steps per round do not hold a whole number of noise injections (every {every})"
         )
-    start = time.perf_counter()
-    times = common.interleaved_times(arms, repeats=repeats or default_repeats, warmup=1, inner=inner)
+    start, warmup = time.perf_counter(), 1
+    times = common.interleaved_times(arms, repeats=repeats or default_repeats, warmup=warmup, inner=inner)
     n = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     base = common.median(times["grad_diff"])
     # per step, over the timed rounds: each holds inner / every injections (the steps in between only decay)
-    timed_hooks = hook_seconds[inner:]
+    timed_hooks = hook_seconds[warmup * inner :]
     hook = sum(timed_hooks) / len(timed_hooks)
     draw = draw_seconds(n) / every
     return {
@@ -133,7 +133,6 @@ def measure(size: str, repeats: int | None = None, inner: int | None = None) -> 
         "draw_alone_s": draw,
         "draw_alone_fraction": draw / base,
         "hook_beyond_draw_s": hook - draw,
-        "noise_every": every,
     }
 
 
@@ -193,8 +192,9 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         "interleaved, rotating order, one warm-up round; every timed round is a whole number of noise periods "
         "(8 or 24 steps), and the hook's time is its mean per step over the timed rounds.",
         "'noise draw alone, per step': torch's CPU normal sampler (mt19937, single-threaded) over every trainable "
-        "weight, divided by the 8 steps between draws, in a tight loop (warm caches; in place, after a step, the same draw takes ~10-35% longer). The hook cannot "
-        "cost less without another random stream; its share of a step is set by the work per weight in a step "
+        "weight, divided by the 8 steps between draws, in a tight loop (warm caches; in place, after a step, "
+        "the same draw takes ~10-35% longer). The hook cannot cost less without another random stream; its "
+        "share of a step is set by the work per weight in a step "
         "(tokens per step), not by the model size. 'beyond the draw': the add pass, the decay of parameters "
         "without gradient, the layout check and the Python around them.",
         "Measured on a shared 2-core machine: paired end-to-end ratios move by more than the 3% at stake when "

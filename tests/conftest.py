@@ -1,4 +1,6 @@
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -21,21 +23,30 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS.get(name, name)))
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    """The environment of a test's worker process: one thread, offline, this checkout importable."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), **extra}
+
+
+def torchrun_launch() -> list[str]:
+    """``torch.distributed.run`` on 2 local processes (``--standalone`` picks a free port)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
 def accelerate_ddp_launch() -> list[str]:
     """``accelerate launch`` with the 2-process CPU DDP recipe, on a free port (the recipe's default port would
     collide when two launches run at once on parallel test workers)."""
     import socket
-    import sys
-    from pathlib import Path
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    recipe = Path(__file__).resolve().parents[1] / "recipes/accelerate/cpu_ddp.yaml"
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(recipe)] + [
-        "--main_process_port",
-        str(port),
-    ]
+    recipe = ROOT / "recipes/accelerate/cpu_ddp.yaml"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(recipe)]
+    return [*launch, "--main_process_port", str(port)]
 
 
 @pytest.fixture(scope="session")
@@ -158,15 +169,12 @@ def two_rank_results(worker, out, **env) -> list[tuple[dict, dict]]:
     rank 0 and rank 1, read from the ``rank{r}.safetensors`` / ``rank{r}.json`` files each rank writes."""
     import json
     import subprocess
-    import sys
-    from pathlib import Path
 
     from safetensors.torch import load_file
 
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root), **env}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run([*launch, str(worker), str(out)], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [*torchrun_launch(), str(worker), str(out)], env=worker_env(**env), capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     out = Path(out)
     return [

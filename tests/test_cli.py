@@ -3,7 +3,7 @@ import os
 
 import pytest
 import torch
-from conftest import accelerate_ddp_launch
+from conftest import accelerate_ddp_launch, worker_env
 
 from hf_unlearn.cli import main
 from hf_unlearn.tiny import tiny_classifier
@@ -207,14 +207,11 @@ def test_run_under_two_processes_evaluates_across_them_with_the_numbers_of_one(t
     """``accelerate launch`` (2 CPU processes, gloo): one report and card; the models unlearning did not change
     score exactly as in a one-process run, so the gathered evaluation is complete and in order."""
     import subprocess
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)}
     launch = [*accelerate_ddp_launch(), "-m", "hf_unlearn.cli", "run"]
     done = subprocess.run(
         [*launch, _recipe(tmp_path, model_dirs, tmp_path / "two", relearn=False)],
-        env=env,
+        env=worker_env(),
         capture_output=True,
         text=True,
     )

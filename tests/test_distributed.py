@@ -1,30 +1,27 @@
 """Real 2-process DDP on CPU (gloo) through the cpu_ddp accelerate recipe."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import accelerate_ddp_launch
+from conftest import accelerate_ddp_launch, worker_env
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_ddp_worker.py")
-
-
-def _env():
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 
 
 @pytest.mark.slow
 def test_ieu_under_two_process_ddp_keeps_replicas_identical_and_matches_one_process(tmp_path):
     launch = [*accelerate_ddp_launch(), str(WORKER), str(tmp_path / "ddp"), "4"]
-    ddp = subprocess.run(launch, env=_env(), capture_output=True, text=True)
+    ddp = subprocess.run(launch, env=worker_env(), capture_output=True, text=True)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     single = subprocess.run(
-        [sys.executable, str(WORKER), str(tmp_path / "one"), "8"], env=_env(), capture_output=True, text=True
+        [sys.executable, str(WORKER), str(tmp_path / "one"), "8"],
+        env=worker_env(),
+        capture_output=True,
+        text=True,
     )
     assert single.returncode == 0, single.stderr[-3000:]
     rank0 = load_file(tmp_path / "ddp" / "rank0.safetensors")

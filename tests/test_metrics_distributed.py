@@ -2,22 +2,20 @@
 per-example values are gathered, so 2 CPU processes (gloo) give the numbers of one."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import torchrun_launch, worker_env
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_eval_worker.py")
 
 
 @pytest.mark.slow
 def test_two_processes_share_the_passes_and_gather_the_numbers_of_one(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run([*launch, str(WORKER), str(tmp_path)], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [*torchrun_launch(), str(WORKER), str(tmp_path)], env=worker_env(), capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for kind in ("causal_lm", "classifier"):

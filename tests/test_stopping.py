@@ -128,10 +128,18 @@ def test_stops_at_the_first_check_where_the_forget_set_looks_held_out_and_keeps_
     assert any("stopping/loss_auc" in entry for entry in trainer.state.log_history)
 
 
+def _scripted_pause(tmp_path, task, monkeypatch, sequence: dict[int, float], **kwargs):
+    """A 12-step pause-rule run checking every 3 steps, its forget losses scripted per check by ``sequence``."""
+    trainer = _trainer(
+        tmp_path, task, max_steps=12, stopping="heldout_pause", stopping_eval_steps=3, **kwargs
+    )
+    _script_losses(monkeypatch, trainer, lambda step: sequence[step])
+    return trainer
+
+
 def test_pause_switches_the_forget_term_off_and_on_and_runs_to_max_steps(tmp_path, mislabeled, monkeypatch):
     sequence = {0: 0.1, 3: 2.9, 6: 0.1, 9: 2.9, 12: 2.9}  # far above / below the held-out median 2
-    trainer = _trainer(tmp_path, mislabeled, max_steps=12, stopping="heldout_pause", stopping_eval_steps=3)
-    _script_losses(monkeypatch, trainer, lambda step: sequence[step])
+    trainer = _scripted_pause(tmp_path, mislabeled, monkeypatch, sequence)
     active = []
     compute = trainer.method.compute
     monkeypatch.setattr(
@@ -156,15 +164,9 @@ def test_pause_cuts_the_momentum_when_it_switches_the_forget_term_off(tmp_path, 
     sequence = {0: 0.1, 3: 2.9, 6: 2.9, 9: 0.1, 12: 2.0}
     runs = {}
     for reset in (True, False):
-        trainer = _trainer(
-            tmp_path / str(reset),
-            mislabeled,
-            max_steps=12,
-            stopping="heldout_pause",
-            stopping_eval_steps=3,
-            stopping_reset_momentum=reset,
+        trainer = _scripted_pause(
+            tmp_path / str(reset), mislabeled, monkeypatch, sequence, stopping_reset_momentum=reset
         )
-        _script_losses(monkeypatch, trainer, lambda step: sequence[step])
         moments = runs[reset] = {}
 
         class Moments(TrainerCallback):  # runs after the stopping rule's own on_step_end
@@ -193,15 +195,7 @@ def test_pause_ends_with_the_weights_of_the_latest_check_within_the_band(
     tmp_path, mislabeled, monkeypatch, keep
 ):
     sequence = {0: 0.1, 3: 0.1, 6: 2.0, 9: 0.1, 12: 2.9}  # only the check at step 6 is within 0.5 +- 0.05
-    trainer = _trainer(
-        tmp_path,
-        mislabeled,
-        max_steps=12,
-        stopping="heldout_pause",
-        stopping_eval_steps=3,
-        stopping_keep=keep,
-    )
-    _script_losses(monkeypatch, trainer, lambda step: sequence[step])
+    trainer = _scripted_pause(tmp_path, mislabeled, monkeypatch, sequence, stopping_keep=keep)
     seen = {}
 
     class Snapshot(TrainerCallback):

@@ -4,14 +4,13 @@ wrong tokens), the NPO reference cache and the forget-loss cap measured before t
 back from the checkpoint."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import method_defined_for
+from conftest import method_defined_for, worker_env
 
 # the last three carry new state across a resume: both reference caches (idk_dpo), a frozen copy (undial, rmu)
 METHODS = ["ft", "ga", "grad_diff", "npo", "rl", "salun", "dr", "ieu", "idk_dpo", "undial", "rmu"]
@@ -25,10 +24,9 @@ WORKER = Path(__file__).with_name("_resume_worker.py")
 def resume_results(tmp_path_factory):
     """One worker process runs every defined (method, kind) pair: full run, SIGKILL after step 2, resume."""
     root = tmp_path_factory.mktemp("resume")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
         [sys.executable, str(WORKER), str(root), ",".join(METHODS), ",".join(KINDS)],
-        env=env,
+        env=worker_env(),
         capture_output=True,
         text=True,
     )
