@@ -156,6 +156,8 @@ class HeldoutStoppingCallback(TrainerCallback):
             every = auto_interval(len(self.forget) + len(self.reference), per_step)
             logger.info("stopping: checking every %d steps (stopping_eval_steps=None).", every)
         self.record = StoppingRecord(tolerance=tolerance, every=every, rule=rule)
+        self._collated: list[dict] | None = None  # the check's batches
+        import sklearn.metrics  # noqa: F401  (the AUC's; imported here rather than inside the first timed check)
 
     def restore(self, saved: dict, checkpoint: str | None = None) -> None:
         """Resume: the checks of the interrupted run, whether the forget term was on (pause rule), the targets
@@ -188,15 +190,8 @@ class HeldoutStoppingCallback(TrainerCallback):
 
     def measure(self, step: int) -> dict:
         """One check at ``step``: the loss AUC and the mean losses, appended to the record."""
-        trainer = self.trainer
-        nll = losses.per_example_nll
         start = time.perf_counter()
-        # the training step already runs forget + retain batches with gradients: twice the train batch fits
-        size = max(trainer.args.per_device_eval_batch_size, 2 * trainer.args.per_device_train_batch_size)
-        forget = trainer._per_example(trainer.model, self.forget, "stopping: forget", nll, batch_size=size)
-        heldout = trainer._per_example(
-            trainer.model, self.reference, "stopping: held-out", nll, batch_size=size
-        )
+        forget, heldout = self.check_losses()
         entry = {
             "step": int(step),
             "loss_auc": loss_auc(forget.numpy(), heldout.numpy()),
@@ -207,10 +202,30 @@ class HeldoutStoppingCallback(TrainerCallback):
             targets = quantile_targets(forget.numpy(), heldout.numpy())
             entry["at_target"] = int((forget.numpy() >= targets).sum())
             self.record.targets = [float(t) for t in targets]
-            trainer.forget_targets = torch.tensor(targets, dtype=torch.float32)
+            self.trainer.forget_targets = torch.tensor(targets, dtype=torch.float32)
         self.record.history.append(entry)
         self.record.check_seconds += time.perf_counter() - start
         return entry
+
+    def check_losses(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-example losses of the checked forget rows and of the reference rows, in one no-gradient pass."""
+        trainer = self.trainer
+        batches = trainer._on_device(self._check_batches(), "stopping check")
+        values = trainer._per_batch(trainer.model, batches, losses.per_example_nll)
+        return values[: len(self.forget)], values[len(self.forget) :]
+
+    def _check_batches(self) -> list[dict]:
+        """The forget rows' batches, then the reference rows' (collated once, on the CPU: the rows are fixed)."""
+        if self._collated is None:
+            # the training step already runs forget + retain batches with gradients: twice the train batch fits
+            args = self.trainer.args
+            size = max(args.per_device_eval_batch_size, 2 * args.per_device_train_batch_size)
+            self._collated = [
+                batch
+                for rows in (self.forget, self.reference)
+                for batch in self.trainer._collated(rows, size)
+            ]
+        return self._collated
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not self.record.history:  # a fresh run (a resumed one brings its checks back from the checkpoint)

@@ -14,6 +14,7 @@ import copy
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
@@ -291,28 +292,40 @@ class UnlearningTrainer(SetupMixin, Trainer):
         """``fn(logits, labels)`` for every row, in eval mode without gradients, as one float CPU tensor
         (batches of ``batch_size`` rows, default ``per_device_eval_batch_size``; chunked LM logits). A sharded
         model runs as it is placed, every process on every row."""
+        return self._per_batch(model, self._batches(rows, desc, batch_size), fn)
+
+    def _per_batch(self, model: torch.nn.Module, batches: Iterable[dict], fn) -> torch.Tensor:
+        """``_per_example`` over batches already collated and on the device (e.g. ``_batches``)."""
         if parameter_sharding(model) is None:
             model = model.to(self.args.device)
         was_training = model.training
         model.eval()
         values = []
         with torch.no_grad():
-            for batch in self._batches(rows, desc, batch_size):
+            for batch in batches:
                 logits, _ = self._forward(model, model_inputs(batch))
                 values.append(fn(logits, batch["labels"]).float().cpu())
         model.train(was_training)
         return torch.cat(values)
 
-    def _batches(self, rows: list[dict], desc: str, batch_size: int | None = None):
+    def _collated(self, rows: list[dict], batch_size: int | None = None) -> DataLoader:
+        """``rows`` collated in order, in batches of ``batch_size`` (default ``per_device_eval_batch_size``), on
+        the CPU."""
         size = batch_size or self.args.per_device_eval_batch_size
         # an own generator: a loader draws a base seed when iterated, which must not come from torch's global
         # stream (dropout and the batch order of the run would then depend on how often we measure)
-        loader = DataLoader(
+        return DataLoader(
             RowsDataset(rows), batch_size=size, collate_fn=self.data_collator, generator=torch.Generator()
         )
+
+    def _on_device(self, batches: Iterable[dict], desc: str):
+        """``batches`` moved to the training device one by one, with a progress bar on the main process."""
         disable = self.args.disable_tqdm or not self.is_world_process_zero()
-        for batch in tqdm(loader, desc=desc, disable=disable, leave=False):
+        for batch in tqdm(batches, desc=desc, disable=disable, leave=False):
             yield {k: v.to(self.args.device) for k, v in batch.items()}
+
+    def _batches(self, rows: list[dict], desc: str, batch_size: int | None = None):
+        return self._on_device(self._collated(rows, batch_size), desc)
 
     def _prepare_for_training(self, *args: Any, **kwargs: Any):
         model, dataloader = super()._prepare_for_training(*args, **kwargs)

@@ -29,20 +29,15 @@ def _trainer(tmp_path, task, **kwargs):
 
 
 def _script_losses(monkeypatch, trainer, forget_at):
-    """Replace the stopping rule's loss passes: held-out losses are fixed, the forget losses at step s are
-    ``forget_at(s)`` (one value for every forget example); every other pass is left alone."""
-    n_forget, n_ref = len(trainer.stopping.forget), len(trainer.stopping.reference)
-    heldout = torch.linspace(1.0, 3.0, n_ref)
-    real = trainer._per_example
+    """Replace the stopping rule's loss pass: held-out losses are fixed, the forget losses at step s are
+    ``forget_at(s)`` (one value for every forget example)."""
+    callback = trainer.stopping
+    heldout = torch.linspace(1.0, 3.0, len(callback.reference))
 
-    def scripted(model, rows, desc, fn, **kwargs):
-        if desc == "stopping: forget":
-            return torch.full((n_forget,), float(forget_at(trainer.state.global_step)))
-        if desc == "stopping: held-out":
-            return heldout
-        return real(model, rows, desc, fn, **kwargs)
+    def scripted():
+        return torch.full((len(callback.forget),), float(forget_at(trainer.state.global_step))), heldout
 
-    monkeypatch.setattr(trainer, "_per_example", scripted)
+    monkeypatch.setattr(callback, "check_losses", scripted)
 
 
 def test_loss_auc_conventions():
@@ -62,6 +57,22 @@ def test_checks_measure_fixed_seeded_subsets_of_at_most_max_examples(tmp_path, m
     trainer = _trainer(tmp_path, mislabeled, stopping="heldout", stopping_max_examples=5)
     assert len(trainer.stopping.forget) == len(trainer.stopping.reference) == 5
     assert all(row in trainer.forget_rows for row in trainer.stopping.forget)
+
+
+def test_a_check_collates_its_rows_once_and_equals_a_fresh_per_example_pass(tmp_path, mislabeled):
+    trainer = _trainer(tmp_path, mislabeled, stopping="heldout", stopping_max_examples=5)
+    callback, nll = trainer.stopping, losses.per_example_nll
+    forget, reference = callback.check_losses()
+    collator, trainer.data_collator = trainer.data_collator, None  # a second check must not collate again
+    again = callback.check_losses()
+    trainer.data_collator = collator
+    size = max(trainer.args.per_device_eval_batch_size, 2 * trainer.args.per_device_train_batch_size)
+    rows = (callback.forget, callback.reference)
+    fresh = [trainer._per_example(trainer.model, part, "x", nll, batch_size=size) for part in rows]
+    for got, second, want in zip((forget, reference), again, fresh):
+        assert got.shape == (5,)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        torch.testing.assert_close(second, want, rtol=0, atol=0)
 
 
 def test_per_example_targets_are_the_held_out_quantiles_at_each_forget_rank():
