@@ -47,6 +47,12 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+#: Without the two golden-free defaults (held-out-referenced stopping, influence removal): the control row
+#: "ft (plain)" (naive fine-tuning, which keeps the forget set; with the defaults' reset, ``ft`` is no longer
+#: naive) and the tuned rows run so.
+PLAIN: dict[str, Any] = {"stopping": "none", "influence_removal": "none"}
+CONTROL = "ft (plain)"
+
 # The scenarios' defaults before held-out-referenced stopping became one of them: what the tuned rows were
 # tuned on (``recipes/*-tuned.yaml``).
 PRE_STOPPING: dict[str, dict[str, Any]] = {
@@ -56,9 +62,9 @@ PRE_STOPPING: dict[str, dict[str, Any]] = {
 
 
 def tuned_settings(name: str, job=None) -> dict[str, dict[str, Any]]:
-    """``TUNED[name]`` on top of the pre-stopping defaults, without stopping (empty for scenarios where the
-    defaults are the sweep's best)."""
-    base = {"stopping": "none", **PRE_STOPPING.get(name, {})}
+    """``TUNED[name]`` on top of the pre-stopping defaults, without stopping and influence removal (as they were
+    tuned; empty for scenarios where the defaults are the sweep's best)."""
+    base = {**PLAIN, **PRE_STOPPING.get(name, {})}
     return {method: {**base, **settings} for method, settings in TUNED.get(name, {}).items()}
 
 
@@ -307,13 +313,29 @@ def keys_of(task: str) -> dict[str, str]:
     }
 
 
+def applies(method: Any, job) -> bool:
+    """Whether ``method`` (an ``UnlearningMethod`` class) can run on ``job``: its task, and for the methods that
+    train the forget prompts towards refusals, a forget set with prompts (raw text has none)."""
+    from hf_unlearn.data.alternatives import with_default_alternatives
+
+    if job.task not in method.tasks:
+        return False
+    if method.needs_alternative:
+        try:
+            with_default_alternatives(job.forget, seed=0)
+        except ValueError:
+            return False
+    return True
+
+
 def evaluate_scenario(name: str, methods: list[str], tuned: dict | None = None, seed: int = 0) -> dict:
     from hf_unlearn.methods import get_method
     from hf_unlearn.pipeline import evaluate_models
 
     job, run_args = scenario_job(name, seed)
     tuned = tuned_settings(name, job) if tuned is None else tuned
-    methods = [m for m in methods if job.task in get_method(m).tasks]
+    skipped = [m for m in methods if not applies(get_method(m), job)]
+    methods = [m for m in methods if m not in skipped]
     models: dict[str, Any] = {"original": job.original, "golden": job.golden}
     seconds: dict[str, float] = {}
     settings: dict[str, dict] = {}
@@ -326,6 +348,9 @@ def evaluate_scenario(name: str, methods: list[str], tuned: dict | None = None, 
             job, run_args, method, overrides, seed, tag=f"{method}_tuned"
         )
         settings[label] = {**job.defaults, **overrides}
+    if "ft" in methods:
+        models[CONTROL], seconds[CONTROL], _ = unlearn_once(job, run_args, "ft", PLAIN, seed, tag="ft_plain")
+        settings[CONTROL] = {**job.defaults, **PLAIN}
     start = time.perf_counter()
     metrics, relearn = evaluate_models(job, models, run_args, seed=seed, progress=False)
     eval_seconds = time.perf_counter() - start
@@ -334,6 +359,7 @@ def evaluate_scenario(name: str, methods: list[str], tuned: dict | None = None, 
     return {
         "scenario": name,
         "task": job.task,
+        "skipped": skipped,
         "sizes": job.info.get("sizes"),
         "train_seconds": job.info.get("train_seconds"),
         "defaults": job.defaults,
@@ -404,12 +430,13 @@ def targets_of(result: dict) -> list[dict]:
     for method in ("dr", "ieu"):
         label = f"{method} (tuned)" if f"{method} (tuned)" in m else method
         rows += method_targets(name, label, m[label], m["golden"], m["original"], keys)
-    if "ft" in m:
+    if CONTROL in m:
         rows.append(
             common.target(
                 f"{name}: ft RCD ratio (must stay far below)",
-                "naive fine-tuning's relearning ratio: the baseline that keeps the forget set",
-                m["ft"].get("rcd/ratio_to_golden"),
+                "naive fine-tuning's relearning ratio (no stopping, no influence removal): the baseline that "
+                "keeps the forget set",
+                m[CONTROL].get("rcd/ratio_to_golden"),
                 0.5,
             )
         )
@@ -450,8 +477,12 @@ def run(quick: bool = False, threads: int | None = None, scenarios: list[str] | 
             {"title": f"{name} ({result['task']}; defaults: {settings})", "markdown": table_of(result)}
         )
         for label, s in result["settings"].items():
-            if "tuned" in label:
+            if "tuned" in label or label == CONTROL:
                 report.notes.append(f"{name}: {label} = {s}")
+        if result["skipped"]:
+            report.notes.append(
+                f"{name}: not run (they do not apply to its data): {', '.join(result['skipped'])}"
+            )
         report.notes.append(
             f"{name}: sizes {result['sizes']}; relearning protocol {result['relearn_protocol']}; evaluation "
             f"(metrics + RCD of {len(result['metrics'])} models) took {result['eval_seconds']:.0f} s."

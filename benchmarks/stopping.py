@@ -31,7 +31,7 @@ SEEDS = (0, 1, 2)
 #: The arm "with": each scenario's defaults as they are (held-out-referenced stopping and influence removal,
 #: neither needing a golden model); "without": the same run without either (the plain method).
 STOPPING: dict[str, Any] = {}
-ARMS = {"without": {"stopping": "none", "influence_removal": "none"}, "with": STOPPING}
+ARMS = {"without": quality.PLAIN, "with": STOPPING}
 WITH_LABEL = "+ stopping + removal"
 
 

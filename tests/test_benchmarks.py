@@ -165,3 +165,18 @@ def test_gpu_part_that_fails_is_recorded_as_a_missed_row_not_raised(tmp_path, mo
     assert part is None and record["status"] == "failed" and "KeyError" in record["tail"]
     row = gpu._part_row("no_such_part", record)
     assert row["pass"] is False and row["measured"] is None
+
+
+def test_quality_skips_the_refusal_methods_on_a_forget_set_without_prompts():
+    from types import SimpleNamespace
+
+    from benchmarks.quality import applies
+    from hf_unlearn.methods import get_method
+
+    raw_text = SimpleNamespace(task="causal_lm", forget=[{"text": "an article"}])
+    qa = SimpleNamespace(task="causal_lm", forget=[{"prompt": "Q?", "completion": "A."}])
+    assert not applies(get_method("idk_nll"), raw_text) and applies(get_method("idk_nll"), qa)
+    assert applies(get_method("ga"), raw_text)
+    assert not applies(
+        get_method("rmu"), SimpleNamespace(task="classification", forget=[{"text": "x", "label": 0}])
+    )
