@@ -150,13 +150,15 @@ class HeldoutStoppingCallback(TrainerCallback):
             trainer.forget_rows if self.per_example else fixed_subset(trainer.forget_rows, max_examples, seed)
         )
         self.reference = fixed_subset(reference, max_examples, seed + 1)
+        args = trainer.args
         if every is None:
-            args = trainer.args
             per_step = 2 * args.per_device_train_batch_size * args.gradient_accumulation_steps
             every = auto_interval(len(self.forget) + len(self.reference), per_step)
             logger.info("stopping: checking every %d steps (stopping_eval_steps=None).", every)
         self.record = StoppingRecord(tolerance=tolerance, every=every, rule=rule)
-        self._collated: list[dict] | None = None  # the check's batches
+        # the training step already runs forget + retain batches with gradients: twice the train batch fits
+        self.batch_size = max(args.per_device_eval_batch_size, 2 * args.per_device_train_batch_size)
+        self._check_cache: list[dict] | None = None  # the check's collated batches
         import sklearn.metrics  # noqa: F401  (the AUC's; imported here rather than inside the first timed check)
 
     def restore(self, saved: dict, checkpoint: str | None = None) -> None:
@@ -216,16 +218,13 @@ class HeldoutStoppingCallback(TrainerCallback):
 
     def _check_batches(self) -> list[dict]:
         """The forget rows' batches, then the reference rows' (collated once, on the CPU: the rows are fixed)."""
-        if self._collated is None:
-            # the training step already runs forget + retain batches with gradients: twice the train batch fits
-            args = self.trainer.args
-            size = max(args.per_device_eval_batch_size, 2 * args.per_device_train_batch_size)
-            self._collated = [
+        if self._check_cache is None:
+            self._check_cache = [
                 batch
                 for rows in (self.forget, self.reference)
-                for batch in self.trainer._collated(rows, size)
+                for batch in self.trainer._collated(rows, self.batch_size)
             ]
-        return self._collated
+        return self._check_cache
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not self.record.history:  # a fresh run (a resumed one brings its checks back from the checkpoint)

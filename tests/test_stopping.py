@@ -66,9 +66,8 @@ def test_a_check_collates_its_rows_once_and_equals_a_fresh_per_example_pass(tmp_
     collator, trainer.data_collator = trainer.data_collator, None  # a second check must not collate again
     again = callback.check_losses()
     trainer.data_collator = collator
-    size = max(trainer.args.per_device_eval_batch_size, 2 * trainer.args.per_device_train_batch_size)
     rows = (callback.forget, callback.reference)
-    fresh = [trainer._per_example(trainer.model, part, "x", nll, batch_size=size) for part in rows]
+    fresh = [trainer._per_example(trainer.model, r, "x", nll, batch_size=callback.batch_size) for r in rows]
     for got, second, want in zip((forget, reference), again, fresh):
         assert got.shape == (5,)
         torch.testing.assert_close(got, want, rtol=0, atol=0)
