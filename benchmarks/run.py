@@ -26,6 +26,7 @@ CPU_BENCHMARKS = [
     "tofu",
     "generation_cost",
     "stopping",
+    "stopping_oracle",
     "images",
     "method_cost",
     "tofu_seeds",

@@ -180,3 +180,53 @@ def test_quality_skips_the_refusal_methods_on_a_forget_set_without_prompts():
     assert not applies(
         get_method("rmu"), SimpleNamespace(task="classification", forget=[{"text": "x", "label": 0}])
     )
+
+
+def test_stopping_oracle_copies_the_weights_at_every_check_and_the_kept_ones_are_a_check(
+    tmp_path, mislabeled
+):
+    import copy
+
+    import torch
+    from conftest import make_config
+
+    from benchmarks.stopping_oracle import snapshots_at_checks
+    from hf_unlearn import UnlearningTrainer
+    from hf_unlearn.stopping import HeldoutStoppingCallback
+    from hf_unlearn.tiny import tiny_classifier
+
+    config = make_config(
+        tmp_path,
+        method="dr",
+        learning_rate=1e-2,
+        lr_scheduler_type="constant",
+        max_steps=6,
+        stopping="heldout_pause",
+        stopping_eval_steps=3,
+        logging_steps=1000,
+    )
+    model = tiny_classifier(mislabeled.tokenizer, seed=0)
+    golden = copy.deepcopy(model)
+    trainer = UnlearningTrainer(
+        model,
+        config,
+        forget_dataset=mislabeled.forget,
+        retain_dataset=mislabeled.retain,
+        eval_dataset=mislabeled.test,
+        processing_class=mislabeled.tokenizer,
+    )
+    measure = HeldoutStoppingCallback.measure
+    with snapshots_at_checks(golden, {"snapshots": {}, "entries": {}}) as seen:
+        trainer.train()
+    assert HeldoutStoppingCallback.measure is measure  # put back
+    assert sorted(seen["snapshots"]) == [0, 3, 6] == sorted(seen["entries"])
+    # golden is the untrained copy: its AUC on the checked rows is the first check's
+    assert seen["golden_auc"] == trainer.stopping.record.history[0]["loss_auc"]
+    kept = trainer.stopping.record.kept_step or 6  # no check in the band: the last step's, also a check
+    weights = dict(trainer.model.named_parameters())
+    changed = False
+    for name, tensor in seen["snapshots"][kept].items():
+        if name in weights:
+            torch.testing.assert_close(weights[name].detach(), tensor, rtol=0, atol=0)
+            changed |= not torch.equal(tensor, seen["snapshots"][0][name])
+    assert changed  # copies of the weights as they were at each check, not views of the live ones
