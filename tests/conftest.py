@@ -107,6 +107,24 @@ EFFICACY_SEEDS = (
 )  # outcome claims are medians over these: one seed's float order can flip an example
 
 
+def heldout_trainer(tmp_path, task, **kwargs):
+    """An ``UnlearningTrainer`` on a fresh tiny classifier for ``task`` with its test split as ``eval_dataset``
+    (the held-out reference of the stopping rules); ``grad_diff`` at a constant 1e-3 unless ``kwargs`` say."""
+    from hf_unlearn import UnlearningTrainer
+    from hf_unlearn.tiny import tiny_classifier
+
+    settings = {"method": "grad_diff", "learning_rate": 1e-3, "lr_scheduler_type": "constant", **kwargs}
+    config = make_config(tmp_path, logging_steps=1000, **settings)
+    return UnlearningTrainer(
+        tiny_classifier(task.tokenizer, seed=0),
+        config,
+        forget_dataset=task.forget,
+        retain_dataset=task.retain,
+        eval_dataset=task.test,
+        processing_class=task.tokenizer,
+    )
+
+
 def fit(tmp_path, model, task, retain, method, steps, lr, schedule="constant", forget=None, **kwargs):
     """Train ``model`` in place with ``UnlearningTrainer`` (method ``ft`` trains on ``retain`` only)."""
     from hf_unlearn import UnlearningTrainer

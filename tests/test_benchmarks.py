@@ -188,33 +188,21 @@ def test_stopping_oracle_copies_the_weights_at_every_check_and_the_kept_ones_are
     import copy
 
     import torch
-    from conftest import make_config
+    from conftest import heldout_trainer
 
     from benchmarks.stopping_oracle import snapshots_at_checks
-    from hf_unlearn import UnlearningTrainer
     from hf_unlearn.stopping import HeldoutStoppingCallback
-    from hf_unlearn.tiny import tiny_classifier
 
-    config = make_config(
+    trainer = heldout_trainer(
         tmp_path,
+        mislabeled,
         method="dr",
         learning_rate=1e-2,
-        lr_scheduler_type="constant",
         max_steps=6,
         stopping="heldout_pause",
         stopping_eval_steps=3,
-        logging_steps=1000,
     )
-    model = tiny_classifier(mislabeled.tokenizer, seed=0)
-    golden = copy.deepcopy(model)
-    trainer = UnlearningTrainer(
-        model,
-        config,
-        forget_dataset=mislabeled.forget,
-        retain_dataset=mislabeled.retain,
-        eval_dataset=mislabeled.test,
-        processing_class=mislabeled.tokenizer,
-    )
+    golden = copy.deepcopy(trainer.model)
     measure = HeldoutStoppingCallback.measure
     with snapshots_at_checks(golden, {"snapshots": {}, "entries": {}}) as seen:
         trainer.train()

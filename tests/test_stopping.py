@@ -6,26 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_config, state_copy
+from conftest import heldout_trainer, make_config, state_copy
 from transformers import TrainerCallback
 
 from hf_unlearn import UnlearningTrainer, losses
 from hf_unlearn.stopping import auto_interval, corrupt_labels, fixed_subset, loss_auc, quantile_targets
 from hf_unlearn.tiny import tiny_classifier
 
-
-def _trainer(tmp_path, task, **kwargs):
-    settings = {"method": "grad_diff", "learning_rate": 1e-3, "lr_scheduler_type": "constant", **kwargs}
-    config = make_config(tmp_path, logging_steps=1000, **settings)
-    model = tiny_classifier(task.tokenizer, seed=0)
-    return UnlearningTrainer(
-        model,
-        config,
-        forget_dataset=task.forget,
-        retain_dataset=task.retain,
-        eval_dataset=task.test,
-        processing_class=task.tokenizer,
-    )
+_trainer = heldout_trainer
 
 
 def _script_losses(monkeypatch, trainer, forget_at):
