@@ -209,11 +209,14 @@ class HeldoutStoppingCallback(TrainerCallback):
         self.record.check_seconds += time.perf_counter() - start
         return entry
 
-    def check_losses(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The per-example losses of the checked forget rows and of the reference rows, in one no-gradient pass."""
+    def check_losses(self, model: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-example losses of the checked forget rows and of the reference rows, in one no-gradient pass,
+        of ``model`` (default: the trainer's; another model, e.g. a golden one, is measured on the same rows)."""
         trainer = self.trainer
         batches = trainer._on_device(self._check_batches(), "stopping check")
-        values = trainer._per_batch(trainer.model, batches, losses.per_example_nll)
+        values = trainer._per_batch(
+            trainer.model if model is None else model, batches, losses.per_example_nll
+        )
         return values[: len(self.forget)], values[len(self.forget) :]
 
     def _check_batches(self) -> list[dict]:

@@ -13,8 +13,6 @@ from hf_unlearn import UnlearningTrainer, losses
 from hf_unlearn.stopping import auto_interval, corrupt_labels, fixed_subset, loss_auc, quantile_targets
 from hf_unlearn.tiny import tiny_classifier
 
-_trainer = heldout_trainer
-
 
 def _script_losses(monkeypatch, trainer, forget_at):
     """Replace the stopping rule's loss pass: held-out losses are fixed, the forget losses at step s are
@@ -42,13 +40,13 @@ def test_checks_measure_fixed_seeded_subsets_of_at_most_max_examples(tmp_path, m
     )
     assert subset == fixed_subset(rows, 30, seed=0) != fixed_subset(rows, 30, seed=1)
     assert fixed_subset(rows, 0, seed=0) is rows and fixed_subset(rows, 100, seed=0) is rows
-    trainer = _trainer(tmp_path, mislabeled, stopping="heldout", stopping_max_examples=5)
+    trainer = heldout_trainer(tmp_path, mislabeled, stopping="heldout", stopping_max_examples=5)
     assert len(trainer.stopping.forget) == len(trainer.stopping.reference) == 5
     assert all(row in trainer.forget_rows for row in trainer.stopping.forget)
 
 
 def test_a_check_collates_its_rows_once_and_equals_a_fresh_per_example_pass(tmp_path, mislabeled):
-    trainer = _trainer(tmp_path, mislabeled, stopping="heldout", stopping_max_examples=5)
+    trainer = heldout_trainer(tmp_path, mislabeled, stopping="heldout", stopping_max_examples=5)
     callback, nll = trainer.stopping, losses.per_example_nll
     forget, reference = callback.check_losses()
     collator, trainer.data_collator = trainer.data_collator, None  # a second check must not collate again
@@ -77,7 +75,7 @@ def test_per_example_targets_are_the_held_out_quantiles_at_each_forget_rank():
 
 
 def test_per_example_rule_sets_targets_at_every_check_and_runs_to_max_steps(tmp_path, mislabeled):
-    trainer = _trainer(
+    trainer = heldout_trainer(
         tmp_path, mislabeled, max_steps=6, stopping="heldout_per_example", stopping_eval_steps=3
     )
     trainer.train()
@@ -92,7 +90,7 @@ def test_per_example_rule_sets_targets_at_every_check_and_runs_to_max_steps(tmp_
 def test_the_default_interval_keeps_the_checks_within_a_tenth_of_the_training_time(tmp_path, mislabeled):
     assert auto_interval(examples_per_check=124, examples_per_step=32) == 16  # 124 / (0.1 * 2.5 * 32) = 15.5
     assert auto_interval(examples_per_check=1, examples_per_step=64) == 1
-    trainer = _trainer(tmp_path, mislabeled, stopping="heldout", per_device_train_batch_size=4)
+    trainer = heldout_trainer(tmp_path, mislabeled, stopping="heldout", per_device_train_batch_size=4)
     checked = len(trainer.stopping.forget) + len(trainer.stopping.reference)
     assert trainer.args.stopping_eval_steps is None
     assert trainer.stopping.record.every == auto_interval(checked, 8)
@@ -110,7 +108,9 @@ def test_stops_at_the_first_check_where_the_forget_set_looks_held_out_and_keeps_
     tmp_path, mislabeled, monkeypatch
 ):
     # forget losses rise 0.2 per step; the held-out losses span [1, 3] (median 2): AUC <= 0.55 from ~step 10
-    trainer = _trainer(tmp_path / "a", mislabeled, max_steps=30, stopping="heldout", stopping_eval_steps=4)
+    trainer = heldout_trainer(
+        tmp_path / "a", mislabeled, max_steps=30, stopping="heldout", stopping_eval_steps=4
+    )
     _script_losses(monkeypatch, trainer, lambda step: 0.2 * step)
     trainer.train()
     record = trainer.stopping.record
@@ -119,7 +119,7 @@ def test_stops_at_the_first_check_where_the_forget_set_looks_held_out_and_keeps_
     assert aucs[8] > 0.55 >= aucs[12]
     assert record.stopped_step == 12 == trainer.state.global_step and "indistinguishable" in record.reason
     # the kept weights are those of step 12: the same run told to stop there
-    plain = _trainer(tmp_path / "b", mislabeled, max_steps=12)
+    plain = heldout_trainer(tmp_path / "b", mislabeled, max_steps=12)
     plain.train()
     for key, value in state_copy(plain.model).items():
         torch.testing.assert_close(state_copy(trainer.model)[key], value, rtol=0, atol=0)
@@ -128,7 +128,7 @@ def test_stops_at_the_first_check_where_the_forget_set_looks_held_out_and_keeps_
 
 def _scripted_pause(tmp_path, task, monkeypatch, sequence: dict[int, float], **kwargs):
     """A 12-step pause-rule run checking every 3 steps, its forget losses scripted per check by ``sequence``."""
-    trainer = _trainer(
+    trainer = heldout_trainer(
         tmp_path, task, max_steps=12, stopping="heldout_pause", stopping_eval_steps=3, **kwargs
     )
     _script_losses(monkeypatch, trainer, lambda step: sequence[step])
@@ -221,11 +221,11 @@ def test_resume_with_stopping_on_is_bit_identical(tmp_path, mislabeled, rule, mo
     in_band = {2: 2.0, 4: 2.9}
     script = (lambda step: 0.35 * step) if rule == "heldout" else (lambda step: in_band.get(step, 0.1))
     kwargs = dict(max_steps=8, stopping=rule, stopping_eval_steps=2)
-    full = _trainer(tmp_path / "full", mislabeled, save_strategy="steps", save_steps=4, **kwargs)
+    full = heldout_trainer(tmp_path / "full", mislabeled, save_strategy="steps", save_steps=4, **kwargs)
     _script_losses(monkeypatch, full, script)
     full.train()
     assert full.state.global_step == (6 if rule == "heldout" else 8)
-    resumed = _trainer(tmp_path / "resumed", mislabeled, **kwargs)
+    resumed = heldout_trainer(tmp_path / "resumed", mislabeled, **kwargs)
     _script_losses(monkeypatch, resumed, script)
     resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "out" / "checkpoint-4"))
     assert resumed.state.global_step == full.state.global_step
@@ -241,8 +241,10 @@ def test_resume_with_stopping_on_is_bit_identical(tmp_path, mislabeled, rule, mo
 
 
 def test_label_corruption_builds_the_reference_from_wrong_labels(tmp_path, mislabeled):
-    clean = _trainer(tmp_path / "a", mislabeled, stopping="heldout")
-    corrupted = _trainer(tmp_path / "b", mislabeled, stopping="heldout", heldout_label_corruption="random")
+    clean = heldout_trainer(tmp_path / "a", mislabeled, stopping="heldout")
+    corrupted = heldout_trainer(
+        tmp_path / "b", mislabeled, stopping="heldout", heldout_label_corruption="random"
+    )
     pairs = zip(clean.stopping.reference, corrupted.stopping.reference)
     assert all(c["labels"] != r["labels"] and c["input_ids"] == r["input_ids"] for r, c in pairs)
 
@@ -314,7 +316,7 @@ def test_the_checks_leave_the_training_random_stream_alone(tmp_path, mislabeled)
     kwargs = dict(method="ft", max_steps=12, per_device_train_batch_size=4)
     runs = {"plain": {}, "checked": {"stopping": "heldout_pause", "stopping_eval_steps": 1}}
     for name, extra in runs.items():  # each trainer seeds torch when it is built, so build each just before
-        runs[name] = trainer = _trainer(tmp_path / name, mislabeled, **kwargs, **extra)
+        runs[name] = trainer = heldout_trainer(tmp_path / name, mislabeled, **kwargs, **extra)
         for module in trainer.model.modules():  # dropout draws from the global stream at every step
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.1
