@@ -11,6 +11,7 @@ Heavy imports (torch, transformers) happen inside the commands, so ``hf-unlearn 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -30,14 +31,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_quickstart(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="hf-unlearn quickstart",
         description="Unlearn a built-in scenario "
         "with several methods and compare them with the original and golden models.",
     )
     parser.add_argument("--output_dir", default="outputs/quickstart")
     parser.add_argument("--scenario", default="polarity-minilm")
-    parser.add_argument("--methods", default="ft,dr,ieu", help="comma-separated unlearning methods")
+    parser.add_argument(
+        "--methods",
+        default="ft,mask+ft,dr,ieu",
+        help="comma-separated rows: a method at the scenario's defaults (dr, ieu, npo, ...), except 'ft': naive "
+        "fine-tuning (no influence removal, no stopping); 'mask+ft' (or 'rbm+ft', 'mask+npo', ...) resets the "
+        "weights the forget set moves first",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite_output_dir", action="store_true")
     parser.add_argument("--no_progress", action="store_true")
@@ -57,23 +64,83 @@ def cmd_quickstart(argv: list[str]) -> int:
     return 0
 
 
-def parse_recipe(argv: list[str]):
-    """``(RunArguments, UnlearningConfig)`` from ``RECIPE.yaml`` and ``--key value`` overrides."""
+class ShortErrors:
+    """An ``argparse`` parser mixin: a bad option or value gets a one-line error and where the help is, instead
+    of the usage block (``hf-unlearn run``'s lists some 200 options), and an unknown option the names close to
+    it."""
+
+    def error(self, message: str):
+        """Exit 2 with ``PROG: error: MESSAGE`` and a pointer to ``PROG --help``."""
+        self.exit(2, f"{self.prog}: error: {message}\nsee `{self.prog} --help`\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """``ArgumentParser.parse_known_args``, with any argument left over an error that says what was meant."""
+        namespace, rest = super().parse_known_args(args, namespace)
+        if rest:
+            options = [action.option_strings[0] for action in self._actions if action.option_strings]
+            self.error(f"unrecognized arguments: {' '.join(rest)}{did_you_mean(rest, options)}")
+        return namespace, rest
+
+
+class ArgumentParser(ShortErrors, argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` with ``ShortErrors``."""
+
+
+def did_you_mean(words: list[str], known: list[str]) -> str:
+    """`` (did you mean '--x'?)`` for the options among ``words`` (``--name`` or ``--name=value``) that are close
+    to one of ``known``, else ``""``."""
+    close = []
+    for word in words:
+        name = word.split("=", 1)[0]
+        if name.startswith("-"):
+            close += difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {' or '.join(repr(c) for c in dict.fromkeys(close))}?)" if close else ""
+
+
+RESUME_HELP = (
+    "Resume an interrupted run: a checkpoint-* folder, or true for the last one in output_dir (which may then be "
+    "non-empty without --overwrite_output_dir). The run ends as the uninterrupted one would have."
+)
+
+
+def recipe_parser():
+    """The ``HfArgumentParser`` of ``hf-unlearn run``: ``RunArguments`` and ``UnlearningConfig`` options, with
+    one-line errors (``ShortErrors``) and their own help on the ``--no_X`` options of boolean fields."""
     from transformers import HfArgumentParser
 
     from .config import UnlearningConfig
     from .pipeline import RunArguments
 
-    parser = HfArgumentParser((RunArguments, UnlearningConfig), prog="hf-unlearn run")
+    parser_class = type("RecipeParser", (ShortErrors, HfArgumentParser), {})
+    parser = parser_class((RunArguments, UnlearningConfig), prog="hf-unlearn run")
+    for action in parser._actions:
+        if action.dest == "resume_from_checkpoint":  # TrainingArguments says scripts decide what it means
+            action.help = RESUME_HELP
+        # HfArgumentParser gives --no_X (a bool field that defaults to True) the help of --X
+        if isinstance(action, argparse._StoreFalseAction) and f"--no_{action.dest}" in action.option_strings:
+            action.help = f"Turn off --{action.dest} (on by default)."
+            action.default = (
+                argparse.SUPPRESS
+            )  # never used (--X's comes first); keeps "(default: False)" away
+    return parser
+
+
+def parse_recipe(argv: list[str]):
+    """``(RunArguments, UnlearningConfig)`` from ``RECIPE.yaml`` and ``--key value`` overrides. The recipe is read
+    and its keys checked before ``transformers`` is imported, so a mistake in it is reported at once."""
     recipe_path = argv[0] if argv and not argv[0].startswith("-") else None
+    recipe = read_recipe(recipe_path) if recipe_path is not None else {}
+    parser = recipe_parser()
     if recipe_path is not None:
         argv = argv[1:]
-        parser.set_defaults(**read_recipe(recipe_path, parser))
+        parser.set_defaults(**recipe_defaults(recipe, parser, recipe_path))
     run_args, config = parser.parse_args_into_dataclasses(args=argv)
     return run_args, config
 
 
-def read_recipe(path: str, parser: argparse.ArgumentParser) -> dict:
+def read_recipe(path: str) -> dict:
+    """The ``option: value`` mapping of YAML recipe ``path``; ``ValueError`` (one line) for a missing file, bad
+    YAML or an unknown option, before anything heavy is imported."""
     import yaml
 
     if not os.path.isfile(path):
@@ -82,13 +149,80 @@ def read_recipe(path: str, parser: argparse.ArgumentParser) -> dict:
         with open(path) as f:
             recipe = yaml.safe_load(f) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"recipe {path!r} is not valid YAML: {err}") from None
+        raise ValueError(f"recipe {path!r} is not valid YAML: {_yaml_problem(err)}") from None
     if not isinstance(recipe, dict):
         raise ValueError(f"recipe {path!r} must be a mapping of option: value.")
-    actions = {action.dest: action for action in parser._actions}
+    known = recipe_keys()
+    if known is not None:
+        _check_keys(recipe, known, path)
+    return recipe
+
+
+def _yaml_problem(err: Exception) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem
+
+
+def _check_keys(recipe: dict, known, path: str) -> None:
     for key in recipe:
-        if key not in actions:
-            raise ValueError(f"recipe {path!r}: unknown key {key!r} (see `hf-unlearn run --help`).")
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"recipe {path!r}: unknown key {key!r} ({hint}see `hf-unlearn run --help`).")
+
+
+def recipe_keys() -> set[str] | None:
+    """The options of ``hf-unlearn run`` without importing ``transformers`` or torch: the fields of
+    ``RunArguments``, and those ``UnlearningConfig`` and ``TrainingArguments`` declare in their source files.
+    ``None`` when a source cannot be read that way (the parser's own check then applies)."""
+    import importlib.util
+    from dataclasses import fields
+
+    from .pipeline.arguments import RunArguments
+
+    spec = importlib.util.find_spec("transformers")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    training_args = os.path.join(list(spec.submodule_search_locations)[0], "training_args.py")
+    config = os.path.join(os.path.dirname(__file__), "config.py")
+    declared = [
+        _declared_fields(config, "UnlearningConfig"),
+        _declared_fields(training_args, "TrainingArguments"),
+    ]
+    if None in declared:
+        return None
+    return {f.name for f in fields(RunArguments)}.union(*declared)
+
+
+def _declared_fields(path: str, class_name: str) -> set[str] | None:
+    """The annotated names in the body of class ``class_name`` of source file ``path``; ``None`` when the class
+    is not found or has a base other than ``TrainingArguments`` (whose fields would be missed)."""
+    import ast
+
+    try:
+        with open(path) as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            bases = [ast.unparse(base) for base in node.bases]
+            if bases not in ([], ["TrainingArguments"]):
+                return None
+            return {
+                n.target.id
+                for n in node.body
+                if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+            }
+    return None
+
+
+def recipe_defaults(recipe: dict, parser: argparse.ArgumentParser, path: str) -> dict:
+    """``parser.set_defaults`` values of ``recipe`` (each option's type given its value back, see
+    ``_recipe_value``); an option the parser does not have is an error."""
+    actions = {action.dest: action for action in parser._actions}
+    _check_keys(recipe, set(actions) - {"help"}, path)
     return {key: _recipe_value(value, actions[key]) for key, value in recipe.items()}
 
 
@@ -116,10 +250,16 @@ def cmd_run(argv: list[str]) -> int:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hf-unlearn eval", description="Unlearning metrics of a model directory."
+    parser = ArgumentParser(prog="hf-unlearn eval", description="Unlearning metrics of a model directory.")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="model directory (safetensors), or a PEFT adapter folder (hf-unlearn run --lora_r)",
     )
-    parser.add_argument("--model", required=True, help="model directory (safetensors)")
+    parser.add_argument(
+        "--base_model",
+        help="an adapter's base model directory, when its adapter_config.json does not name a local folder",
+    )
     parser.add_argument("--golden", help="golden model directory")
     parser.add_argument("--original", help="original model directory")
     parser.add_argument(
@@ -131,13 +271,24 @@ def cmd_eval(argv: list[str]) -> int:
     parser.add_argument("--test_dataset")
     parser.add_argument("--output", help="write the metrics as JSON here")
     parser.add_argument("--no_relearn", action="store_true", help="skip the relearning convergence delay")
+    add_relearn_options(parser)
+    parser.add_argument(
+        "--heldout_label_corruption",
+        choices=["none", "random"],
+        help="golden-free RCD: 'random' when the forget set is wrong labels, so the held-out reference is relabeled "
+        "the same way (default: the run's, from the model folder's report, else the scenario's, else 'none')",
+    )
     parser.add_argument(
         "--generation",
         action="store_true",
         help="causal LMs: generate answers for ROUGE-L and model utility (on by default for tofu-llama)",
     )
     parser.add_argument("--max_new_tokens", type=int, help="generation budget per answer (default 200)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the scenario and of RCD's relearning (default: the run's, from the model folder's report, else 0)",
+    )
     args = parser.parse_args(argv)
     from .evaluate_dir import evaluate_directory
 
@@ -150,8 +301,30 @@ def cmd_eval(argv: list[str]) -> int:
     return 0
 
 
+def add_relearn_options(parser: argparse.ArgumentParser) -> None:
+    """``--relearn_*``: the RCD protocol options of ``RunArguments`` (same names and types), defaulting to None
+    so that ``hf-unlearn eval`` can tell a value given from one to take from the run's report."""
+    import typing
+    from dataclasses import fields
+
+    from .pipeline.arguments import RunArguments
+
+    hints = typing.get_type_hints(RunArguments)
+    for field in fields(RunArguments):
+        if field.name.startswith("relearn_"):
+            kind = next(
+                t for t in (*typing.get_args(hints[field.name]), hints[field.name]) if t is not type(None)
+            )
+            otherwise = "as above" if field.default is None else field.default
+            text = (
+                f"{field.metadata['help']} Default: the run's (the model folder's unlearning_report.json), else "
+                f"the scenario's, else {otherwise}."
+            )
+            parser.add_argument(f"--{field.name}", type=kind, help=text)
+
+
 def cmd_theory(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="hf-unlearn theory",
         description="Linear-regression theory of FT, DR "
         "and IEU unlearning as numbers (theory.json, theory.md) and figures.",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+import math
+from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
 
 from .methods import METHODS
+
+logger = logging.getLogger(__name__)
 
 DR_VARIANTS = ("kl", "ce", "inverse")
 NOISE_SCHEDULES = ("constant", "linear", "cosine")
@@ -231,12 +235,14 @@ class UnlearningConfig(TrainingArguments):
             "coasting on its momentum for about 1 / (1 - beta1) more steps."
         },
     )
-    heldout_label_corruption: str = field(
-        default="none",
+    heldout_label_corruption: str | None = field(
+        default=None,
         metadata={
-            "help": "Classifiers, stopping='heldout': 'random' relabels the held-out reference with seeded random "
-            "wrong labels, for forget sets of corrupted labels (mislabeled data), so that the reference is "
-            "unseen data with the same kind of corruption.",
+            "help": "Classifiers whose forget set is corrupted labels (mislabeled data): 'random' relabels the "
+            "held-out reference of stopping='heldout' (and, in hf-unlearn run, of the golden-free "
+            "rcd/ratio_to_heldout) with seeded random wrong labels, so that the reference is unseen data with "
+            "the same kind of corruption; 'none' keeps its labels. None (default): 'none', except in hf-unlearn "
+            "run and quickstart on a built-in scenario, which take the scenario's own value.",
             "choices": list(LABEL_CORRUPTIONS),
         },
     )
@@ -273,12 +279,14 @@ class UnlearningConfig(TrainingArguments):
 
     def _validate_unlearning_fields(self) -> None:
         _check_choice("method", self.method, sorted(METHODS))
+        self._check_numbers()
         _check_choice("dr_variant", self.dr_variant, DR_VARIANTS)
         _check_choice("ieu_noise_schedule", self.ieu_noise_schedule, NOISE_SCHEDULES)
         _check_choice("influence_removal", self.influence_removal, INFLUENCE_REMOVALS)
         _check_choice("stopping", self.stopping, STOPPING_RULES)
         _check_choice("stopping_keep", self.stopping_keep, STOPPING_KEEP)
-        _check_choice("heldout_label_corruption", self.heldout_label_corruption, LABEL_CORRUPTIONS)
+        if self.heldout_label_corruption is not None:
+            _check_choice("heldout_label_corruption", self.heldout_label_corruption, LABEL_CORRUPTIONS)
         if self.stopping_eval_steps is not None and self.stopping_eval_steps < 1:
             raise ValueError(
                 f"UnlearningConfig.stopping_eval_steps must be >= 1, got {self.stopping_eval_steps}."
@@ -329,6 +337,65 @@ class UnlearningConfig(TrainingArguments):
             )
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"UnlearningConfig.max_length must be >= 2, got {self.max_length}.")
+        self._warn_other_methods_settings()
+
+    def _check_numbers(self) -> None:
+        """Every number of ours, and the optimizer's, finite (NaN passes every range check below); the learning
+        rate not negative; ``max_steps`` not 0 (``Trainer`` would still take one optimizer step)."""
+        own = {f.name for f in fields(UnlearningConfig)} - {f.name for f in fields(TrainingArguments)}
+        for name in sorted(own | {"learning_rate", *FINITE_TRAINING_FIELDS}):
+            value = getattr(self, name, None)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if math.isnan(value) or (math.isinf(value) and not (name in INF_ALLOWED and value > 0)):
+                allowed = " (float('inf') only disables it)" if name in INF_ALLOWED else ""
+                raise ValueError(f"UnlearningConfig.{name} must be a finite number{allowed}, got {value}.")
+        # learning_rate 0 is allowed: a run that only measures, or only resets weights (influence_removal)
+        for name in ("learning_rate", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and value < 0:
+                raise ValueError(f"UnlearningConfig.{name} must be >= 0, got {value}.")
+        if self.max_steps == 0:
+            raise ValueError(
+                "UnlearningConfig.max_steps must be > 0 (optimizer steps), or -1 to train for num_train_epochs; "
+                "got 0 (which transformers runs as one step)."
+            )
+
+    def _warn_other_methods_settings(self) -> None:
+        """A warning for each setting of another method changed from its default: ``method`` ignores it."""
+        defaults = {f.name: f.default for f in fields(UnlearningConfig)}
+        ignored = []
+        for name, users in method_settings().items():
+            value = getattr(self, name)
+            if self.method not in users and value != defaults[name]:
+                readers = ", ".join(users[:3]) + (f" and {len(users) - 3} more" if len(users) > 3 else "")
+                ignored.append(f"{name}={value!r} (read by {readers})")
+        if ignored:
+            logger.warning(
+                "UnlearningConfig: method=%r does not use %s; remove the setting or choose the method that "
+                "reads it.",
+                self.method,
+                "; ".join(ignored),
+            )
+
+
+#: TrainingArguments numbers that must be finite too (the optimizer's)
+FINITE_TRAINING_FIELDS = ("weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon")
+#: numbers where +inf means "off"
+INF_ALLOWED = ("forget_loss_cap",)
+#: the ascent cap's settings, read by the methods with ``uses_forget_loss_cap``
+FORGET_LOSS_CAP_SETTINGS = ("forget_loss_cap", "forget_loss_cap_margin", "forget_loss_cap_from_eval")
+
+
+def method_settings() -> dict[str, list[str]]:
+    """``{UnlearningConfig field: the methods that read it}`` for every field some method reads: each method's
+    declared ``hyperparameters``, and the ascent cap's settings for the methods that cap their ascent."""
+    users: dict[str, list[str]] = {}
+    for name, method in sorted(METHODS.items()):
+        reads = method.hyperparameters + (FORGET_LOSS_CAP_SETTINGS if method.uses_forget_loss_cap else ())
+        for setting in reads:
+            users.setdefault(setting, []).append(name)
+    return users
 
 
 def _has_accelerator() -> bool:

@@ -11,11 +11,15 @@ import hashlib
 import json
 import logging
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "unlearning_report.json"
+#: The card's Jinja template (``huggingface_hub.ModelCard.from_template``), shipped with the package.
+TEMPLATE_FILE = Path(__file__).with_name("model_card_template.md")
 # (report key, metric name on the card); "model-index" gets one entry per metric present.
 CARD_METRICS = [
     ("forget/accuracy", "forget_accuracy"),
@@ -65,8 +69,7 @@ def build_model_card(report: dict) -> Any:
     """A ``huggingface_hub.ModelCard`` from an unlearning report (see ``write_report``)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    task = report.get("task", "classification")
-    task_type = "text-classification" if task == "classification" else "text-generation"
+    task_type = pipeline_tag(report)
     dataset_name = report.get("scenario") or "custom"
     metrics = report.get("metrics", {}).get("unlearned", {})
     eval_results = [
@@ -80,21 +83,36 @@ def build_model_card(report: dict) -> Any:
         for key, name in CARD_METRICS
         if isinstance(metrics.get(key), (int, float))
     ]
+    adapter = _is_adapter(report)
     card_data = ModelCardData(
-        base_model=report.get("base_model"),
-        library_name="transformers",
-        license=report.get("license", "apache-2.0"),
+        base_model=report.get("base_model") if is_hub_model_id(report.get("base_model")) else None,
+        library_name="peft" if adapter else "transformers",
+        # the base model's license (its own card's), never one we made up
+        license=report.get("license"),
+        license_name=report.get("license_name"),
+        license_link=report.get("license_link"),
         model_name=report.get("model_name", f"unlearned-{report.get('method', 'model')}"),
-        tags=["hf_unlearn", "machine-unlearning", f"unlearning-{report.get('method')}"],
+        tags=["hf_unlearn", "machine-unlearning", f"unlearning-{report.get('method')}"]
+        + (["lora", "peft"] if adapter else []),
         eval_results=eval_results or None,
         pipeline_tag=task_type,
     )
-    return ModelCard.from_template(card_data, template_str=_TEMPLATE, **_template_fields(report))
+    return ModelCard.from_template(
+        card_data, template_str=TEMPLATE_FILE.read_text(), **_template_fields(report)
+    )
+
+
+def pipeline_tag(report: dict) -> str:
+    """The Hub's pipeline tag of the reported model: from its architecture's class name when recorded."""
+    if report.get("task", "classification") != "classification":
+        return "text-generation"
+    images = str(report.get("architecture") or "").endswith("ForImageClassification")
+    return "image-classification" if images else "text-classification"
 
 
 def _template_fields(report: dict) -> dict:
     from .citations import bibtex
-    from .headline import headline_keys
+    from .headline import DEFINITIONS, headline_keys
     from .palette import ordered
 
     rows = report.get("metrics", {})
@@ -103,10 +121,17 @@ def _template_fields(report: dict) -> dict:
     headline = [k for k in headline_keys(report.get("task", "classification"), rows) if k in keys]
     return {
         "summary_table": _markdown_table(rows, headline),
+        "rows_text": _rows_text(list(rows)),
+        "definitions": [(key, DEFINITIONS[key]) for key in headline if key in DEFINITIONS],
         "results_table": _transposed_table(rows, [k for k in keys if not _repeats_golden(k, rows)]),
         "model_name": report.get("model_name", f"unlearned-{report.get('method', 'model')}"),
         "method": report.get("method"),
-        "hyperparameters": json.dumps(report.get("hyperparameters", {}), indent=2, sort_keys=True),
+        "base": _base_text(report),
+        "adapter": _adapter_snippet(report) if _is_adapter(report) else None,
+        "hyperparameters": json.dumps(
+            report.get("hyperparameters", {}), indent=2, sort_keys=True, default=str
+        ),
+        "steps": _steps_text(report.get("hyperparameters", {})),
         "reproducibility": report.get("reproducibility") or {},
         "fingerprint": report.get("forget_fingerprint", {}),
         "flags": report.get("flags", []),
@@ -116,6 +141,138 @@ def _template_fields(report: dict) -> dict:
         "scenario": report.get("scenario") or "user data",
         "citations": bibtex(set(keys)),
     }
+
+
+def _steps_text(hyperparameters: dict) -> str | None:
+    """The optimizer steps that ran, next to those asked for (they differ when a stopping rule ended the run)."""
+    if "steps_run" not in hyperparameters:
+        return None
+    asked = ", ".join(
+        f"`{k}`: {hyperparameters[k]}" for k in ("max_steps", "num_train_epochs") if k in hyperparameters
+    )
+    steps = hyperparameters["steps_run"]
+    return f"**{steps}** optimizer step{'' if steps == 1 else 's'} ran ({asked})."
+
+
+def _rows_text(names: list[str]) -> str:
+    """What each row of the results tables is."""
+    known = {
+        "original": "the model before unlearning",
+        "golden": "the model retrained from the same start without the forget set: the target",
+    }
+    known["unlearned"] = "this model"
+    parts = [f"`{name}`: {known.get(name, 'unlearned with that method')}" for name in names]
+    if "golden" in names:
+        advice = (
+            "Unlearning worked when an unlearned row is close to the golden row on the forget-set columns (not "
+            "at an extreme) while the utility columns stay near the original's."
+        )
+    else:
+        advice = "There is no golden model: compare with the original and read the golden-free columns."
+    return f"Rows: {'; '.join(parts)}. {advice}"
+
+
+# -- the model unlearning started from --------------------------------------------------------------------
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
+
+
+def is_hub_model_id(value: Any) -> bool:
+    """Whether ``value`` has the shape of a Hub model id (``org/name`` or ``name``): the card's ``base_model`` takes
+    nothing else (the Hub refuses a card whose ``base_model`` is a local path)."""
+    return isinstance(value, str) and bool(_REPO_ID.match(value)) and ".." not in value
+
+
+def base_model_facts(name_or_path: str | None) -> dict:
+    """What the report records of the model a run started from: ``base_model`` (a Hub model id or ``None``),
+    ``base_model_folder`` (the name of a local folder, never its full path) and the base model's ``license``
+    (with ``license_name`` and ``license_link`` for ``license: other``) from the folder's own model card.
+
+    A folder of the Hub cache (``.../models--org--name/snapshots/<sha>``) gives its Hub id; another local folder
+    has none (the card names the folder in its text instead)."""
+    if not name_or_path:
+        return {"base_model": None}
+    if not os.path.isdir(name_or_path):
+        return {"base_model": name_or_path if is_hub_model_id(name_or_path) else None}
+    folder = os.path.realpath(name_or_path)
+    cached = re.search(r"models--([^/]+?)--([^/]+)/snapshots/[^/]+$", folder)
+    facts: dict[str, Any] = {
+        "base_model": f"{cached[1]}/{cached[2]}" if cached else None,
+        "base_model_folder": os.path.basename(folder),
+    }
+    facts.update(_card_license(os.path.join(folder, "README.md")))
+    return facts
+
+
+def _card_license(readme: str) -> dict:
+    from huggingface_hub.repocard import metadata_load
+
+    if not os.path.isfile(readme):
+        return {}
+    try:
+        meta = metadata_load(readme) or {}
+    except Exception as err:  # a malformed card is the user's, not a reason to fail the run
+        logger.warning("Could not read the license from %s: %s", readme, err)
+        return {}
+    return {
+        k: str(meta[k]) for k in ("license", "license_name", "license_link") if isinstance(meta.get(k), str)
+    }
+
+
+def _base_text(report: dict) -> str | None:
+    if report.get("scenario"):
+        description = report.get("scenario_description") or ""
+        return f"the original model of the built-in scenario `{report['scenario']}`. {description}".strip()
+    if is_hub_model_id(report.get("base_model")):
+        return f"`{report['base_model']}`."
+    if report.get("base_model_folder"):
+        return f"a local model folder, `{report['base_model_folder']}` (not a Hub model)."
+    return None
+
+
+def _is_adapter(report: dict) -> bool:
+    return bool(report.get("hyperparameters", {}).get("lora"))
+
+
+#: The ``transformers`` auto class that loads a base model, by how its architecture's class name ends.
+_AUTO_CLASSES = (
+    (("ForCausalLM", "LMHeadModel"), "AutoModelForCausalLM"),
+    (("ForImageClassification",), "AutoModelForImageClassification"),
+    (("ForSequenceClassification",), "AutoModelForSequenceClassification"),
+)
+
+
+def _adapter_snippet(report: dict) -> str:
+    """The lines that load this LoRA adapter onto its base model."""
+    adapter = (
+        'PeftModel.from_pretrained(base, "path/to/this/adapter")  # this folder, or its Hub repository id'
+    )
+    if report.get("scenario"):
+        seed = (report.get("reproducibility") or {}).get("seed", 0)  # the seed the scenario was built with
+        return "\n".join(
+            [
+                "from hf_unlearn.scenarios import load_scenario",
+                "from peft import PeftModel",
+                "",
+                f'base = load_scenario("{report["scenario"]}", seed={seed}).original_model()',
+                f"model = {adapter}",
+            ]
+        )
+    architecture = str(report.get("architecture") or "")
+    default = (
+        "AutoModelForCausalLM" if report.get("task") == "causal_lm" else "AutoModelForSequenceClassification"
+    )
+    auto = next((name for ends, name in _AUTO_CLASSES if architecture.endswith(ends)), default)
+    base = report["base_model"] if is_hub_model_id(report.get("base_model")) else None
+    base = base or f"path/to/{report.get('base_model_folder') or 'the-base-model'}"
+    return "\n".join(
+        [
+            "from peft import PeftModel",
+            f"from transformers import {auto}",
+            "",
+            f'base = {auto}.from_pretrained("{base}")  # the model unlearning started from',
+            f"model = {adapter}",
+        ]
+    )
 
 
 def _repeats_golden(key: str, rows: dict[str, dict]) -> bool:
@@ -207,79 +364,3 @@ def push_to_hub(output_dir: str, repo_id: str, token: str | None = None, private
         folder_path=output_dir, repo_id=repo_id, ignore_patterns=["checkpoint-*", "*.pt", "*.pth"]
     )
     return f"https://huggingface.co/{repo_id}"
-
-
-_TEMPLATE = """---
-{{ card_data }}
----
-
-# {{ model_name }}
-
-This model was produced with `hf_unlearn` by **machine unlearning** (`{{ method }}`):
-the influence of a forget set was removed from the original model ({{ scenario }}) without retraining,
-and the result was compared with the *golden* model, retrained from the same initialization without the
-forget set.
-
-## Forget set (fingerprint only)
-
-The forget set's content is not part of this card. It held **{{ fingerprint.count }}** examples;
-SHA-256 fingerprint (sorted per-example hashes of the canonical JSON of each example):
-`{{ fingerprint.sha256 }}`.
-
-## Results
-
-Rows: the original model, the golden model, and this unlearned model. Every forget-set number should be
-close to the golden model's, not at an extreme: forget accuracy or ROUGE-L near golden's, forget quality
-(the KS-test p-value of the truth ratios against golden's) high, PrivLeak near 0 (negative: the forget set
-is still recognizable; positive: it was pushed past what a model that never saw it does);
-`rcd/ratio_to_golden` is the relearning convergence delay relative to the golden model (1.0 is ideal, near
-0 means the forgotten data is still recoverable). Read them next to retain utility. Definitions: the
-`hf_unlearn` documentation, `docs/metrics.md`.
-
-{{ summary_table }}
-
-<details>
-<summary>All metrics</summary>
-
-{{ results_table }}
-
-</details>
-{% if flags %}
-**Warnings:**
-{% for flag in flags %}- {{ flag }}
-{% endfor %}{% endif %}
-
-{% if plots %}
-## Figures
-
-The same colour is the same model in every figure (original grey, golden black).
-{% for plot in plots %}
-![{{ plot }}]({{ plot }}){% endfor %}
-{% endif %}
-{% if stopping %}
-## When unlearning stopped
-
-Held-out-referenced stopping (`stopping="{{ stopping.rule }}"`, no golden model involved): every {{ stopping.every }}
-steps the forget set's per-example losses were compared with those of held-out data of the same kind.
-{% if stopping.stopped_step is not none %}Stopped at step **{{ stopping.stopped_step }}**{% elif stopping.kept_step is not none %}Kept the weights of step **{{ stopping.kept_step }}**{% else %}It did not stop early{% endif %}: {{ stopping.reason }}.
-{% endif %}
-## Unlearning hyperparameters
-
-The `UnlearningConfig` fields this run used: the training fields, those `{{ method }}` reads and those of the
-options that were on (forget-loss cap, held-out stopping, influence removal).
-
-```json
-{{ hyperparameters }}
-```
-
-## Reproducibility
-{% for name, v in reproducibility.items() %}
-- {{ name }}: {{ v }}{% endfor %}{% for name, v in versions.items() %}
-- {{ name }}: {{ v }}{% endfor %}
-
-## Citation
-
-```bibtex
-{{ citations }}
-```
-"""

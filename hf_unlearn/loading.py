@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 from typing import Any
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
+#: What makes a folder a PEFT adapter (``hf-unlearn run --lora_r`` writes one).
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_dir(path: str) -> bool:
+    """Whether ``path`` is a PEFT adapter folder (``adapter_config.json``) rather than a full model."""
+    return os.path.isfile(os.path.join(path, ADAPTER_CONFIG))
+
+
 def check_model_dir(path: str) -> None:
-    """A model directory must hold a config and safetensors weights; pickled weights are refused."""
+    """A model directory must hold a config and safetensors weights (a PEFT adapter folder: its adapter config
+    and safetensors adapter weights); pickled weights are refused."""
     if not os.path.isdir(path):
         raise ValueError(
             f"Model directory {path!r} does not exist (hf-unlearn loads local directories only)."
         )
-    if not os.path.isfile(os.path.join(path, "config.json")):
+    if not is_adapter_dir(path) and not os.path.isfile(os.path.join(path, "config.json")):
         raise ValueError(f"{path!r} has no config.json: not a transformers model directory.")
     if not glob.glob(os.path.join(path, "*.safetensors")):
         pickled = [f for f in os.listdir(path) if f.endswith(PICKLE_SUFFIXES)]
@@ -37,11 +48,53 @@ AUTO_CLASSES = {
 }
 
 
-def load_model(path: str, trust_remote_code: bool = False, **kwargs: Any):
-    """Load a sequence or image classifier or a causal LM from a local directory, from safetensors only."""
+def adapter_base(path: str, base_model: str | None = None) -> str:
+    """The local folder of the model PEFT adapter folder ``path`` was trained on: ``base_model`` when given,
+    else the ``base_model_name_or_path`` its ``adapter_config.json`` records, which must be a local folder."""
+    if base_model is None:
+        with open(os.path.join(path, ADAPTER_CONFIG)) as f:
+            base_model = json.load(f).get("base_model_name_or_path")
+        if not base_model or not os.path.isdir(base_model):
+            raise ValueError(
+                f"{path!r} is a PEFT adapter of base model {base_model!r}, which is not a local folder here: "
+                "give the base model's folder with --base_model (Python: base_model=...)."
+            )
+    check_model_dir(base_model)
+    return base_model
+
+
+def load_adapter(
+    path: str,
+    base_model: str | None = None,
+    merge: bool = True,
+    trust_remote_code: bool = False,
+    **kwargs: Any,
+):
+    """The PEFT adapter in folder ``path`` on its base model (``adapter_base``), merged into a plain
+    ``transformers`` model, or, with ``merge=False``, as a ``PeftModel`` whose adapters are trainable, as they
+    were in the run that wrote them (relearning then trains the adapters, as the run's RCD did)."""
+    from peft import PeftModel
+
+    base = load_model(adapter_base(path, base_model), trust_remote_code=trust_remote_code, **kwargs)
+    model = PeftModel.from_pretrained(base, path, is_trainable=not merge)  # a local folder: no Hub access
+    return model.merge_and_unload() if merge else model
+
+
+def load_model(
+    path: str,
+    trust_remote_code: bool = False,
+    base_model: str | None = None,
+    merge_adapter: bool = True,
+    **kwargs: Any,
+):
+    """Load a sequence or image classifier or a causal LM from a local directory, from safetensors only. A PEFT
+    adapter folder is loaded on its base model (``load_adapter``: ``base_model`` names the base's folder when
+    the adapter's config does not; ``merge_adapter=False`` keeps the adapters as a ``PeftModel``)."""
     import transformers
 
     check_model_dir(path)
+    if is_adapter_dir(path):
+        return load_adapter(path, base_model, merge_adapter, trust_remote_code, **kwargs)
     config = transformers.AutoConfig.from_pretrained(
         path, local_files_only=True, trust_remote_code=trust_remote_code
     )
@@ -56,13 +109,21 @@ def load_model(path: str, trust_remote_code: bool = False, **kwargs: Any):
     )
 
 
+def has_tokenizer_files(path: str) -> bool:
+    """Whether folder ``path`` holds a saved tokenizer."""
+    names = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+    return any(os.path.isfile(os.path.join(path, name)) for name in names)
+
+
+def has_processor_files(path: str) -> bool:
+    """Whether folder ``path`` holds a saved tokenizer or image processor (what ``load_tokenizer`` reads)."""
+    return has_tokenizer_files(path) or os.path.isfile(os.path.join(path, "preprocessor_config.json"))
+
+
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     """The processing class saved with the model: its tokenizer, or, for an image model (a
     ``preprocessor_config.json`` and no tokenizer files), its image processor."""
-    has_tokenizer = any(
-        os.path.isfile(os.path.join(path, f))
-        for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
-    )
+    has_tokenizer = has_tokenizer_files(path)
     if not has_tokenizer and os.path.isfile(os.path.join(path, "preprocessor_config.json")):
         from transformers import AutoImageProcessor
 

@@ -20,6 +20,42 @@ from .pipeline import (
     write_plots,
 )
 
+#: The rows ``hf-unlearn quickstart`` runs by default: naive fine-tuning on the retain set, which does not forget
+#: (the first seed paper's point), the same after that paper's remedy (resetting the weights only the forget set
+#: moves), and the two seed papers' methods at the scenario's defaults.
+DEFAULT_METHODS = ("ft", "mask+ft", "dr", "ieu")
+REMOVALS = ("mask", "rbm")
+
+
+def parse_row(spec: str) -> tuple[str, str, dict]:
+    """``(row name, method, overrides)`` of one quickstart row: ``"ft"`` -> naive fine-tuning
+    (``influence_removal="none"``, ``stopping="none"``); ``"mask+ft"`` or ``"mask + ft"`` -> the row of ``ft``
+    with ``influence_removal="mask"`` (likewise ``rbm+`` and any method); any other method -> no overrides (the
+    scenario's defaults)."""
+    from .methods import METHODS
+
+    parts = [p.strip() for p in spec.split("+")]
+    if len(parts) == 1:
+        method = parts[0]
+        if method not in METHODS:
+            raise ValueError(f"quickstart: unknown method {method!r}; choose from {sorted(METHODS)}.")
+        overrides = {"influence_removal": "none", "stopping": "none"} if method == "ft" else {}
+        return method, method, overrides
+    if len(parts) != 2 or parts[0] not in REMOVALS or not parts[1]:
+        raise ValueError(
+            f"quickstart row {spec!r}: write a method (e.g. 'dr') or '<removal>+<method>' with removal "
+            f"'mask' or 'rbm' (e.g. 'mask+ft')."
+        )
+    _, method, overrides = parse_row(parts[1])
+    return f"{parts[0]} + {method}", method, {**overrides, "influence_removal": parts[0]}
+
+
+def row_settings(spec: str, defaults: dict) -> tuple[str, dict]:
+    """``(row name, UnlearningConfig keyword arguments)`` of one quickstart row on a scenario whose suggested
+    settings are ``defaults`` (``parse_row``)."""
+    name, method, overrides = parse_row(spec)
+    return name, {**defaults, **overrides, "method": method}
+
 
 def quickstart(
     output_dir: str = "outputs/quickstart",
@@ -29,14 +65,19 @@ def quickstart(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Returns ``{"metrics", "table", "seconds"}`` and writes, under ``output_dir``: one folder per method
-    (model, report, card, plots), ``summary.md``, ``summary.json`` and the comparison plots.
+    """Returns ``{"metrics", "table", "seconds"}`` and writes, under ``output_dir``: one folder per row
+    (model, report, card, plots; ``mask + ft`` in ``mask+ft/``), ``summary.md``, ``summary.json`` and the
+    comparison plots.
+
+    ``methods`` are the rows (``parse_row``; default ``DEFAULT_METHODS``): a method at the scenario's
+    defaults, except ``"ft"``, naive fine-tuning (no influence removal, no stopping), and
+    ``"<removal>+<method>"`` (``"mask+ft"``), the same with ``influence_removal=<removal>`` first.
 
     With ``progress``, prints one line per stage (the Trainer's logs still go to ``report_to`` and to each
     trainer's log history, not to the terminal)."""
     from .config import UnlearningConfig
 
-    methods = methods or ["ft", "dr", "ieu"]
+    rows = [parse_row(spec)[0] for spec in methods or DEFAULT_METHODS]  # bad names fail before any work
     check_output_dir(output_dir, overwrite)
     say = _stage_printer(progress)
     start = time.perf_counter()
@@ -54,15 +95,15 @@ def quickstart(
         job, {"original": job.original, "golden": job.golden}, run_args, seed=seed, progress=False
     )
     say("original and golden: evaluated, with their relearning runs (" + _summary(metrics, job.task) + ")")
-    for method in methods:
+    for spec in rows:
+        method, settings = row_settings(spec, job.defaults)  # method: the row's name, e.g. "mask + ft"
         config = UnlearningConfig(
-            output_dir=os.path.join(output_dir, method),
-            method=method,
+            output_dir=os.path.join(output_dir, method.replace(" ", "")),
             seed=seed,
             report_to=[],
             save_strategy="no",
             disable_tqdm=True,
-            **job.defaults,
+            **settings,
         )
         job.model = job.make_model()
         say(f"{method}: unlearning ({config.max_steps} steps)")

@@ -38,7 +38,24 @@ FIRST_MOMENTS = ("exp_avg", "momentum_buffer")  # what reset_first_moments zeroe
 
 @dataclass
 class StoppingRecord:
-    """What the stopping rule saw: one entry per check, and where (and why) it stopped."""
+    """What the stopping rule saw: one entry per check, and where (and why) it stopped.
+
+    ``trainer.stopping.record`` after ``train()``; ``to_dict()`` gives it as a plain dict (the report's
+    ``stopping`` entry).
+
+    Attributes:
+        tolerance: the band's half-width around 0.5 (``stopping_tolerance``).
+        every: the check interval in optimizer steps.
+        rule: ``"heldout"``, ``"heldout_pause"`` or ``"heldout_per_example"``.
+        history: one dict per check: ``step``, ``loss_auc``, ``forget_loss``, ``heldout_loss`` (and the rule's
+            own entries, e.g. ``forget_active``).
+        stopped_step: ``"heldout"``: the step it stopped at (``None``: it never reached the band).
+        reason: why the run ended where it did, in words (also in the report and the card).
+        check_seconds: wall time spent in the checks (the rule's overhead).
+        targets: per-example rule: each forget example's target loss at the latest check.
+        kept_step: pause / per-example rules: the latest check within 0.5 +- tolerance, whose weights the run
+            ended with (``None``: the last step's).
+    """
 
     tolerance: float
     every: int

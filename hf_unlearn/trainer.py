@@ -93,6 +93,7 @@ class UnlearningTrainer(SetupMixin, Trainer):
         if peft_config is not None:
             from peft import get_peft_model
 
+            trainer_inputs.seed_everything(args)  # the adapters' initialization follows args.seed
             model = get_peft_model(model, peft_config)
         preparer, collator = build_preparer(model, processing_class, args.max_length, args.seed)
         self.task = preparer.task
@@ -104,6 +105,7 @@ class UnlearningTrainer(SetupMixin, Trainer):
         )
         self.retain_rows = preparer(retain_dataset, "retain_dataset")
         trainer_inputs.check_overlap(self.forget_rows, self.retain_rows, args.allow_overlap)
+        trainer_inputs.warn_about_sets(self.forget_rows, self.retain_rows)
         if args.label_names is None:
             args.label_names = ["labels"]
         super().__init__(
@@ -148,7 +150,8 @@ class UnlearningTrainer(SetupMixin, Trainer):
     def _stopping_callback(self):
         """The held-out stopping rule (``stopping="heldout"``), or None."""
         args = self.args
-        if args.heldout_label_corruption != "none" and self.task != CLASSIFICATION:
+        corruption = args.heldout_label_corruption or "none"  # None: not set
+        if corruption != "none" and self.task != CLASSIFICATION:
             raise ValueError(
                 "heldout_label_corruption relabels classifier examples; this model is a causal LM."
             )
@@ -162,7 +165,7 @@ class UnlearningTrainer(SetupMixin, Trainer):
         from .stopping import HeldoutStoppingCallback, corrupt_labels
 
         reference = self._heldout_rows()
-        if args.heldout_label_corruption == "random":
+        if corruption == "random":
             reference = corrupt_labels(reference, num_classes_of(self.model), args.seed)
         return HeldoutStoppingCallback(
             self,

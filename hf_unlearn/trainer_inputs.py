@@ -47,9 +47,21 @@ def _row_key(row: dict) -> tuple:
 
 
 def check_overlap(forget_rows: list[dict], retain_rows: list[dict], allow: bool) -> None:
-    """Exact duplicates (same tokens, same labels) in both sets make the goal contradictory."""
-    forget_keys = {_row_key(row) for row in forget_rows}
-    shared = sum(_row_key(row) in forget_keys for row in retain_rows)
+    """Exact duplicates (same tokens, same labels) in both sets make the goal contradictory: an error, or a
+    warning with ``allow``. Classifier inputs in both sets with different labels get a warning (one pass over
+    each set, hashing the tokens)."""
+    forget_labels: dict = {}
+    for row in forget_rows:
+        inputs, label = _row_key(row)
+        forget_labels.setdefault(inputs, set()).add(label)
+    shared = conflicting = 0
+    for row in retain_rows:
+        inputs, label = _row_key(row)
+        if inputs in forget_labels:
+            if label in forget_labels[inputs]:
+                shared += 1
+            elif isinstance(label, int):  # a classifier's label (a causal LM's labels are its own tokens)
+                conflicting += 1
     if shared and not allow:
         raise ValueError(
             f"{shared} retain example(s) are exact duplicates of forget examples: the run would learn and "
@@ -57,3 +69,34 @@ def check_overlap(forget_rows: list[dict], retain_rows: list[dict], allow: bool)
         )
     if shared:
         logger.warning("%d retain example(s) duplicate forget examples (allow_overlap=True).", shared)
+    if conflicting:
+        logger.warning(
+            "%d retain example(s) have the same input as a forget example but a different label: the run "
+            "teaches the retain label and unlearns the forget label on the same input. Intended for "
+            "mislabeled data corrected in the retain set; otherwise check the labels.",
+            conflicting,
+        )
+
+
+def warn_about_sets(forget_rows: list[dict], retain_rows: list[dict]) -> None:
+    """A warning when the forget set is larger than the retain set (often the two swapped)."""
+    if len(forget_rows) > len(retain_rows):
+        logger.warning(
+            "forget_dataset has %d examples, more than retain_dataset (%d): check that the two are not "
+            "swapped. The retain set is what the model keeps (the run's training set); it is cycled to pair "
+            "every forget batch, so each retain example is seen about %.1f times per epoch.",
+            len(forget_rows),
+            len(retain_rows),
+            len(forget_rows) / max(len(retain_rows), 1),
+        )
+
+
+def seed_everything(args: UnlearningConfig) -> None:
+    """Seed Python, NumPy and torch from ``args.seed`` as ``Trainer`` does (deterministic kernels too with
+    ``full_determinism``): called before what draws random numbers ahead of it, e.g. LoRA's initialization."""
+    from transformers import enable_full_determinism, set_seed
+
+    if args.full_determinism:
+        enable_full_determinism(args.seed)
+    else:
+        set_seed(args.seed)

@@ -16,25 +16,32 @@ def _write_jsonl(path, rows):
     return str(path)
 
 
-@pytest.fixture
-def model_dirs(tmp_path, mislabeled):
-    """Original and golden tiny classifiers saved as safetensors dirs, and data files with a canary."""
+def write_model_dirs(root, mislabeled) -> dict:
+    """Original and golden tiny classifiers saved as safetensors dirs under ``root``, and data files with a
+    canary (shared with tests/test_cli_resume.py and tests/test_cli_eval.py)."""
     original = tiny_classifier(mislabeled.tokenizer, seed=0)
     golden = tiny_classifier(mislabeled.tokenizer, seed=0)
     for name, model in (("original", original), ("golden", golden)):
-        model.save_pretrained(tmp_path / name)
-        mislabeled.tokenizer.save_pretrained(tmp_path / name)
+        model.save_pretrained(root / name)
+        mislabeled.tokenizer.save_pretrained(root / name)
     forget = [dict(r, text=f"{CANARY} {r['text']}") for r in mislabeled.forget]
     return {
-        "model": str(tmp_path / "original"),
-        "golden": str(tmp_path / "golden"),
-        "forget": _write_jsonl(tmp_path / "forget.jsonl", forget),
-        "retain": _write_jsonl(tmp_path / "retain.jsonl", mislabeled.retain),
-        "test": _write_jsonl(tmp_path / "test.jsonl", mislabeled.test),
+        "model": str(root / "original"),
+        "golden": str(root / "golden"),
+        "forget": _write_jsonl(root / "forget.jsonl", forget),
+        "retain": _write_jsonl(root / "retain.jsonl", mislabeled.retain),
+        "test": _write_jsonl(root / "test.jsonl", mislabeled.test),
     }
 
 
-def _recipe(tmp_path, dirs, out, **extra):
+@pytest.fixture
+def model_dirs(tmp_path, mislabeled):
+    return write_model_dirs(tmp_path, mislabeled)
+
+
+def write_recipe(tmp_path, dirs, out, **extra) -> str:
+    """``tmp_path/recipe.yaml``: a 4-step ieu run of ``dirs`` (``write_model_dirs``) into ``out``; ``extra``
+    adds or replaces keys."""
     lines = {
         "model_name_or_path": dirs["model"],
         "golden_model_path": dirs["golden"],
@@ -66,7 +73,7 @@ def test_run_recipe_writes_model_report_card_and_plots_without_forget_content(tm
 
     out = tmp_path / "out"
     flags = ["--max_steps", "3", "--forget_loss_cap_from_eval", "0.5"]
-    assert main(["run", _recipe(tmp_path, model_dirs, out), *flags]) == 0
+    assert main(["run", write_recipe(tmp_path, model_dirs, out), *flags]) == 0
     files = set(os.listdir(out))
     assert {
         "model.safetensors",
@@ -100,14 +107,14 @@ def test_run_refuses_a_non_empty_output_dir_and_bad_recipes(tmp_path, model_dirs
     out = tmp_path / "busy"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    assert main(["run", _recipe(tmp_path, model_dirs, out)]) == 2
+    assert main(["run", write_recipe(tmp_path, model_dirs, out)]) == 2
     assert "not empty" in capsys.readouterr().err
     assert os.listdir(out) == ["keep.txt"]
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: [ieu\n")
     assert main(["run", str(bad)]) == 2
     assert "bad.yaml" in capsys.readouterr().err
-    no_test = _recipe(
+    no_test = write_recipe(
         tmp_path, model_dirs, tmp_path / "no_test", test_dataset="null", forget_loss_cap_from_eval=0.5
     )
     assert main(["run", no_test]) == 2
@@ -134,6 +141,76 @@ def test_theory_command_writes_json_markdown_and_figures(tmp_path, capsys):
     assert {"theory.json", "theory.md"} <= set(files)
     assert sum(f.endswith(".png") for f in files) >= 4
     assert "golden" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--method", "typo"], ["--max_steps", "x"]], ids=["choice", "int"])
+def test_a_bad_value_is_a_one_line_error_without_the_usage(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2, err  # the error and where the help is (the usage block was ~160 lines)
+    assert err[0].startswith(f"hf-unlearn run: error: argument {argv[0]}") and repr(argv[1]) in err[0]
+    assert err[1] == "see `hf-unlearn run --help`"
+
+
+def test_unknown_keys_and_options_get_a_did_you_mean(tmp_path, capsys):
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("per_device_train_batchsize: 8\n")
+    assert main(["run", str(unknown)]) == 2
+    assert "did you mean 'per_device_train_batch_size'?" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--lerning_rate", "1e-3"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --lerning_rate 1e-3 (did you mean '--learning_rate'?)" in err
+
+
+def test_no_options_have_their_own_help_and_data_source_lists_every_source(capsys):
+    from hf_unlearn.cli import parse_recipe
+    from hf_unlearn.sources import SOURCES
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    negations = {word.rstrip(",") for word in text.split() if word.startswith("--no_")}
+    assert {"--no_evaluate", "--no_relearn"} <= negations
+    for name in negations:
+        assert f"{name}, --no-{name[5:].replace('_', '-')} Turn off --{name[5:]} (on by default). " in text, (
+            name
+        )
+    assert parse_recipe([])[0].evaluate and not parse_recipe(["--no_evaluate"])[0].evaluate
+    data_source = text.split("--data_source DATA_SOURCE, --data-source DATA_SOURCE")[1].split("--data_dir")[0]
+    assert {"tofu", "muse", "cifar10", "cifar100"} <= set(SOURCES)
+    assert all(repr(name) in data_source for name in SOURCES), data_source
+
+
+def test_the_recipe_keys_read_without_transformers_are_the_parsers_options():
+    """``recipe_keys`` reads the dataclass fields from source files: it must see exactly what the parser takes."""
+    from hf_unlearn.cli import recipe_keys, recipe_parser
+
+    assert recipe_keys() == {action.dest for action in recipe_parser()._actions} - {"help"}
+
+
+def test_recipe_mistakes_are_reported_before_torch_or_transformers_is_imported(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: [ieu\n")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("methd: ieu\n")
+    code = (
+        "import sys; from hf_unlearn.cli import main; codes = [main(['run', p]) for p in sys.argv[1:]]; "
+        "print(codes, sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(bad), str(unknown)], env=worker_env(), capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "[2, 2] []", done.stderr[-2000:]
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 2 and "bad.yaml' is not valid YAML" in err[0] and "line 2" in err[0]
+    assert "unknown key 'methd' (did you mean 'method'?" in err[1]
 
 
 def test_help_lists_the_commands(capsys):
@@ -210,13 +287,13 @@ def test_run_under_two_processes_evaluates_across_them_with_the_numbers_of_one(t
 
     launch = [*accelerate_ddp_launch(), "-m", "hf_unlearn.cli", "run"]
     done = subprocess.run(
-        [*launch, _recipe(tmp_path, model_dirs, tmp_path / "two", relearn=False)],
+        [*launch, write_recipe(tmp_path, model_dirs, tmp_path / "two", relearn=False)],
         env=worker_env(),
         capture_output=True,
         text=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert main(["run", _recipe(tmp_path, model_dirs, tmp_path / "one", relearn=False)]) == 0
+    assert main(["run", write_recipe(tmp_path, model_dirs, tmp_path / "one", relearn=False)]) == 0
     two = json.loads((tmp_path / "two" / "unlearning_report.json").read_text())
     one = json.loads((tmp_path / "one" / "unlearning_report.json").read_text())
     assert two["reproducibility"]["world_size"] == 2

@@ -79,7 +79,7 @@ def _write_parquet(path, rows):
 
 @pytest.fixture
 def tofu_dir(tmp_path):
-    """The root of a `huggingface-cli download locuslab/TOFU` folder: `<config>.json`, JSON lines."""
+    """The root of an `hf download locuslab/TOFU --repo-type dataset` folder: `<config>.json`, JSON lines."""
     root = tmp_path / "TOFU"
     for name, rows in _tofu_tables().items():
         _write_jsonl(root / f"{name}.json", rows)
@@ -111,7 +111,7 @@ MUSE_TABLES = {
 
 @pytest.fixture
 def muse_dir(tmp_path):
-    """A `huggingface-cli download muse-bench/MUSE-News` folder: `<config>/<split>-00000-of-00001.parquet`, plus
+    """An `hf download muse-bench/MUSE-News --repo-type dataset` folder: `<config>/<split>-00000-of-00001.parquet`, plus
     the older files the repository still holds (JSON, `retain2_qa`), which must not be read."""
     root = tmp_path / "MUSE-News"
     for name, rows in MUSE_TABLES.items():
@@ -153,7 +153,7 @@ def test_tofu_chat_rows_counts_and_the_join_of_the_perturbed_columns(tofu_dir):
     assert data.extra["world_facts"][0][PERTURBED] == ["Rome", "Oslo", "Lima"]
     assert data.test[0]["prompt"][-1]["content"] == _qa(100)["question"]
     assert data.info["files"]["forget_perturbed"] == ["forget10_perturbed.json"]
-    assert data.info["files"]["retain"] == ["retain90.json"] and data.info["missing"] == []
+    assert data.info["files"]["retain"] == ["retain90.json"] and data.info["missing"] == {}
 
 
 def test_tofu_plain_form_follows_openunlearnings_non_chat_template(tofu_dir):
@@ -254,7 +254,8 @@ def test_unknown_source_subset_option_or_folder_are_clear_errors(tofu_dir, tmp_p
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['retain_split'\]; tofu accepts"):
         load_source("tofu", str(tofu_dir), retain_split="retain2")
     with pytest.raises(
-        ValueError, match=r"does not exist\. Download a copy first: huggingface-cli download locuslab/TOFU"
+        ValueError,
+        match=r"does not exist\. Download a copy first: hf download locuslab/TOFU --repo-type dataset --local-dir",
     ):
         load_source("tofu", str(tmp_path / "nowhere"))
     assert "retain_split" in source_options("muse") and "chat" in source_options("tofu")
@@ -313,11 +314,11 @@ def test_muse_chunks_the_corpora_by_tokens_like_openunlearning(muse_dir):
     tok = train_tokenizer([r["text"] for r in MUSE_TABLES["raw/forget"]], vocab_size=300)
     whole = "\n\n".join(r["text"] for r in MUSE_TABLES["raw/forget"])
     n_tokens = len(tok(whole, add_special_tokens=False)["input_ids"])
-    data = load_source("muse", str(muse_dir), tokenizer=tok, max_length=16)
+    data = load_source("muse", str(muse_dir), tokenizer=tok, max_length=17)  # 16 text tokens + the EOS
     assert len(data.forget) == -(-n_tokens // 16) > len(MUSE_TABLES["raw/forget"])
-    assert all(len(tok(t, add_special_tokens=False)["input_ids"]) <= 17 for t in data.forget["text"])
+    assert all(len(tok(t, add_special_tokens=False)["input_ids"]) <= 16 for t in data.forget["text"])
     assert "".join(data.forget["text"]).replace(" ", "") == whole.replace(" ", "")  # nothing lost
-    assert data.info["options"]["chunk_tokens"] == 16
+    assert (data.info["options"]["chunk_tokens"], data.info["options"]["max_length"]) == (16, 17)
 
 
 def test_muse_missing_corpus_icl_or_keys_are_clear_errors(muse_dir):

@@ -302,12 +302,23 @@ def test_the_pipeline_passes_the_held_out_set_and_the_report_and_card_carry_the_
     card = str(build_model_card(report))
     assert "## When unlearning stopped" in card and report["stopping"]["reason"] in card
     assert 'stopping="heldout"' in card
-    # a job whose forget set is corrupted labels, stopped against an uncorrupted reference: a warning
+    # a scenario whose forget set is corrupted labels: its corruption is the default of the reference
     job.heldout_label_corruption = "random"
     job.model = tiny_classifier(mislabeled.tokenizer, seed=0)
+    config = make_config(tmp_path / "b", stopping="heldout", max_steps=1)
     with caplog.at_level("WARNING", logger="hf_unlearn.pipeline"):
-        unlearn(job, make_config(tmp_path / "b", stopping="heldout", max_steps=1), RunArguments(), quiet=True)
-    assert "set heldout_label_corruption='random'" in caplog.text
+        trainer, _ = unlearn(job, config, RunArguments(), quiet=True)
+    assert config.heldout_label_corruption == "random" and "heldout_label_corruption" not in caplog.text
+    true_label = {tuple(row["input_ids"]): row["labels"] for row in trainer._heldout_rows()}
+    assert all(row["labels"] != true_label[tuple(row["input_ids"])] for row in trainer.stopping.reference)
+    # ... and a user's contrary setting is used, with a warning
+    job.model = tiny_classifier(mislabeled.tokenizer, seed=0)
+    config = make_config(tmp_path / "c", stopping="heldout", max_steps=1, heldout_label_corruption="none")
+    with caplog.at_level("WARNING", logger="hf_unlearn.pipeline"):
+        unlearn(job, config, RunArguments(), quiet=True)
+    assert (
+        "set heldout_label_corruption='random'" in caplog.text and config.heldout_label_corruption == "none"
+    )
 
 
 def test_the_checks_leave_the_training_random_stream_alone(tmp_path, mislabeled):

@@ -9,6 +9,21 @@ import torch
 
 from .common import CLASSIFICATION, IGNORE_INDEX, row_length
 
+#: How the collator builds the attention mask of a padded batch: ``"length"`` (ours) marks each row's own
+#: tokens, ``"pad_token"`` marks every position whose id is not the pad id, as OpenUnlearning's collator does
+#: (``input_ids != pad_token_id``): with a pad token that is also EOS, an EOS *inside* a sequence (a chat
+#: template's end of turn) is masked too.
+ATTENTION_MASKS = ("length", "pad_token")
+
+
+def check_attention_mask(attention_mask: str) -> None:
+    """``ValueError`` unless ``attention_mask`` is one of ``ATTENTION_MASKS``."""
+    if attention_mask not in ATTENTION_MASKS:
+        raise ValueError(
+            f"attention_mask must be 'length' (the default) or 'pad_token' (OpenUnlearning's masking), "
+            f"got {attention_mask!r}."
+        )
+
 
 class PairedDataset(torch.utils.data.Dataset):
     """Pairs every retain example with a forget example, cycling the smaller set.
@@ -46,11 +61,16 @@ class UnlearningCollator:
     """Pads canonical rows. Paired items become ``{"retain": batch, "forget": batch[, "forget_alt": batch]}``.
 
     All parts of one paired batch are padded to the same length so that the trainer can run them through the
-    model in a single forward pass.
+    model in a single forward pass. ``attention_mask`` is one of ``ATTENTION_MASKS`` (the metrics offer
+    ``"pad_token"`` to reproduce OpenUnlearning's numbers; training always uses ``"length"``).
     """
 
     pad_token_id: int = 0
     task: str = CLASSIFICATION
+    attention_mask: str = "length"
+
+    def __post_init__(self) -> None:
+        check_attention_mask(self.attention_mask)
 
     def __call__(self, items: list[dict]) -> dict:
         if "retain" not in items[0]:
@@ -78,6 +98,8 @@ class UnlearningCollator:
             seq = row[prefix + "input_ids"]
             ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             mask[i, : len(seq)] = 1
+        if self.attention_mask == "pad_token":
+            mask = (ids != self.pad_token_id).long()
         batch = {"input_ids": ids, "attention_mask": mask}
         if self.task == CLASSIFICATION:
             batch["labels"] = torch.tensor([row["labels"] for row in rows], dtype=torch.long)

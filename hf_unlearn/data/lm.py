@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from .columns import arrow_column, check_strings, check_token_ids, list_lengths
 from .common import IGNORE_INDEX
@@ -24,6 +25,7 @@ def causal_lm_encoder(prep: Any, dataset, columns: set[str], name: str) -> Encod
     """The ``Encoder`` of a causal-LM dataset (validated here); ``prep`` is the ``DatasetPreparer``."""
     from . import chat
 
+    _refuse_class_labels(dataset, columns, name)
     if "messages" in columns:
         return chat.messages_encoder(prep, columns, name)
     if {"prompt", "completion"} <= columns:
@@ -40,6 +42,18 @@ def causal_lm_encoder(prep: Any, dataset, columns: set[str], name: str) -> Encod
         f"{name} has neither 'text' nor 'prompt'/'completion' (nor 'messages' or 'input_ids') columns, which a "
         f"causal LM dataset needs; found columns {sorted(columns)}."
     )
+
+
+def _refuse_class_labels(dataset, columns: set[str], name: str) -> None:
+    """Classifier rows (a ``label`` column, or ``labels`` holding one class per row) given to a causal LM: an
+    error, since the LM would train on the text alone and drop the labels without a word."""
+    for key in ("label", "labels"):
+        if key in columns and not pa.types.is_nested(arrow_column(dataset, key).type):
+            raise ValueError(
+                f"{name} has a class-label column '{key}' (classifier rows), but the model is a causal LM, which "
+                "would ignore it: load a classifier (e.g. AutoModelForSequenceClassification) for "
+                f"{{'text', '{key}'}} data, or drop the '{key}' column to train the LM on the text alone."
+            )
 
 
 def _pretokenized_encoder(prep: Any, dataset, columns: set[str], name: str) -> Encoder:

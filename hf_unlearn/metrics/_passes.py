@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -29,10 +30,17 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 
 def prepare(
-    model: torch.nn.Module, data: Any, processing_class: Any, name: str, max_length: int | None = None
+    model: torch.nn.Module,
+    data: Any,
+    processing_class: Any,
+    name: str,
+    max_length: int | None = None,
+    attention_mask: str = "length",
 ):
-    """``(rows, collator, task)`` for ``data`` (any format ``hf_unlearn.data`` accepts) and ``model``."""
+    """``(rows, collator, task)`` for ``data`` (any format ``hf_unlearn.data`` accepts) and ``model``; the
+    collator builds its attention masks the ``attention_mask`` way (``hf_unlearn.data.collate.ATTENTION_MASKS``)."""
     preparer, collator = build_preparer(model, processing_class, max_length=max_length)
+    collator = replace(collator, attention_mask=attention_mask)
     return preparer(data, name), collator, preparer.task
 
 

@@ -29,9 +29,12 @@ class UnlearningMetricsCallback(TrainerCallback):
     With a dict of eval datasets the metrics are computed once per evaluation step, not once per dataset.
 
     Args:
-        forget_dataset, retain_dataset, test_dataset: as for ``evaluate_unlearning``.
-        golden_model, original_model: reference models (optional), as for ``evaluate_unlearning``. They are moved
-            to the trainer's model's device at the first evaluation.
+        forget_dataset: as for ``evaluate_unlearning``.
+        retain_dataset: as for ``evaluate_unlearning``.
+        test_dataset: as for ``evaluate_unlearning`` (optional).
+        golden_model: reference model (optional), as for ``evaluate_unlearning``; moved to the trainer's model's
+            device at the first evaluation, as ``original_model`` is.
+        original_model: reference model (optional), as for ``evaluate_unlearning``.
         processing_class: the tokenizer; defaults to the trainer's ``processing_class``.
         prefix: prepended to every key.
         batch_size: evaluation batch size.

@@ -19,11 +19,13 @@ import torch.nn.functional as F
 
 from .. import losses
 from ..data import CLASSIFICATION, infer_task
+from ..data.collate import check_attention_mask
 from ._passes import eval_mode, gather_from_processes, logits_of, make_batches, prepare, this_process_share
 from ._weights import weight_distance
 from .classifier import average_gap, efficacy_metrics
 from .generation import memorization_scores
 from .mia import membership_auc, min_k_plus_plus_scores, min_k_scores
+from .muse import check_muse_datasets, muse_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -193,12 +195,15 @@ def evaluate_unlearning(
     max_new_tokens: int = 200,
     reference_model: torch.nn.Module | None = None,
     utility_datasets: dict[str, Any] | None = None,
+    attention_mask: str = "length",
+    muse_datasets: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Evaluate an unlearned ``model``; returns a flat dict of floats (keys in ``docs/metrics.md``).
 
     Args:
         model: the unlearned model (classifier or causal LM, full weights or PEFT).
-        forget_dataset, retain_dataset: the forget and retain sets (any format ``UnlearningTrainer`` accepts).
+        forget_dataset: the forget set (any format ``UnlearningTrainer`` accepts).
+        retain_dataset: the retain set (same formats).
         test_dataset: held-out data: ``test/*`` metrics, and the non-members of the membership attacks.
         original_model: the model before unlearning: ``distance/l2_to_original``.
         golden_model: a model trained without the forget set: ``golden/*`` reference values, the KS forget
@@ -214,13 +219,25 @@ def evaluate_unlearning(
             ``perturbed_completions`` column (TOFU: ``{"real_authors": ..., "world_facts": ...}``): keys
             ``<name>/probability`` (normalised over the options), ``<name>/truth_ratio`` and, with
             ``generation``, ``<name>/rouge_l_recall``, all three in ``utility/model_utility``.
+        attention_mask: how padded batches are masked: ``"length"`` (default) masks the padding only;
+            ``"pad_token"`` masks every token equal to the pad id, as OpenUnlearning's collator does
+            (``input_ids != pad_token_id``; a tokenizer without a pad token pads with EOS, so an EOS inside a
+            sequence, e.g. a chat template's end of turn, is masked too): for matching OpenUnlearning's
+            published numbers (``docs/metrics.md``).
+        muse_datasets: causal LMs: MUSE's evaluation sets by name (``verbmem_forget``, ``knowmem_forget``,
+            ``knowmem_retain``, ``privleak_forget`` + ``privleak_holdout``; ``hf_unlearn.sources.muse``'s
+            ``evaluation_sets``): MUSE's own numbers, ``muse/verbmem_rouge``, ``muse/knowmem_*_rouge``,
+            ``muse/min_k_auc`` and, with ``golden_model``, ``muse/privleak`` (``metrics.muse``); the
+            forget-vs-test ``privleak`` is then left out.
 
     None of the models is modified; their train/eval modes are restored.
     """
+    check_attention_mask(attention_mask)
     task = infer_task(model)
     if golden_model is not None and infer_task(golden_model) != task:
         raise ValueError("golden_model must be the same kind of model (classifier / causal LM) as model.")
     _check_utility_datasets(utility_datasets, task)
+    check_muse_datasets(muse_datasets, task)
     splits = {"forget": forget_dataset, "retain": retain_dataset}
     if test_dataset is not None:
         splits["test"] = test_dataset
@@ -229,7 +246,9 @@ def evaluate_unlearning(
     split_rows: dict[str, list[dict]] = {}
     metrics: dict[str, float] = {}
     for name, data in splits.items():
-        rows, collator, _ = prepare(model, data, processing_class, f"{name}_dataset")
+        rows, collator, _ = prepare(
+            model, data, processing_class, f"{name}_dataset", attention_mask=attention_mask
+        )
         split_rows[name] = rows
         # classifiers: golden's retain accuracy and membership features are references too (gap/average)
         with_golden = golden_model is not None and (name in ("forget", "test") or task == CLASSIFICATION)
@@ -264,6 +283,18 @@ def evaluate_unlearning(
         )
         reference = reference_model if reference_model is not None else original_model
         metrics.update(lm_metrics(model, inputs, golden_model, reference, generation, max_new_tokens))
+        if muse_datasets:
+            muse = muse_metrics(
+                model,
+                muse_datasets,
+                golden_model=golden_model,
+                processing_class=processing_class,
+                batch_size=batch_size,
+                attention_mask=attention_mask,
+            )
+            if "muse/privleak" in muse:  # MUSE's PrivLeak replaces the one of the forget and test sets
+                metrics.pop("privleak", None)
+            metrics.update(muse)
     for key, other in (("golden", golden_model), ("original", original_model)):
         if other is not None:
             try:
@@ -298,6 +329,7 @@ RESERVED_PREFIXES = (
     "distance",
     "rcd",
     "gap",
+    "muse",
 )
 
 

@@ -100,8 +100,13 @@ def generate_completions(
     max_new_tokens: int = TOFU_MAX_NEW_TOKENS,
     batch_size: int = 16,
     progress: bool = False,
+    attention_mask: str = "length",
+    stop: tuple[str, ...] = (),
 ) -> list[str]:
-    """Greedy generations for the prompts of canonical ``rows``: batched, left-padded, stopped at EOS."""
+    """Greedy generations for the prompts of canonical ``rows``: batched, left-padded, stopped at EOS.
+    Each text is cut at the EOS text and at every string of ``stop`` (MUSE's knowmem: ``"\\n\\n"``,
+    ``"Question:"``, ...), in that order, before it is stripped, as OpenUnlearning's ``eval_text_similarity``.
+    ``attention_mask="pad_token"`` masks every prompt token equal to the pad id (OpenUnlearning's collator)."""
     from tqdm.auto import tqdm
 
     if max_new_tokens < 1:
@@ -125,6 +130,8 @@ def generate_completions(
             for j, p in enumerate(batch):  # left padding: the generation continues right after each prompt
                 ids[j, width - len(p) :] = torch.tensor(p, dtype=torch.long)
                 mask[j, width - len(p) :] = 1
+            if attention_mask == "pad_token":
+                mask = (ids != pad_id).long()
             out = model.generate(
                 input_ids=ids.to(device),
                 attention_mask=mask.to(device),
@@ -136,7 +143,7 @@ def generate_completions(
             )
             if keep:  # else a filler pass (see this_process_share)
                 done.append(
-                    (positions, [_clean(tokenizer, out[j, width:].tolist()) for j in range(len(batch))])
+                    (positions, [_clean(tokenizer, out[j, width:].tolist(), stop) for j in range(len(batch))])
                 )
     texts: list[str] = [""] * len(prompts)
     for positions, generated in (chunk for part in gather_from_processes(done) for chunk in part):
@@ -145,8 +152,9 @@ def generate_completions(
     return texts
 
 
-def _clean(tokenizer: Any, ids: list[int]) -> str:
+def _clean(tokenizer: Any, ids: list[int], stop: tuple[str, ...] = ()) -> str:
     text = tokenizer.decode(ids, skip_special_tokens=True)
-    if tokenizer.eos_token:
-        text = text.split(tokenizer.eos_token)[0]
+    for word in (tokenizer.eos_token or "", *stop):
+        if word:
+            text = text.split(word)[0]
     return text.strip()

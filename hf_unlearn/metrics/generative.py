@@ -31,6 +31,11 @@ class LMEvalInputs:
     # extra model-utility splits by name (TOFU: real authors, world facts)
     utility: dict[str, Any] | None = None
 
+    @property
+    def attention_mask(self) -> str:
+        """How every further pass masks its batches: the same way as the collator of the first passes."""
+        return self.collator.attention_mask
+
 
 def lm_metrics(
     model: torch.nn.Module,
@@ -72,7 +77,14 @@ def lm_metrics(
         out.update(values)
     if generation:
         for split, rows in {**inputs.rows, **utility_rows}.items():
-            texts = generate_completions(model, rows, inputs.tokenizer, max_new_tokens, inputs.batch_size)
+            texts = generate_completions(
+                model,
+                rows,
+                inputs.tokenizer,
+                max_new_tokens,
+                inputs.batch_size,
+                attention_mask=inputs.attention_mask,
+            )
             scores = rouge_l(texts, references_of(rows, inputs.tokenizer))
             out[f"{split}/rouge_l_recall"] = float(scores["recall"].mean())
             out[f"{split}/rouge_l_f1"] = float(scores["f1"].mean())
@@ -92,7 +104,9 @@ def _utility_split(model, name: str, data: Any, inputs: LMEvalInputs) -> tuple[d
     from ._passes import prepare
     from .evaluation import collect_stats
 
-    rows, collator, task = prepare(model, data, inputs.tokenizer, f"utility_datasets[{name!r}]")
+    rows, collator, task = prepare(
+        model, data, inputs.tokenizer, f"utility_datasets[{name!r}]", attention_mask=inputs.attention_mask
+    )
     correct = collect_stats([model], rows, collator, task, inputs.batch_size)[0].loss
     variants = tofu.perturbed_variants(data, f"utility_datasets[{name!r}]")
     perturbed = np.stack(
@@ -163,5 +177,7 @@ def _losses(models: list, data: list[dict], name: str, inputs: LMEvalInputs) -> 
     from ._passes import prepare
     from .evaluation import collect_stats
 
-    rows, collator, task = prepare(models[0], data, inputs.tokenizer, name)
+    rows, collator, task = prepare(
+        models[0], data, inputs.tokenizer, name, attention_mask=inputs.attention_mask
+    )
     return [s.loss for s in collect_stats(models, rows, collator, task, inputs.batch_size)]

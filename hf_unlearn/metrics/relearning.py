@@ -23,7 +23,12 @@ the number of epochs of fine-tuning on the forget set until its loss is back bel
 5. Without a golden model, ``heldout_dataset`` gives a stand-in for its relearning time: the *original* model is
    taught held-out examples of the same kind, which it never saw (as many as the forget set has, the first
    ones), with the same protocol, seed and target, and ``ratio_to_heldout = steps / steps_heldout``. A model that
-   never saw the forget set needs about as long to learn it as the original needs to learn unseen data.
+   never saw the forget set needs about as long to learn it as the original needs to learn unseen data. The
+   held-out examples must be of the forget set's *kind*: for a forget set of wrong labels (mislabeled data),
+   ``heldout_label_corruption="random"`` gives them seeded wrong labels too. When the reference cannot match
+   (a causal LM's examples cannot be relabeled), or when the original already meets the target on them before
+   any update (they are not unseen data of that kind, and the ratio would divide by zero), ``ratio_to_heldout``
+   is None and ``heldout_note`` says why.
 
 Relearning counts are heavy-tailed and depend on the seed (and on the CPU thread count even at a fixed seed):
 prefer medians over several seeds, and always report RCD next to retain utility: wrecking the model also makes
@@ -43,6 +48,7 @@ from tqdm.auto import tqdm
 
 from .. import losses
 from ..data import CLASSIFICATION, model_inputs
+from ._heldout import heldout_note, learn_heldout
 from ._passes import eval_mode, make_batches, model_device, prepare
 from ._weights import WeightTracker
 
@@ -50,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adamw", "sgd")
 TARGETS = ("accuracy", "loss")
+LABEL_CORRUPTIONS = ("none", "random")  # as UnlearningConfig's (not imported: it would import transformers)
 
 
 @dataclass
@@ -138,8 +145,10 @@ class RelearnResult:
         reference: the original's forget-set ``loss`` and ``accuracy``.
         ratio_to_golden: ``steps / golden.steps`` (see ``relearning_convergence_delay``), None without golden.
         golden: the golden model's own result, relearned with the same protocol and seed.
-        ratio_to_heldout: ``steps / heldout.steps``, the golden-free ratio; None without ``heldout_dataset``.
+        ratio_to_heldout: ``steps / heldout.steps``, the golden-free ratio; None without ``heldout_dataset``, or
+            when the held-out reference cannot stand in for golden (``heldout_note``).
         heldout: the original model learning the held-out examples with the same protocol, seed and target.
+        heldout_note: why ``ratio_to_heldout`` is None although a held-out reference was given (None otherwise).
         config: the ``RelearnConfig`` used, as a dict.
     """
 
@@ -156,6 +165,7 @@ class RelearnResult:
     config: dict = field(default_factory=dict)
     ratio_to_heldout: float | None = None
     heldout: RelearnResult | None = None
+    heldout_note: str | None = None
 
     def to_dict(self) -> dict:
         """A JSON-serializable dict (non-finite floats become None)."""
@@ -187,6 +197,7 @@ def relearning_convergence_delay(
     golden_result: RelearnResult | None = None,
     heldout_dataset: Any = None,
     heldout_result: RelearnResult | None = None,
+    heldout_label_corruption: str = "none",
 ) -> RelearnResult:
     """Relearning convergence delay of ``model`` on ``forget_dataset`` (see the module docstring).
 
@@ -206,9 +217,13 @@ def relearning_convergence_delay(
             again when several unlearned models are compared.
         heldout_dataset: optional held-out examples of the same kind as the forget set (never trained on): the
             original model learns the first ``len(forget_dataset)`` of them with the same protocol and target,
-            giving the golden-free ``ratio_to_heldout``. For a forget set of wrong labels, pass held-out
-            examples with wrong labels too.
+            giving the golden-free ``ratio_to_heldout``. For a forget set of wrong labels, set
+            ``heldout_label_corruption="random"`` (or pass held-out examples with wrong labels).
         heldout_result: that run's ``RelearnResult`` from an earlier call (``earlier.heldout``), reused.
+        heldout_label_corruption: ``"random"``: the held-out examples get seeded random wrong labels
+            (``hf_unlearn.stopping.corrupt_labels``, seed ``config.seed``) before the original learns them, as
+            ``UnlearningConfig.heldout_label_corruption`` does for the stopping rule: the reference of a forget set
+            of mislabeled classifier examples. ``"none"``: their own labels.
 
     ``ratio_to_golden`` is ``steps / golden.steps``. When the golden model already meets the target before any
     update (``golden.steps == 0``: the forget set is predicted from the retain set alone), the ratio is 1.0 if the
@@ -217,6 +232,10 @@ def relearning_convergence_delay(
     recover, the ratio is computed from the censored count and is a lower (upper) bound; a warning says so.
     """
     config = config or RelearnConfig()
+    if heldout_label_corruption not in LABEL_CORRUPTIONS:
+        raise ValueError(
+            f"heldout_label_corruption must be one of {list(LABEL_CORRUPTIONS)}, got {heldout_label_corruption!r}."
+        )
     rows, collator, task = prepare(
         model, forget_dataset, processing_class, "forget_dataset", config.max_length
     )
@@ -240,17 +259,16 @@ def relearning_convergence_delay(
     if heldout_result is not None or heldout_dataset is not None:
         if heldout_result is not None:
             _check_reusable(heldout_result, config, target, threshold, "heldout_result", "heldout_dataset")
-            heldout = heldout_result
+            result.heldout = heldout_result
         else:
-            heldout_rows, _, _ = prepare(
-                model, heldout_dataset, processing_class, "heldout_dataset", config.max_length
+            result.heldout = learn_heldout(
+                protocol, original_model, heldout_dataset, processing_class, heldout_label_corruption
             )
-            heldout_protocol = _Protocol(
-                heldout_rows[: len(rows)], collator, task, target, threshold, reference, config
-            )
-            heldout = heldout_protocol.run(original_model, original_model, "learning held-out (original)")
-        result.heldout = heldout
-        result.ratio_to_heldout = _ratio(result.steps, heldout.steps, resolution)
+        result.heldout_note = heldout_note(result.heldout, task, heldout_label_corruption)
+        if result.heldout_note is None:
+            result.ratio_to_heldout = _ratio(result.steps, result.heldout.steps, resolution)
+        else:
+            logger.warning("RCD: no ratio_to_heldout: %s.", result.heldout_note)
     if golden_result is not None:
         _check_reusable(golden_result, config, target, threshold, "golden_result", "golden_model")
         golden = golden_result

@@ -13,7 +13,15 @@ from typing import Any
 
 from .arguments import RunArguments
 from .evaluation import evaluate_models, evaluation_options, heldout_reference, rcd_columns
-from .job import LoadedJob, job_datasets, load_job, scenario_defaults, scenario_job
+from .job import (
+    LoadedJob,
+    job_datasets,
+    load_job,
+    missing_heldout,
+    resolve_label_corruption,
+    scenario_defaults,
+    scenario_job,
+)
 from .report import (
     TRAINING_FIELDS,
     UTILITY_DROP,
@@ -41,6 +49,8 @@ __all__ = [
     "load_job",
     "peft_config_of",
     "rcd_columns",
+    "resolve_label_corruption",
+    "resume_checkpoint",
     "run",
     "save_unlearned",
     "scenario_defaults",
@@ -54,12 +64,46 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def check_output_dir(output_dir: str, overwrite: bool) -> None:
-    """``ValueError`` when ``output_dir`` holds files and ``overwrite`` is off."""
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+def check_output_dir(output_dir: str, overwrite: bool, resume_from: str | None = None) -> None:
+    """``ValueError`` when ``output_dir`` holds files and ``overwrite`` is off, unless the run resumes from a
+    checkpoint inside it (``resume_from``): that folder is the interrupted run's own."""
+    if overwrite or not (os.path.isdir(output_dir) and os.listdir(output_dir)):
+        return
+    if resume_from is not None and _inside(resume_from, output_dir):
+        return
+    raise ValueError(
+        f"output_dir {output_dir!r} exists and is not empty; choose another one or pass --overwrite_output_dir."
+    )
+
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
+def resume_checkpoint(config: Any) -> str | None:
+    """The checkpoint folder ``config.resume_from_checkpoint`` names, checked before anything is loaded:
+    ``"true"`` (or ``True``) is the last ``checkpoint-*`` in ``output_dir``, as in ``Trainer.train``; any other
+    value a folder. ``None`` when unset; ``ValueError`` when there is nothing to resume from."""
+    value = config.resume_from_checkpoint
+    if value in (None, False, "") or (isinstance(value, str) and value.lower() == "false"):
+        return None
+    if value is True or (isinstance(value, str) and value.lower() == "true" and not os.path.isdir(value)):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        found = get_last_checkpoint(config.output_dir) if os.path.isdir(config.output_dir) else None
+        if found is None:
+            raise ValueError(
+                f"resume_from_checkpoint=true but output_dir {config.output_dir!r} holds no checkpoint-* folder "
+                "to resume from; give a checkpoint folder, or run without it to start afresh."
+            )
+        return found
+    if not os.path.isdir(value):
         raise ValueError(
-            f"output_dir {output_dir!r} exists and is not empty; choose another one or pass --overwrite_output_dir."
+            f"resume_from_checkpoint {value!r} is not a folder: give a checkpoint-* folder of an earlier run "
+            "(or true for the last one in output_dir)."
         )
+    return value
 
 
 def peft_config_of(run_args: RunArguments, task: str, images: bool = False):
@@ -96,17 +140,10 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
     needs_heldout = config.forget_loss_cap_from_eval is not None or config.stopping != "none"
     if needs_heldout and job.test is None:
         raise ValueError(
-            "forget_loss_cap_from_eval and stopping='heldout' measure the model on held-out data: set "
-            "test_dataset (or use a scenario or data_source, which have one)."
+            "forget_loss_cap_from_eval and stopping='heldout' measure the model on held-out data: "
+            + missing_heldout(job)
         )
-    if config.stopping != "none" and config.heldout_label_corruption != job.heldout_label_corruption:
-        logger.warning(
-            "This job's forget set is %r-corrupted labels but heldout_label_corruption=%r: the stopping rule's "
-            "held-out reference should carry the same corruption (set heldout_label_corruption=%r).",
-            job.heldout_label_corruption,
-            config.heldout_label_corruption,
-            job.heldout_label_corruption,
-        )
+    resolve_label_corruption(job, config)  # the user's setting, else the scenario's: stopping and RCD alike
     trainer = UnlearningTrainer(
         job.model,
         config,
@@ -121,7 +158,7 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_checkpoint(config))
     return trainer, time.perf_counter() - start
 
 
@@ -137,7 +174,8 @@ def save_unlearned(trainer: Any, job: LoadedJob, output_dir: str) -> None:
 
 def run(run_args: RunArguments, config: Any) -> dict:
     """``hf-unlearn run``: unlearn, save the model, evaluate, write the report and card. Returns the report."""
-    check_output_dir(config.output_dir, run_args.overwrite_output_dir)
+    config.resume_from_checkpoint = resume_checkpoint(config)  # before any loading: a bad value fails fast
+    check_output_dir(config.output_dir, run_args.overwrite_output_dir, config.resume_from_checkpoint)
     progress = not config.disable_tqdm
     job = load_job(run_args, seed=config.seed, progress=progress)
     trainer, seconds = unlearn(job, config, run_args)

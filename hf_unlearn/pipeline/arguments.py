@@ -11,6 +11,13 @@ def option(default: Any, text: str) -> Any:
     return field(default=default, metadata={"help": text})
 
 
+def _source_names() -> str:
+    """The registered benchmark loaders of ``hf_unlearn.sources``, quoted (that package imports no torch)."""
+    from ..sources import SOURCES
+
+    return ", ".join(repr(name) for name in sorted(SOURCES))
+
+
 @dataclass
 class RunArguments:
     """What to unlearn from what: a built-in scenario, or a local model directory with dataset files."""
@@ -33,11 +40,11 @@ class RunArguments:
     test_dataset: str | None = option(None, "Held-out set for test metrics and the MIA.")
     data_source: str | None = option(
         None,
-        "A public benchmark's local copy ('tofu' or 'muse', see docs/benchmarks.md) gives the forget, "
+        f"A public benchmark's local copy ({_source_names()}, see docs/benchmarks.md) gives the forget, "
         "retain and test sets instead of forget_dataset/retain_dataset/test_dataset.",
     )
     data_dir: str | None = option(
-        None, "The benchmark's folder (e.g. huggingface-cli download locuslab/TOFU --local-dir DIR)."
+        None, "The benchmark's folder (e.g. hf download locuslab/TOFU --repo-type dataset --local-dir DIR)."
     )
     data_subset: str | None = option(
         None,
@@ -70,7 +77,16 @@ class RunArguments:
         "RCD: what must recover, 'loss' or 'accuracy' (default: loss for causal LMs, accuracy for "
         "classifiers).",
     )
-    overwrite_output_dir: bool = option(False, "Allow writing into a non-empty output_dir.")
+    eval_attention_mask: str = option(
+        "length",
+        "Metrics of causal LMs: 'length' masks padding only; 'pad_token' masks every token equal to the pad id, "
+        "as OpenUnlearning's collator does (a tokenizer without a pad token pads with EOS, so EOS inside a "
+        "sequence is masked too): use it to match OpenUnlearning's published numbers.",
+    )
+    overwrite_output_dir: bool = option(
+        False,
+        "Allow writing into a non-empty output_dir (resuming from a checkpoint in it needs no such permission).",
+    )
     trust_remote_code: bool = option(
         False, "Allow custom model code from the model directory (off by default)."
     )

@@ -42,6 +42,7 @@ def evaluate_models(
                     golden_model=job.golden,
                     processing_class=job.tokenizer,
                     utility_datasets=job.utility or None,
+                    muse_datasets=job.muse or None,  # MUSE's VerbMem, KnowMem, PrivLeak sets
                     **options,
                 )
             )
@@ -54,9 +55,12 @@ def evaluate_models(
                 golden_result=job.golden_relearn,
                 processing_class=job.tokenizer,
                 config=relearn_config,
-                heldout_dataset=heldout_reference(job) if job.heldout_relearn is None else None,
+                heldout_dataset=job.test if job.heldout_relearn is None else None,
                 heldout_result=job.heldout_relearn,
+                heldout_label_corruption=job.heldout_label_corruption or "none",
             )
+            if job.test is None and job.golden is None:
+                result.heldout_note = NO_REFERENCE
             _keep_reference_runs(job, name, result)
             relearn[name] = result
             row.update(rcd_columns(name, result))
@@ -90,16 +94,34 @@ def rcd_columns(name: str, result: Any) -> dict:
     return row
 
 
-def heldout_reference(job: LoadedJob) -> Any:
+NO_REFERENCE = "no golden model, and no held-out set (test_dataset) to stand in for it"
+
+
+def relearning_notes(relearn: dict) -> list[str]:
+    """One line per reason a golden-free ``rcd/ratio_to_heldout`` was not computed, naming the models it
+    concerns (the report's flags: the metrics hold numbers only)."""
+    models_by_note: dict[str, list[str]] = {}
+    for name, result in relearn.items():
+        if getattr(result, "heldout_note", None):
+            models_by_note.setdefault(result.heldout_note, []).append(name)
+    return [
+        f"rcd/ratio_to_heldout not computed ({', '.join(names)}): {note}."
+        for note, names in models_by_note.items()
+    ]
+
+
+def heldout_reference(job: LoadedJob, seed: int = 0) -> Any:
     """Held-out data of the forget set's kind (golden-free RCD): the test set, relabeled with seeded wrong
-    labels when the forget set is corrupted labels."""
-    if job.test is None or job.heldout_label_corruption == "none" or job.task != "classification":
+    labels when the forget set is corrupted labels (``job.heldout_label_corruption="random"``, classifiers), as
+    ``relearning_convergence_delay(..., heldout_label_corruption=...)`` relabels it with ``RelearnConfig.seed``
+    = ``seed``."""
+    if job.test is None or job.heldout_label_corruption in (None, "none") or job.task != "classification":
         return job.test
     from ..data import num_classes_of, to_dataset
     from ..stopping import corrupt_labels
 
     rows = to_dataset(job.test, "test_dataset").to_list()
-    return corrupt_labels(rows, num_classes_of(job.original), seed=0, key="label")
+    return corrupt_labels(rows, num_classes_of(job.original), seed=seed, key="label")
 
 
 def evaluation_options(job: LoadedJob, run_args: RunArguments) -> dict:
@@ -109,4 +131,6 @@ def evaluation_options(job: LoadedJob, run_args: RunArguments) -> dict:
         options["generation"] = run_args.generation
     if run_args.max_new_tokens is not None:
         options["max_new_tokens"] = run_args.max_new_tokens
+    if run_args.eval_attention_mask != "length":
+        options["attention_mask"] = run_args.eval_attention_mask
     return options

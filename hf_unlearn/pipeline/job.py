@@ -4,10 +4,14 @@ files or from a benchmark's local copy."""
 from __future__ import annotations
 
 import copy
+import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from .arguments import RunArguments
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -26,11 +30,15 @@ class LoadedJob:
     make_model: Any = None  # returns a fresh copy of the original model
     golden_relearn: Any = None  # the golden model's RelearnResult, computed once per job
     heldout_relearn: Any = None  # the original learning held-out data (golden-free RCD), once per job
-    heldout_label_corruption: str = "none"  # "random": the forget set is wrong labels (scenarios say so)
+    # "random": the forget set is wrong labels, "none": true labels (scenarios say which); None: not known (the
+    # user's data): the run takes UnlearningConfig.heldout_label_corruption (resolve_label_corruption)
+    heldout_label_corruption: str | None = None
     defaults: dict = field(default_factory=dict)  # suggested UnlearningConfig values (scenarios)
     evaluation: dict = field(default_factory=dict)  # evaluate_unlearning options (scenarios)
     retain_eval: Any = None  # the retain set of the metrics, if not the training one (TOFU: retain_perturbed)
     utility: dict = field(default_factory=dict)  # extra model-utility splits (TOFU: real authors...)
+    muse: dict = field(default_factory=dict)  # MUSE's evaluation sets (evaluate_unlearning's muse_datasets)
+    data_source: dict | None = None  # where the data came from: the report's "data" (job_datasets)
 
 
 def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> LoadedJob:
@@ -96,6 +104,27 @@ def scenario_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -
     )
 
 
+def resolve_label_corruption(job: LoadedJob, config: Any) -> str:
+    """The held-out reference's label corruption of this run, set on both ``job`` (golden-free RCD) and
+    ``config`` (the stopping rule, the report): the user's ``config.heldout_label_corruption`` when set, else the
+    job's (a scenario knows whether its forget set is mislabeled; the user's own data: ``"none"``). A user's
+    value that contradicts a scenario's gets a warning."""
+    user, known = config.heldout_label_corruption, job.heldout_label_corruption
+    if user is not None and known is not None and user != known:
+        logger.warning(
+            "%s's forget set is %s but heldout_label_corruption=%r: the held-out references of the stopping "
+            "rule and of rcd/ratio_to_heldout should carry the forget set's corruption; set "
+            "heldout_label_corruption=%r (or leave it unset).",
+            job.info.get("scenario") or "This job",
+            "wrong labels ('random')" if known == "random" else "true labels ('none')",
+            user,
+            known,
+        )
+    used = user or known or "none"
+    job.heldout_label_corruption = config.heldout_label_corruption = used
+    return used
+
+
 def scenario_defaults(sc: Any) -> dict:
     """A scenario's suggested ``UnlearningConfig`` values, with the corruption its held-out reference needs
     (a forget set of wrong labels is compared with held-out data relabeled the same way)."""
@@ -107,11 +136,14 @@ def scenario_defaults(sc: Any) -> dict:
 
 def job_datasets(run_args: RunArguments, tokenizer: Any) -> tuple[Any, Any, Any, dict]:
     """``(forget, retain, test, evaluation_sets)`` from dataset files, or from a benchmark's local copy
-    (``data_source``: chat rows when the tokenizer has a chat template, MUSE's corpora cut into chunks by the
-    tokenizer). ``evaluation_sets`` holds ``LoadedJob`` fields: ``retain_eval`` (the benchmark's retain
-    evaluation set, TOFU's ``retain_perturbed``) and ``utility`` (TOFU's real authors and world facts)."""
-    if run_args.data_source is None:
-        return (*_dataset_files(run_args), {})
+    (``data_source``: chat rows when the tokenizer has a chat template, MUSE's corpora cut into chunks that fit
+    the model with the special tokens the data layer adds). ``evaluation_sets`` holds ``LoadedJob`` fields:
+    ``retain_eval`` (the benchmark's retain evaluation set, TOFU's ``retain_perturbed``), ``utility`` (TOFU's
+    real authors and world facts), ``muse`` (MUSE's verbmem, knowmem and privleak sets) and ``data_source``
+    (what was read, for the report)."""
+    if not (run_args.data_source or "").strip():  # an empty --data_source "" is no data source
+        forget, retain, test = _dataset_files(run_args)
+        return forget, retain, test, {"data_source": _files_record(run_args)}
     files = [k for k in ("forget_dataset", "retain_dataset", "test_dataset") if getattr(run_args, k)]
     if files:
         raise ValueError(
@@ -120,14 +152,67 @@ def job_datasets(run_args: RunArguments, tokenizer: Any) -> tuple[Any, Any, Any,
     if not run_args.data_dir:
         raise ValueError("data_source needs data_dir, the folder of the benchmark's local copy.")
     from ..sources import load_source, source_options
+    from ..sources.muse import evaluation_sets
 
-    chat = getattr(tokenizer, "chat_template", None) is not None
     accepted = source_options(run_args.data_source)
-    offered = {"tokenizer": tokenizer, "chat": chat, "forget_class": run_args.forget_class}
-    options = {k: v for k, v in offered.items() if k in accepted}
+    offered = {
+        "tokenizer": lambda: tokenizer,
+        "chat": lambda: getattr(tokenizer, "chat_template", None) is not None,
+        "forget_class": lambda: run_args.forget_class,
+        "max_length": lambda: _sequence_limit(run_args, tokenizer),
+    }
+    options = {k: make() for k, make in offered.items() if k in accepted}
     data = load_source(run_args.data_source, run_args.data_dir, run_args.data_subset, **options)
-    sets = {"retain_eval": data.extra.get("retain_eval"), "utility": data.utility_datasets()}
+    sets = {
+        "retain_eval": data.extra.get("retain_eval"),
+        "utility": data.utility_datasets(),
+        "muse": evaluation_sets(data) if run_args.data_source == "muse" else {},
+        "data_source": {"folder": _folder_name(run_args.data_dir), **data.info},
+    }
     return data.forget, data.retain, data.test, sets
+
+
+def missing_heldout(job: LoadedJob) -> str:
+    """Why ``job`` has no held-out set, and what to do: the split its benchmark copy lacks, or ``test_dataset``."""
+    record = job.data_source or {}
+    missing = {k: v for k, v in (record.get("missing") or {}).items() if v.get("role") == "test"}
+    if not missing:
+        return "set test_dataset (or use a scenario or data_source, which have one)."
+    label, entry = next(iter(missing.items()))
+    return (
+        f"the {record.get('source')} copy in {record.get('folder')!r} has no held-out split: {label!r} not found "
+        f"(expected a file matching one of {entry['expected']}); add it to the folder (download the copy again)."
+    )
+
+
+def _sequence_limit(run_args: RunArguments, tokenizer: Any) -> int:
+    """The longest sequence the model of ``run_args`` takes (``data.max_length_of``, read from its config),
+    at most MUSE's 2,048-token chunks."""
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig
+
+    from ..data import max_length_of
+    from ..sources.muse import CHUNK_TOKENS
+
+    config = AutoConfig.from_pretrained(
+        run_args.model_name_or_path, trust_remote_code=run_args.trust_remote_code
+    )
+    return min(CHUNK_TOKENS, max_length_of(SimpleNamespace(config=config), tokenizer))
+
+
+def _folder_name(path: str) -> str:
+    # the folder's name, not its path: the report travels with the model (push_to_hub)
+    return os.path.basename(os.path.normpath(path))
+
+
+def _files_record(run_args: RunArguments) -> dict:
+    names = {
+        "forget": run_args.forget_dataset,
+        "retain": run_args.retain_dataset,
+        "test": run_args.test_dataset,
+    }
+    return {"source": "files", "files": {k: _folder_name(v) for k, v in names.items() if v}}
 
 
 def _dataset_files(run_args: RunArguments) -> tuple[Any, Any, Any]:
@@ -135,7 +220,9 @@ def _dataset_files(run_args: RunArguments) -> tuple[Any, Any, Any]:
     from ..loading import load_dataset_file
 
     if run_args.data_dir or run_args.data_subset:
-        raise ValueError("data_dir / data_subset need data_source ('tofu' or 'muse').")
+        from ..sources import SOURCES
+
+        raise ValueError(f"data_dir / data_subset need data_source (one of {sorted(SOURCES)}).")
     if not (run_args.forget_dataset and run_args.retain_dataset):
         raise ValueError("With model_name_or_path, forget_dataset and retain_dataset are required.")
     forget = load_dataset_file(run_args.forget_dataset)

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from .arguments import RunArguments
+from .evaluation import relearning_notes
 from .job import LoadedJob
 
 UTILITY_DROP = 0.02  # retain accuracy (or token accuracy) drop below the original that gets flagged
@@ -85,15 +86,22 @@ def build_report(
     seconds: float,
     trainer: Any = None,
 ) -> dict:
-    """The JSON report of one unlearning run (never any forget-set content: counts and a fingerprint).
+    """The JSON report of one unlearning run (never any forget-set content: counts and a fingerprint; the data's
+    source, folder name and files, never a local path).
     With ``trainer``, the hyperparameters carry what it decided at run time (the forget-loss cap)."""
-    from ..hub import forget_fingerprint
+    from ..hub import base_model_facts, forget_fingerprint
 
     return {
         "method": config.method,
         "task": job.task,
         "scenario": job.info.get("scenario"),
-        "base_model": _base_model_name(job.info.get("base_model")),
+        # the data of a run without a scenario: a benchmark copy (source, folder name, subset, files read, row
+        # counts, splits not found, options) or the user's files (their names)
+        "data": job.data_source,
+        # base_model (a Hub id or None), the base folder's name (never its path) and the base model's license
+        **base_model_facts(job.info.get("base_model")),
+        "architecture": type(job.original).__name__ if job.original is not None else None,
+        "scenario_description": job.info.get("description"),
         "hyperparameters": hyperparameters(config, run_args, trainer),
         "reproducibility": reproducibility(config, trainer),
         "forget_fingerprint": forget_fingerprint(job.forget),
@@ -102,7 +110,7 @@ def build_report(
         "metrics": metrics,
         "relearning": {name: r.to_dict() for name, r in relearn.items()},
         "stopping": trainer.stopping.record.to_dict() if getattr(trainer, "stopping", None) else None,
-        "flags": utility_flags(metrics),
+        "flags": utility_flags(metrics) + relearning_notes(relearn),
     }
 
 
@@ -115,11 +123,6 @@ def write_outputs(output_dir: str, report: dict, relearn: dict) -> dict:
         for p in write_plots(output_dir, report["metrics"], relearn, report["task"], report.get("method"))
     ]
     return hub.write_report(output_dir, report)
-
-
-def _base_model_name(path: str | None) -> str | None:
-    # A local path says nothing to a Hub reader and can leak a user's directory layout.
-    return None if path is None or os.path.isabs(path) or path.startswith(".") else path
 
 
 def unlearning_fields(config: Any, method: type | None = None) -> tuple[str, ...]:
@@ -135,6 +138,8 @@ def unlearning_fields(config: Any, method: type | None = None) -> tuple[str, ...
         fields += FORGET_LOSS_CAP_FIELDS
     if config.stopping != "none":
         fields += STOPPING_FIELDS
+    if config.heldout_label_corruption not in (None, "none"):  # golden-free RCD relabels the held-out set too
+        fields += ("heldout_label_corruption",)
     if config.influence_removal != "none":
         fields += INFLUENCE_REMOVAL_FIELDS
     return tuple(dict.fromkeys(fields))
@@ -142,7 +147,8 @@ def unlearning_fields(config: Any, method: type | None = None) -> tuple[str, ...
 
 def hyperparameters(config: Any, run_args: RunArguments, trainer: Any = None) -> dict:
     """The report's hyperparameters: the ``unlearning_fields`` of ``config``, the forget-loss cap the trainer
-    decided, and the LoRA settings when LoRA was used."""
+    decided, the LoRA settings when LoRA was used, and with ``trainer`` the optimizer steps that ran
+    (``steps_run``, ``trainer.state.global_step``)."""
     values = {name: getattr(config, name) for name in unlearning_fields(config)}
     if getattr(trainer, "forget_loss_cap_source", None) and "forget_loss_cap" in values:
         values["forget_loss_cap"] = trainer.method.forget_loss_cap
@@ -151,6 +157,8 @@ def hyperparameters(config: Any, run_args: RunArguments, trainer: Any = None) ->
     lora = {k: v for k, v in asdict(run_args).items() if k.startswith("lora_")}
     if run_args.lora_r > 0:
         values["lora"] = lora
+    if trainer is not None:  # what ran, next to max_steps (a stopping rule can end a run early)
+        values["steps_run"] = trainer.state.global_step
     return values
 
 

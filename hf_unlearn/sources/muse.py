@@ -7,9 +7,11 @@ The Hub repositories hold parquet shards per config and split, ``<config>/<split
 ``configs/eval/muse_metrics``):
 
 * ``raw/forget`` and ``raw/retain1`` (option ``retain_split``), ``text``: the forget and retain sets. With a
-  ``tokenizer`` the documents are joined with blank lines and cut into ``max_length``-token chunks, decoded
-  back to text (OpenUnlearning's ``PretrainingDataset``); without one, one row per document (the data layer
-  truncates long ones: MUSE-Books' forget split is 4 whole books).
+  ``tokenizer`` the documents are joined with blank lines and cut into chunks, decoded back to text
+  (OpenUnlearning's ``PretrainingDataset``), each chunk as long as fits in ``max_length`` tokens (the model's
+  limit, at most 2048 as OpenUnlearning's) *with* the BOS / EOS the data layer adds: nothing is truncated
+  later. Without a tokenizer, one row per document (the data layer truncates long ones: MUSE-Books' forget
+  split is 4 whole books).
 * ``privleak/holdout`` (``text``): ``test``, the non-members of MUSE's PrivLeak; ``privleak/forget`` is
   ``extra["privleak_forget"]``, its members. PrivLeak compares these two, not the raw corpora.
 * ``verbmem/forget`` (``prompt``, ``gt``): ``extra["verbmem_forget"]`` as ``{"prompt", "completion": " " + gt}``
@@ -37,16 +39,16 @@ FORGET_SUBSETS = {
 DEFAULT_SUBSET = "forget"
 RETAIN_SPLITS = ("retain1", "retain2")
 CHUNK_TOKENS = 2048  # OpenUnlearning's MUSE_forget / MUSE_retain max_length
-DOWNLOAD = (
-    "huggingface-cli download muse-bench/MUSE-News --repo-type dataset --local-dir DIR "
-    "(or muse-bench/MUSE-Books)"
-)
+DOWNLOAD = "hf download muse-bench/MUSE-News --repo-type dataset --local-dir DIR (or muse-bench/MUSE-Books)"
+#: ``extra`` sets (and ``test``) that MUSE's own metrics read, by ``evaluate_unlearning(muse_datasets=...)`` name
+EVALUATION_SETS = ("verbmem_forget", "knowmem_forget", "knowmem_retain", "privleak_forget")
 
 
 def muse_split(config: str, splits: tuple[str, ...], columns: tuple[str, ...]) -> Split:
     """Where ``config/split`` lives (the first of ``splits`` found): parquet shards or the parquet export."""
     patterns = tuple(p for s in splits for p in (f"{config}/{s}-*.parquet", f"{config}/{s}/*.parquet"))
-    return Split(f"{config}/{splits[0]}", patterns, columns)
+    older = tuple(p for s in splits for p in (f"{config}/{s}.json", f"{config}/{s.replace('_', '-')}.json"))
+    return Split(f"{config}/{splits[0]}", patterns, columns, older)
 
 
 @register_source("muse", download=DOWNLOAD)
@@ -69,7 +71,9 @@ def load_muse(
             ``"sust_forget_K"`` (K = 1..4: the scalability / sustainability corpora).
         retain_split: ``"retain1"`` (default, as OpenUnlearning) or ``"retain2"``.
         tokenizer: cut the corpora into token chunks (recommended); ``None`` keeps one row per document.
-        max_length: chunk length in tokens (default ``min(2048, tokenizer.model_max_length)``).
+        max_length: the longest sequence a chunk may become, in tokens, the special tokens the data layer adds
+            (the tokenizer's BOS, if it adds one, and EOS) included: the model's limit (default
+            ``min(2048, tokenizer.model_max_length)``; ``hf-unlearn run`` passes ``min(2048, the model's)``).
         chat: knowmem QA in chat form; default plain, as MUSE's base (non-chat) Llama-2 models expect.
         system_prompt: a system turn (chat) or first line (plain) of every knowmem prompt.
         knowmem_icl: put the ``*_qa_icl`` pairs before each knowmem question, as MUSE and OpenUnlearning do.
@@ -84,7 +88,7 @@ def load_muse(
     if retain_split not in RETAIN_SPLITS:
         raise ValueError(f"muse: retain_split must be one of {list(RETAIN_SPLITS)}, got {retain_split!r}.")
     config, split = FORGET_SUBSETS[subset]
-    chunk = _chunk_length(tokenizer, max_length)
+    chunk = chunk_length(tokenizer, max_length)
     reader = SplitReader(path, "muse")
     forget = reader.required("forget", muse_split(config, (split,), ("text",)))
     retain = reader.required("retain", muse_split("raw", (retain_split,), ("text",)))
@@ -103,6 +107,7 @@ def load_muse(
         "missing": reader.missing,
         "options": {
             "retain_split": retain_split,
+            "max_length": max_length if chunk is None else chunk + special_tokens(tokenizer),
             "chunk_tokens": chunk,
             "chat": chat,
             "knowmem_icl": knowmem_icl,
@@ -167,17 +172,53 @@ def text_dataset(texts: Any, tokenizer: Any, chunk: int | None, where: str) -> A
 
 def chunk_texts(texts: list[str], tokenizer: Any, chunk: int) -> list[str]:
     """OpenUnlearning's ``PretrainingDataset._chunk_raw_text``: join with ``"\\n\\n"``, tokenize without
-    special tokens, cut every ``chunk`` tokens, decode each piece (empty pieces dropped)."""
+    special tokens, cut every ``chunk`` tokens, decode each piece (empty pieces dropped). A decoded piece can
+    encode to more tokens than it was cut from (a word split at the cut): such a piece gives its last tokens to
+    the next one until it encodes to at most ``chunk`` tokens."""
     ids = tokenizer("\n\n".join(texts), add_special_tokens=False, verbose=False)["input_ids"]
-    pieces = [tokenizer.decode(ids[i : i + chunk]) for i in range(0, len(ids), chunk)]
+    pieces, start = [], 0
+    while start < len(ids):
+        end = min(start + chunk, len(ids))
+        while True:
+            piece = tokenizer.decode(ids[start:end])
+            excess = len(tokenizer(piece, add_special_tokens=False, verbose=False)["input_ids"]) - chunk
+            if excess <= 0 or end - start <= 1:
+                break
+            end = max(start + 1, end - excess)
+        pieces.append(piece)
+        start = end
     return [p for p in pieces if p.strip()]
 
 
-def _chunk_length(tokenizer: Any, max_length: int | None) -> int | None:
+def special_tokens(tokenizer: Any) -> int:
+    """How many special tokens the data layer adds to a ``{"text"}`` row: the tokenizer's prefix (BOS) and EOS."""
+    from ..data.lm import special_prefix
+
+    return len(special_prefix(tokenizer)) + (tokenizer.eos_token_id is not None)
+
+
+def chunk_length(tokenizer: Any, max_length: int | None) -> int | None:
+    """Text tokens per chunk: ``max_length`` (default ``min(2048, tokenizer.model_max_length)``) less the
+    special tokens the data layer adds; ``None`` without a tokenizer."""
     if tokenizer is None:
         return None
-    if max_length is not None:
-        if max_length < 1:
-            raise ValueError(f"muse: max_length must be >= 1, got {max_length}.")
-        return max_length
-    return min(CHUNK_TOKENS, int(getattr(tokenizer, "model_max_length", CHUNK_TOKENS) or CHUNK_TOKENS))
+    if max_length is None:
+        limit = getattr(tokenizer, "model_max_length", None) or CHUNK_TOKENS
+        max_length = min(CHUNK_TOKENS, int(limit))
+    chunk = max_length - special_tokens(tokenizer)
+    if chunk < 1:
+        raise ValueError(
+            f"muse: max_length={max_length} leaves no room for text next to the {special_tokens(tokenizer)} "
+            "special token(s) the data layer adds; give a larger max_length."
+        )
+    return chunk
+
+
+def evaluation_sets(data: BenchmarkData) -> dict[str, Any]:
+    """MUSE's evaluation sets of ``data`` by ``evaluate_unlearning(muse_datasets=...)`` name: ``verbmem_forget``,
+    ``knowmem_forget``, ``knowmem_retain``, ``privleak_forget`` and ``privleak_holdout`` (``data.test``), those
+    present."""
+    sets = {name: data.extra[name] for name in EVALUATION_SETS if name in data.extra}
+    if data.test is not None:
+        sets["privleak_holdout"] = data.test
+    return sets

@@ -79,9 +79,11 @@ def load_source(name: str, path: str, subset: str | None = None, **options: Any)
     """Load the local copy of benchmark ``name`` found in folder ``path``.
 
     Args:
-        name: a registered source (``"tofu"``, ``"muse"``; see ``SOURCES``).
-        path: the folder a ``huggingface-cli download ... --local-dir`` of the benchmark wrote.
-        subset: which forget set (e.g. ``"forget05"`` for TOFU); ``None`` takes the source's default.
+        name: a registered source (``"tofu"``, ``"muse"``, ``"cifar10"``, ``"cifar100"``; see ``SOURCES``).
+        path: the folder an ``hf download <repo> --repo-type dataset --local-dir DIR`` of the benchmark wrote
+            (``huggingface_hub``'s ``hf`` command; ``SOURCES[name].download`` has each one).
+        subset: which forget set (e.g. ``"forget05"`` for TOFU, ``"class"`` for CIFAR); ``None`` takes the
+            source's default.
         **options: the source's own options (``chat``, ``system_prompt``, ``tokenizer``, ...).
 
     Raises:

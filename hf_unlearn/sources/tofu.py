@@ -39,12 +39,14 @@ DEFAULT_SUBSET = "forget10"
 QA_KEYS = ("question", "answer")
 PERTURBED_KEYS = ("question", "answer", "paraphrased_answer", "perturbed_answer")
 UTILITY_KEYS = ("question", "answer", "perturbed_answer")
-DOWNLOAD = "huggingface-cli download locuslab/TOFU --repo-type dataset --local-dir DIR"
+DOWNLOAD = "hf download locuslab/TOFU --repo-type dataset --local-dir DIR"
 
 
 def tofu_split(name: str, columns: tuple[str, ...]) -> Split:
-    """Where split ``name`` lives in a download folder: ``name.json``, ``name.jsonl`` or parquet shards."""
-    return Split(name, (f"{name}.json", f"{name}.jsonl", f"{name}/*/*.parquet", f"{name}/*.parquet"), columns)
+    """Where split ``name`` lives in a download folder: ``name.json``, ``name.jsonl`` or parquet shards (an
+    older layout's ``name_dataset.json`` is named in the error, not read)."""
+    patterns = (f"{name}.json", f"{name}.jsonl", f"{name}/*/*.parquet", f"{name}/*.parquet")
+    return Split(name, patterns, columns, older=(f"{name}_dataset.json", "*_dataset.json"))
 
 
 @register_source("tofu", download=DOWNLOAD)
