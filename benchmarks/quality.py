@@ -318,7 +318,7 @@ def applies(method: Any, job) -> bool:
     train the forget prompts towards refusals, a forget set with prompts (raw text has none)."""
     from hf_unlearn.data.alternatives import with_default_alternatives
 
-    if job.task not in method.tasks:
+    if job.task not in method.supported_tasks():
         return False
     if method.needs_alternative:
         try:

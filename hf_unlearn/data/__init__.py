@@ -40,6 +40,7 @@ from .common import (
     is_image_model,
     max_length_of,
     model_inputs,
+    model_kind,
     num_classes_of,
     num_labels_of,
     row_length,
@@ -66,6 +67,7 @@ __all__ = [
     "is_image_model",
     "max_length_of",
     "model_inputs",
+    "model_kind",
     "num_classes_of",
     "num_labels_of",
     "pad_token_id_for",
@@ -96,23 +98,6 @@ def pad_token_id_for(model: torch.nn.Module, tokenizer: Any, task: str) -> int:
 def build_preparer(
     model: torch.nn.Module, tokenizer: Any = None, max_length: int | None = None, seed: int = 0
 ):
-    """A ``DatasetPreparer`` and ``UnlearningCollator`` configured for ``model``."""
-    from .images import fixed_image_size
-
-    task = infer_task(model)
-    limit = max_length_of(model, tokenizer)
-    config = unwrap_model(model).config
-    image = is_image_model(model)
-    preparer = DatasetPreparer(
-        task=task,
-        tokenizer=tokenizer,
-        max_length=min(max_length, limit) if max_length else limit,
-        num_labels=num_labels_of(model) if task == CLASSIFICATION else None,
-        seed=seed,
-        vocab_size=getattr(config, "vocab_size", None),
-        images=image,
-        num_channels=getattr(config, "num_channels", None) if image else None,
-        image_size=fixed_image_size(config) if image else None,
-    )
-    collator = UnlearningCollator(pad_token_id=pad_token_id_for(model, tokenizer, task), task=task)
-    return preparer, collator
+    """A preparer and collator configured for ``model``, by its kind (``ModelKind.build_preparer``; for the
+    built-in kinds a ``DatasetPreparer`` and an ``UnlearningCollator``)."""
+    return model_kind(model).build_preparer(model, tokenizer, max_length, seed)
