@@ -91,10 +91,14 @@ class ModelKind:
         """Per-example losses ``l(x, y)`` -> ``[B]`` from ``forward``'s predictions and the batch's labels."""
         raise NotImplementedError
 
-    def per_example_losses(self, model: torch.nn.Module, batch: dict, **kwargs: Any) -> torch.Tensor:
-        """Per-example losses of ``model`` on a collated ``batch`` (on the model's device) -> ``[B]``."""
-        predictions, _ = self.forward(model, batch, **kwargs)
-        return self.loss_of(predictions, batch["labels"])
+    def per_example_losses(
+        self, model: torch.nn.Module, batch: dict, device: torch.device | str | None = None, **kwargs: Any
+    ) -> torch.Tensor:
+        """Per-example losses of ``model`` on a collated ``batch`` -> ``[B]``: its model inputs and labels are
+        moved to ``device`` when given (else they must be on the model's device already)."""
+        predictions, _ = self.forward(model, self.model_inputs(batch, device), **kwargs)
+        labels = batch["labels"] if device is None else batch["labels"].to(device)
+        return self.loss_of(predictions, labels)
 
     def per_example_logprob(self, predictions: Any, labels: torch.Tensor) -> torch.Tensor:
         """``log p(y | x)`` per example (NPO's and DPO's reference): ``-loss`` unless the kind knows better."""
@@ -172,9 +176,13 @@ def get_model_kind(model: torch.nn.Module) -> ModelKind:
     )
 
 
-def kind_for_task(task: str, architecture: str | None = None) -> ModelKind:
+def kind_for_task(task: str | None, architecture: str | None = None) -> ModelKind:
     """The kind a recorded ``task`` string (and, when known, architecture class name) stands for: reports
-    and configs keep the task string, not the model."""
+    and configs keep the task string, not the model. ``task=None``: the kind of the architecture, else the
+    text classifier."""
+    if task is None:
+        found = [kind for kind in _KINDS if architecture and kind.recognises_architecture(architecture)]
+        return found[0] if found else kind_for_task("classification")
     matching = [kind for kind in _KINDS if kind.task == task]
     if architecture:
         for kind in matching:

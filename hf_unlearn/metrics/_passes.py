@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..data import build_preparer, model_inputs, row_length
+from ..data import build_preparer, model_inputs, model_kind, row_length
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -65,7 +65,9 @@ def make_batches(
 
 
 def logits_of(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-    return model(**model_inputs(batch, model_device(model))).logits
+    """The predictions (logits) of ``model`` on a collated ``batch``, by the model's kind."""
+    kind = model_kind(model)
+    return kind.forward(model, kind.model_inputs(batch, model_device(model)))[0]
 
 
 def process_rank_and_count() -> tuple[int, int]:
