@@ -322,7 +322,7 @@ class IdkDPO(UnlearningMethod):
 
     def loss(self, inputs, retain_nll, forget_nll):
         lose = losses.logprob_from_nll(forget_nll, inputs.forget.labels)
-        win = losses.per_example_logprob(inputs.forget_alt.logits, inputs.forget_alt.labels)
+        win = self.kind.per_example_logprob(inputs.forget_alt.logits, inputs.forget_alt.labels)
         terms = losses.dpo_per_example(
             win - inputs.ref_alt_logprob.to(win), lose - inputs.ref_logprob.to(lose), self.args.npo_beta
         )
