@@ -134,6 +134,26 @@ def test_the_toy_kind_gets_held_out_stopping_and_per_example_losses(tmp_path, to
     assert [entry["step"] for entry in trainer.stopping.record.history][0] == 0
 
 
+def test_rcd_runs_on_the_toy_kind_with_the_loss_as_its_target(toy_kind):
+    """Relearning convergence delay: the kind prepares, batches and scores the forget set; without accuracy
+    (no classes) the recovery target is the loss."""
+    import copy
+
+    from hf_unlearn.metrics import RelearnConfig, relearning_convergence_delay
+
+    torch.manual_seed(0)
+    original = ToyRegressor()
+    unlearned = copy.deepcopy(original)
+    with torch.no_grad():
+        unlearned.linear.bias += 5.0  # far from the original on the forget set
+    config = RelearnConfig(learning_rate=0.05, max_steps=20, batch_size=4, progress_bar=False)
+    result = relearning_convergence_delay(
+        unlearned, toy_rows(8, seed=1), original_model=original, config=config
+    )
+    assert result.target == "loss" and result.steps > 0
+    assert result.curve[0]["loss"] > result.curve[-1]["loss"]
+
+
 def test_methods_that_need_more_than_per_example_losses_refuse_the_toy_kind(tmp_path, toy_kind):
     kind = ToyRegressorKind()
     runs = sorted(name for name, method in METHODS.items() if method.supports(kind))

@@ -61,5 +61,10 @@ class TransformersKind(ModelKind):
         """Cross-entropy (classifiers) or the token-mean NLL of the completion (causal LMs)."""
         return losses.per_example_nll(predictions, labels)
 
+    def correct(self, predictions: losses.Logits, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The argmax class (classifiers) or next token (causal LMs) against the label, per scored position."""
+        logits, targets, mask = losses.positions(predictions, labels)
+        return ((logits.argmax(-1) == targets) & mask).sum(-1), mask.sum(-1)
+
     def per_example_logprob(self, predictions: losses.Logits, labels: torch.Tensor) -> torch.Tensor:
         return losses.per_example_logprob(predictions, labels)

@@ -110,6 +110,11 @@ class ModelKind:
         ``"wrong_targets"`` capability."""
         raise NotImplementedError(f"model kind {self.name!r} has no wrong targets.")
 
+    def correct(self, predictions: Any, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(correct [B], scored [B])``: per example, the correct predictions (classes or tokens) and the
+        positions scored; None for a kind without accuracy (its RCD target is then the loss)."""
+        return None
+
     def loss_scale(self, model: torch.nn.Module) -> float:
         """The scale of one nat of the loss: the ascent cap's default margin is a multiple of it (``log C`` of
         C classes or tokens)."""

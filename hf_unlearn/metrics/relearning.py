@@ -46,7 +46,6 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .. import losses
 from ..data import model_kind
 from ._heldout import heldout_note, learn_heldout
 from ._passes import eval_mode, make_batches, model_device, prepare
@@ -241,7 +240,10 @@ def relearning_convergence_delay(
     )
     target = config.target or ("accuracy" if model_kind(model).has_classes else "loss")
 
-    original_batches = make_batches(rows, collator, config.eval_batch_size, model_device(original_model))
+    kind = model_kind(model)
+    original_batches = make_batches(
+        rows, collator, config.eval_batch_size, model_device(original_model), kind=kind
+    )
     reference = _forget_metrics(original_model, original_batches, len(rows))
     del original_batches
     if target == "accuracy":
@@ -313,11 +315,12 @@ def _forget_metrics(model: torch.nn.Module, batches: list, n_examples: int) -> d
     kind = model_kind(model)
     with eval_mode(model):
         for _, batch in batches:
-            logits, _ = kind.forward(model, batch)
-            loss_sum += kind.loss_of(logits, batch["labels"]).sum()
-            logits, targets, mask = losses.positions(logits, batch["labels"])
-            correct += ((logits.argmax(-1) == targets) & mask).sum()
-            count += mask.sum()
+            predictions, _ = kind.forward(model, batch)
+            loss_sum += kind.loss_of(predictions, batch["labels"]).sum()
+            scored = kind.correct(predictions, batch["labels"])
+            if scored is not None:
+                correct += scored[0].sum()
+                count += scored[1].sum()
     loss_sum, correct, count = torch.stack([loss_sum.float(), correct.float(), count.float()]).tolist()
     return {"loss": loss_sum / n_examples, "accuracy": correct / count if count else math.nan}
 
@@ -362,7 +365,7 @@ class _Protocol:
             raise ValueError("The model has no trainable parameter (requires_grad=True): nothing to relearn.")
         optimizer = _make_optimizer(params, config)
         tracker = WeightTracker(learner, original)
-        eval_batches = make_batches(self.rows, self.collator, config.eval_batch_size, device)
+        eval_batches = make_batches(self.rows, self.collator, config.eval_batch_size, device, kind=kind)
         stream = _BatchStream(len(self.rows), config.batch_size, config.seed)
         curve: list[dict] = []
 
