@@ -38,6 +38,7 @@ from .common import (
     IGNORE_INDEX,
     infer_task,
     is_image_model,
+    kind_of_task,
     max_length_of,
     model_inputs,
     model_kind,
@@ -65,6 +66,7 @@ __all__ = [
     "build_preparer",
     "infer_task",
     "is_image_model",
+    "kind_of_task",
     "max_length_of",
     "model_inputs",
     "model_kind",
@@ -80,7 +82,8 @@ __all__ = [
 
 def pad_token_id_for(model: torch.nn.Module, tokenizer: Any, task: str) -> int:
     """The pad id to use, giving a causal LM tokenizer without one its EOS token (with a warning)."""
-    if tokenizer is not None and getattr(tokenizer, "pad_token_id", 0) is None and task == CAUSAL_LM:
+    lm = kind_of_task(task).token_level
+    if tokenizer is not None and getattr(tokenizer, "pad_token_id", 0) is None and lm:
         if tokenizer.eos_token is None:
             raise ValueError(
                 "The tokenizer has neither a pad token nor an EOS token; set tokenizer.pad_token."

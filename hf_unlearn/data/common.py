@@ -46,6 +46,13 @@ def model_kind(model: torch.nn.Module):
     return get_model_kind(model)
 
 
+def kind_of_task(task: str):
+    """The registered ``hf_unlearn.kinds.ModelKind`` a task string stands for (``kinds.kind_for_task``)."""
+    from ..kinds import kind_for_task
+
+    return kind_for_task(task)
+
+
 def is_image_model(model: torch.nn.Module) -> bool:
     return model_kind(model).images
 
