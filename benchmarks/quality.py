@@ -304,7 +304,9 @@ def unlearn_once(job, run_args, method: str, overrides: dict | None = None, seed
 
 
 def keys_of(task: str) -> dict[str, str]:
-    if task == "classification":
+    from hf_unlearn.kinds import kind_for_task
+
+    if kind_for_task(task).has_classes:
         return {"forget": "forget/accuracy", "retain": "retain/accuracy", "test": "test/accuracy"}
     return {
         "forget": "forget/token_accuracy",
