@@ -134,7 +134,7 @@ def methods_for(task: str) -> list[str]:
     """The registered methods (``hf_unlearn.methods.METHODS``) defined for ``task``."""
     from hf_unlearn.methods import METHODS
 
-    return [name for name, method in METHODS.items() if task in method.tasks]
+    return [name for name, method in METHODS.items() if task in method.supported_tasks()]
 
 
 def smoke_task(kind: str):

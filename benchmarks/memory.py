@@ -23,7 +23,9 @@ PRELOAD = ["torch", "transformers", "peft", "hf_unlearn.trainer", "benchmarks.co
 def lora_config(task: str = "causal_lm"):
     from peft import LoraConfig
 
-    if task == "causal_lm":
+    from hf_unlearn.kinds import kind_for_task
+
+    if kind_for_task(task).token_level:
         return LoraConfig(
             task_type="CAUSAL_LM",
             r=8,

@@ -304,7 +304,9 @@ def unlearn_once(job, run_args, method: str, overrides: dict | None = None, seed
 
 
 def keys_of(task: str) -> dict[str, str]:
-    if task == "classification":
+    from hf_unlearn.kinds import kind_for_task
+
+    if kind_for_task(task).has_classes:
         return {"forget": "forget/accuracy", "retain": "retain/accuracy", "test": "test/accuracy"}
     return {
         "forget": "forget/token_accuracy",
@@ -318,7 +320,7 @@ def applies(method: Any, job) -> bool:
     train the forget prompts towards refusals, a forget set with prompts (raw text has none)."""
     from hf_unlearn.data.alternatives import with_default_alternatives
 
-    if job.task not in method.tasks:
+    if job.task not in method.supported_tasks():
         return False
     if method.needs_alternative:
         try:

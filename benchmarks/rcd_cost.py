@@ -21,12 +21,13 @@ def bare_relearn(model, forget, tokenizer, config) -> None:
     """The relearning fine-tune of ``relearning_convergence_delay`` without evaluations or weight tracking."""
     import torch
 
-    from hf_unlearn import losses
+    from hf_unlearn.kinds import get_model_kind
     from hf_unlearn.metrics._passes import model_device, prepare
     from hf_unlearn.metrics.relearning import _BatchStream, _make_optimizer
 
     rows, collator, _ = prepare(model, forget, tokenizer, "forget_dataset", config.max_length)
     device = model_device(model)
+    kind = get_model_kind(model)
     learner = copy.deepcopy(model)
     params = [p for p in learner.parameters() if p.requires_grad]
     optimizer = _make_optimizer(params, config)
@@ -36,10 +37,7 @@ def bare_relearn(model, forget, tokenizer, config) -> None:
         learner.train()
         for step in range(config.max_steps):
             batch = collator([rows[i] for i in stream.indices(step)])
-            logits = learner(
-                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
-            ).logits
-            loss = losses.per_example_nll(logits, batch["labels"].to(device)).mean()
+            loss = kind.per_example_losses(learner, batch, device).mean()
             loss.backward()
             if config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)

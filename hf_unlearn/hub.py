@@ -69,7 +69,9 @@ def build_model_card(report: dict) -> Any:
     """A ``huggingface_hub.ModelCard`` from an unlearning report (see ``write_report``)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    task_type = pipeline_tag(report)
+    adapter = _is_adapter(report)
+    metadata = card_metadata(report, adapter)
+    task_type = metadata["pipeline_tag"]
     dataset_name = report.get("scenario") or "custom"
     metrics = report.get("metrics", {}).get("unlearned", {})
     eval_results = [
@@ -83,10 +85,9 @@ def build_model_card(report: dict) -> Any:
         for key, name in CARD_METRICS
         if isinstance(metrics.get(key), (int, float))
     ]
-    adapter = _is_adapter(report)
     card_data = ModelCardData(
         base_model=report.get("base_model") if is_hub_model_id(report.get("base_model")) else None,
-        library_name="peft" if adapter else "transformers",
+        library_name=metadata["library_name"],
         # the base model's license (its own card's), never one we made up
         license=report.get("license"),
         license_name=report.get("license_name"),
@@ -102,12 +103,22 @@ def build_model_card(report: dict) -> Any:
     )
 
 
+def _kind(report: dict):
+    """The model kind of the reported model: its task, and its architecture's class name when recorded."""
+    from .kinds import kind_for_task
+
+    return kind_for_task(report.get("task"), str(report.get("architecture") or ""))
+
+
+def card_metadata(report: dict, adapter: bool = False) -> dict:
+    """The card's ``pipeline_tag`` and ``library_name``, by the reported model's kind."""
+    return _kind(report).card_metadata(adapter)
+
+
 def pipeline_tag(report: dict) -> str:
-    """The Hub's pipeline tag of the reported model: from its architecture's class name when recorded."""
-    if report.get("task", "classification") != "classification":
-        return "text-generation"
-    images = str(report.get("architecture") or "").endswith("ForImageClassification")
-    return "image-classification" if images else "text-classification"
+    """The Hub's pipeline tag of the reported model: from its kind (its architecture's class name when
+    recorded)."""
+    return _kind(report).pipeline_tag
 
 
 def _template_fields(report: dict) -> dict:
@@ -233,14 +244,6 @@ def _is_adapter(report: dict) -> bool:
     return bool(report.get("hyperparameters", {}).get("lora"))
 
 
-#: The ``transformers`` auto class that loads a base model, by how its architecture's class name ends.
-_AUTO_CLASSES = (
-    (("ForCausalLM", "LMHeadModel"), "AutoModelForCausalLM"),
-    (("ForImageClassification",), "AutoModelForImageClassification"),
-    (("ForSequenceClassification",), "AutoModelForSequenceClassification"),
-)
-
-
 def _adapter_snippet(report: dict) -> str:
     """The lines that load this LoRA adapter onto its base model."""
     adapter = (
@@ -257,11 +260,7 @@ def _adapter_snippet(report: dict) -> str:
                 f"model = {adapter}",
             ]
         )
-    architecture = str(report.get("architecture") or "")
-    default = (
-        "AutoModelForCausalLM" if report.get("task") == "causal_lm" else "AutoModelForSequenceClassification"
-    )
-    auto = next((name for ends, name in _AUTO_CLASSES if architecture.endswith(ends)), default)
+    auto = _kind(report).auto_class
     base = report["base_model"] if is_hub_model_id(report.get("base_model")) else None
     base = base or f"path/to/{report.get('base_model_folder') or 'the-base-model'}"
     return "\n".join(

@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 import torch
 
 from . import losses
-from .data import CLASSIFICATION
 
 
 @dataclass
@@ -75,7 +74,8 @@ WEIGHTS = ("forget_weight", "retain_weight")
 
 
 class UnlearningMethod:
-    """Base class. ``args`` is the ``UnlearningConfig``; ``task`` is ``"classification"`` or ``"causal_lm"``."""
+    """Base class. ``args`` is the ``UnlearningConfig``; ``kind`` the model's ``hf_unlearn.kinds.ModelKind`` (or
+    its task string, ``"classification"`` or ``"causal_lm"``, for a built-in kind)."""
 
     name: ClassVar[str] = ""
     needs_reference: ClassVar[bool] = False  # cache reference log-probs of the forget set before training
@@ -88,22 +88,40 @@ class UnlearningMethod:
     frozen_part: ClassVar[str | None] = None
     # the forward pass also returns the hidden states (of the model, and of the frozen one)
     needs_hidden_states: ClassVar[bool] = False
-    # the tasks the method is defined for
-    tasks: ClassVar[tuple[str, ...]] = ("classification", "causal_lm")
+    # what the method needs of a model kind beyond per-example losses (``hf_unlearn.kinds.ModelKind.capabilities``:
+    # "logits", "wrong_targets", "tokens", "hidden_states"); a method needing none runs on any kind
+    requires: ClassVar[frozenset[str]] = frozenset()
     # the UnlearningConfig fields the method reads (the report and card list them with the training fields)
     hyperparameters: ClassVar[tuple[str, ...]] = WEIGHTS
 
-    def __init__(self, args: Any, task: str):
-        if task not in self.tasks:
+    def __init__(self, args: Any, kind: Any):
+        from .kinds import kind_for_task
+
+        kind = kind_for_task(kind) if isinstance(kind, str) else kind
+        if not self.supports(kind):
+            missing = ", ".join(sorted(self.requires - kind.capabilities))
             raise ValueError(
-                f"method {self.name!r} is defined for {' and '.join(self.tasks)} models, not {task}."
+                f"method {self.name!r} is defined for {' and '.join(self.supported_tasks())} models, not "
+                f"{kind.task} (it needs {missing})."
             )
-        self.args, self.task = args, task
+        self.args, self.kind, self.task = args, kind, kind.task
         self.forget_loss_cap: float | None = args.forget_loss_cap  # resolved by the trainer before training
 
+    @classmethod
+    def supports(cls, kind: Any) -> bool:
+        """Whether the method runs on models of ``kind`` (a ``ModelKind``): it has every capability needed."""
+        return cls.requires <= kind.capabilities
+
+    @classmethod
+    def supported_tasks(cls) -> list[str]:
+        """The task strings of the registered model kinds the method runs on (e.g. for choosing methods)."""
+        from .kinds import model_kinds
+
+        return sorted({kind.task for kind in model_kinds() if cls.supports(kind)})
+
     def compute(self, inputs: StepInputs) -> MethodOutput:
-        retain_nll = losses.per_example_nll(inputs.retain.logits, inputs.retain.labels)
-        forget_nll = losses.per_example_nll(inputs.forget.logits, inputs.forget.labels)
+        retain_nll = self.kind.loss_of(inputs.retain.logits, inputs.retain.labels)
+        forget_nll = self.kind.loss_of(inputs.forget.logits, inputs.forget.labels)
         if inputs.forget_active:
             loss, extra = self.loss(inputs, retain_nll, forget_nll)
         else:
@@ -144,13 +162,8 @@ class UnlearningMethod:
         """Per-example loss on a wrong target: the ``alternative`` completion, the fixed random wrong label
         (classifiers) or random wrong tokens drawn from a generator seeded by (seed, step) (LMs)."""
         if inputs.forget_alt is not None:
-            return losses.per_example_nll(inputs.forget_alt.logits, inputs.forget_alt.labels)
-        forget = inputs.forget
-        if self.task == CLASSIFICATION:
-            return losses.per_example_nll(forget.logits, forget.wrong_label)
-        generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + inputs.step)
-        wrong = losses.random_wrong_targets(forget.labels, losses.num_classes(forget.logits), generator)
-        return losses.per_example_nll(forget.logits, wrong)
+            return self.kind.loss_of(inputs.forget_alt.logits, inputs.forget_alt.labels)
+        return self.kind.wrong_target_loss(inputs.forget, self.args.seed, inputs.step)
 
 
 @register_method("ft")
@@ -206,6 +219,8 @@ class NegativePreferenceOptimization(UnlearningMethod):
 class RandomLabels(UnlearningMethod):
     """Train the forget set towards random wrong labels (SalUn-style), plus ``w_r * l(B_r)``."""
 
+    requires = frozenset({"wrong_targets"})
+
     def loss(self, inputs, retain_nll, forget_nll):
         wrong = self.forget_mean(self.wrong_target_nll(inputs), forget_nll, inputs)
         return self.args.forget_weight * wrong + self.retain_term(retain_nll), {
@@ -221,6 +236,8 @@ class DiscriminativeRegularization(UnlearningMethod):
     ``alpha * l(B_r) + CE(B_f, y')``."""
 
     hyperparameters = ("dr_alpha", "dr_variant")
+
+    requires = frozenset({"logits", "wrong_targets"})
 
     def loss(self, inputs, retain_nll, forget_nll):
         if self.args.dr_variant == "kl" and inputs.forget_alt is None:
@@ -283,10 +300,10 @@ class IdkNLL(UnlearningMethod):
     default refusals): ``gamma * l(B_f with the alternative) + w_r * l(B_r)``."""
 
     needs_alternative = True
-    tasks = ("causal_lm",)
+    requires = frozenset({"tokens"})
 
     def loss(self, inputs, retain_nll, forget_nll):
-        alt = losses.per_example_nll(inputs.forget_alt.logits, inputs.forget_alt.labels)
+        alt = self.kind.loss_of(inputs.forget_alt.logits, inputs.forget_alt.labels)
         idk = self.forget_mean(alt, forget_nll, inputs)
         return self.args.forget_weight * idk + self.retain_term(retain_nll), {"idk_loss": idk.detach()}
 
@@ -301,11 +318,11 @@ class IdkDPO(UnlearningMethod):
 
     needs_alternative = True
     needs_reference = True
-    tasks = ("causal_lm",)
+    requires = frozenset({"tokens"})
 
     def loss(self, inputs, retain_nll, forget_nll):
         lose = losses.logprob_from_nll(forget_nll, inputs.forget.labels)
-        win = losses.per_example_logprob(inputs.forget_alt.logits, inputs.forget_alt.labels)
+        win = self.kind.per_example_logprob(inputs.forget_alt.logits, inputs.forget_alt.labels)
         terms = losses.dpo_per_example(
             win - inputs.ref_alt_logprob.to(win), lose - inputs.ref_logprob.to(lose), self.args.npo_beta
         )
@@ -317,7 +334,7 @@ class TokenWeightedAscent(UnlearningMethod):
     """Gradient ascent with per-token weights of the (detached) token probability, pooled over the batch's
     completion tokens, plus ``w_r * l(B_r)``; subclasses give the weights."""
 
-    tasks = ("causal_lm",)
+    requires = frozenset({"tokens"})
 
     def weights(self, prob: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -366,6 +383,7 @@ class UNDIAL(UnlearningMethod):
     hyperparameters = (*WEIGHTS, "undial_beta")
 
     frozen_part = "forget"
+    requires = frozenset({"logits"})
 
     def loss(self, inputs, retain_nll, forget_nll):
         terms = losses.undial_per_example(
@@ -388,10 +406,10 @@ class RepresentationMisdirection(UnlearningMethod):
 
     frozen_part = "retain"
     needs_hidden_states = True
-    tasks = ("causal_lm",)
+    requires = frozenset({"tokens", "hidden_states"})
 
-    def __init__(self, args, task):
-        super().__init__(args, task)
+    def __init__(self, args, kind):
+        super().__init__(args, kind)
         self.direction: torch.Tensor | None = None
 
     def layer_output(self, states: tuple[torch.Tensor, ...]) -> torch.Tensor:

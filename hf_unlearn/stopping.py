@@ -29,8 +29,6 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from . import losses
-
 logger = logging.getLogger(__name__)
 KEPT_FILE = "stopping_kept.safetensors"  # the pause / per-example rules' kept weights, in checkpoints
 FIRST_MOMENTS = ("exp_avg", "momentum_buffer")  # what reset_first_moments zeroes
@@ -187,10 +185,10 @@ class HeldoutStoppingCallback(TrainerCallback):
         self.record.check_seconds = float(saved.get("check_seconds", 0.0))
         flags = [entry["forget_active"] for entry in self.record.history if "forget_active" in entry]
         if self.pause and flags:
-            self.trainer.forget_active = flags[-1]
+            self.trainer.set_forget_term(active=flags[-1])
         if self.per_example and saved.get("targets") is not None:
             self.record.targets = list(saved["targets"])
-            self.trainer.forget_targets = torch.tensor(self.record.targets, dtype=torch.float32)
+            self.trainer.set_forget_term(targets=torch.tensor(self.record.targets, dtype=torch.float32))
         self.record.kept_step = saved.get("kept_step")
         if self.record.kept_step is not None and checkpoint is not None:
             from safetensors.torch import load_file
@@ -221,7 +219,7 @@ class HeldoutStoppingCallback(TrainerCallback):
             targets = quantile_targets(forget.numpy(), heldout.numpy())
             entry["at_target"] = int((forget.numpy() >= targets).sum())
             self.record.targets = [float(t) for t in targets]
-            self.trainer.forget_targets = torch.tensor(targets, dtype=torch.float32)
+            self.trainer.set_forget_term(targets=torch.tensor(targets, dtype=torch.float32))
         self.record.history.append(entry)
         self.record.check_seconds += time.perf_counter() - start
         return entry
@@ -229,11 +227,7 @@ class HeldoutStoppingCallback(TrainerCallback):
     def check_losses(self, model: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The per-example losses of the checked forget rows and of the reference rows, in one no-gradient pass,
         of ``model`` (default: the trainer's; another model, e.g. a golden one, is measured on the same rows)."""
-        trainer = self.trainer
-        batches = trainer._on_device(self._check_batches(), "stopping check")
-        values = trainer._per_batch(
-            trainer.model if model is None else model, batches, losses.per_example_nll
-        )
+        values = self.trainer.per_example_losses(self._check_batches(), model, desc="stopping check")
         return values[: len(self.forget)], values[len(self.forget) :]
 
     def _check_batches(self) -> list[dict]:
@@ -242,7 +236,7 @@ class HeldoutStoppingCallback(TrainerCallback):
             self._check_cache = [
                 batch
                 for rows in (self.forget, self.reference)
-                for batch in self.trainer._collated(rows, self.batch_size)
+                for batch in self.trainer.collate_rows(rows, self.batch_size)
             ]
         return self._check_cache
 
@@ -289,7 +283,7 @@ class HeldoutStoppingCallback(TrainerCallback):
         goes off, the optimizer's momentum is cut, so that the ascent stops at this step."""
         trainer = self.trainer
         was_active = trainer.forget_active
-        trainer.forget_active = entry["loss_auc"] > 0.5 + self.record.tolerance
+        trainer.set_forget_term(active=entry["loss_auc"] > 0.5 + self.record.tolerance)
         if was_active and not trainer.forget_active and self.reset_momentum:
             entry["momentum_reset"] = reset_first_moments(trainer.optimizer)
         entry["forget_active"] = trainer.forget_active

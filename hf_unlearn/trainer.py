@@ -27,15 +27,15 @@ from transformers import Trainer
 from . import influence, lm_head, losses, sharded_selection, trainer_inputs, trainer_state
 from .config import UnlearningConfig
 from .data import (
-    CLASSIFICATION,
     PairedDataset,
     RowsDataset,
+    TokenizedRows,
     build_preparer,
-    model_inputs,
     num_classes_of,
     with_default_alternatives,
 )
 from .distributed import check_sharding, parameter_sharding
+from .kinds import get_model_kind
 from .methods import Part, StepInputs, get_method
 from .trainer_setup import INFLUENCE_SCORERS, SetupMixin, cap_source  # noqa: F401 (importable from here)
 from .trainer_state import MASK_FILE, REFERENCE_FILE, STATE_FILE  # noqa: F401 (importable from here)
@@ -95,16 +95,18 @@ class UnlearningTrainer(SetupMixin, Trainer):
 
             trainer_inputs.seed_everything(args)  # the adapters' initialization follows args.seed
             model = get_peft_model(model, peft_config)
+        self.kind = get_model_kind(model)  # the model's ``hf_unlearn.kinds.ModelKind``
         preparer, collator = build_preparer(model, processing_class, args.max_length, args.seed)
+        self.preparer = preparer
         self.task = preparer.task
-        self.method = get_method(args.method)(args, self.task)
+        self.method = get_method(args.method)(args, self.kind)
         if self.method.needs_alternative:
             forget_dataset = with_default_alternatives(forget_dataset, args.seed)
-        self.forget_rows = preparer(
-            forget_dataset, "forget_dataset", with_wrong_labels=self.task == CLASSIFICATION
-        )
+        self.forget_rows = preparer(forget_dataset, "forget_dataset", with_wrong_labels=self.kind.has_classes)
         self.retain_rows = preparer(retain_dataset, "retain_dataset")
-        trainer_inputs.check_overlap(self.forget_rows, self.retain_rows, args.allow_overlap)
+        trainer_inputs.check_overlap(
+            self.forget_rows, self.retain_rows, args.allow_overlap, self.kind.row_key
+        )
         trainer_inputs.warn_about_sets(self.forget_rows, self.retain_rows)
         if args.label_names is None:
             args.label_names = ["labels"]
@@ -141,8 +143,10 @@ class UnlearningTrainer(SetupMixin, Trainer):
                 "forget_loss_cap_from_eval needs eval_dataset (held-out examples of the same task) to measure "
                 "the model's loss on unseen data; pass eval_dataset or set forget_loss_cap instead."
             )
-        self.forget_active = True  # the held-out rule may pause the forget term (stopping="heldout_pause")
-        self.forget_targets: torch.Tensor | None = None  # per forget example (stopping="heldout_per_example")
+        # the forget term's state, steered by ``set_forget_term`` (the held-out stopping rules): off while
+        # stopping="heldout_pause" pauses it; per forget example target losses (stopping="heldout_per_example")
+        self.forget_active = True
+        self.forget_targets: torch.Tensor | None = None
         self.stopping = self._stopping_callback()
         if self.stopping is not None:
             self.add_callback(self.stopping)
@@ -151,7 +155,7 @@ class UnlearningTrainer(SetupMixin, Trainer):
         """The held-out stopping rule (``stopping="heldout"``), or None."""
         args = self.args
         corruption = args.heldout_label_corruption or "none"  # None: not set
-        if corruption != "none" and self.task != CLASSIFICATION:
+        if corruption != "none" and not self.kind.has_classes:
             raise ValueError(
                 "heldout_label_corruption relabels classifier examples; this model is a causal LM."
             )
@@ -254,7 +258,7 @@ class UnlearningTrainer(SetupMixin, Trainer):
         peft = self.frozen_model is None
         model = self.model if peft else self.frozen_model
         with torch.no_grad(), self.model.disable_adapter() if peft else nullcontext():
-            logits, outputs = self._forward(model, model_inputs(inputs), **kwargs)
+            logits, outputs = self._forward(model, inputs, **kwargs)
         if isinstance(logits, lm_head.ChunkedLogits):
             frozen = logits.head.frozen(self.model.disable_adapter if peft else None)
             logits = replace(logits, head=frozen)
@@ -263,7 +267,7 @@ class UnlearningTrainer(SetupMixin, Trainer):
     def _head_cache(self) -> lm_head.HeadCache | None:
         """The LM heads the losses run chunk by chunk (None: full logits for classifiers, with
         ``lm_loss_chunk_size=0``, and with sharded weights)."""
-        if self.task == CLASSIFICATION or not self.args.lm_loss_chunk_size:
+        if not self.kind.token_level or not self.args.lm_loss_chunk_size:
             return None
         if self.is_fsdp_enabled or self.is_deepspeed_enabled:
             logger.info("lm_loss_chunk_size: sharded training (FSDP, DeepSpeed) keeps the full logits.")
@@ -279,15 +283,53 @@ class UnlearningTrainer(SetupMixin, Trainer):
         full_logits: bool = False,
         **kwargs: Any,
     ) -> tuple[losses.Logits, Any]:
-        """``(logits, outputs)`` of ``model`` on ``batch``: ``ChunkedLogits`` when the LM head of ``head_of``
-        (default ``model``; the unwrapped model when ``model`` is DDP's) runs chunked, else the full logits."""
+        """``(logits, outputs)`` of ``model`` on ``batch`` (its model inputs are used), by the model kind:
+        ``ChunkedLogits`` when the LM head of ``head_of`` (default ``model``; the unwrapped model when ``model``
+        is DDP's) runs chunked, else the full logits (a kind's own predictions for other kinds)."""
         head = None if full_logits or self.lm_heads is None else self.lm_heads(head_of or model)
         if head is None:
-            outputs = model(**batch, **kwargs)
-            return outputs.logits, outputs
-        with lm_head.capture_head_inputs(head.module) as captured:
-            outputs = model(**batch, **kwargs)
-        return lm_head.ChunkedLogits(captured[0], head, self.args.lm_loss_chunk_size), outputs
+            return self.kind.forward(model, batch, **kwargs)
+        return self.kind.forward(model, batch, head=head, chunk_size=self.args.lm_loss_chunk_size, **kwargs)
+
+    # -- per-example losses (public) -----------------------------------------------------------------
+    def per_example_losses(
+        self,
+        data: Any,
+        model: torch.nn.Module | None = None,
+        batch_size: int | None = None,
+        desc: str = "per-example losses",
+    ) -> torch.Tensor:
+        """Per-example losses of ``model`` (default: the trainer's model as it is now) on ``data``, in order, in
+        eval mode without gradients, as one float CPU tensor: the loss the methods train on (cross-entropy for
+        classifiers, token-mean NLL of the completion for causal LMs, the model kind's ``loss_of`` for others).
+
+        ``data``: raw data in any format the trainer accepts (a ``datasets.Dataset``, a list of dicts or a dict
+        of lists; prepared like the training data), canonical rows (e.g. ``trainer.forget_rows``), or batches
+        already collated by ``collate_rows`` (reused as they are; they are moved to the device one by one).
+        ``batch_size``: rows per batch (default ``per_device_eval_batch_size``). A sharded model runs as it is
+        placed, every process on every row."""
+        model = self.model if model is None else model
+        if _is_collated(data):
+            return self._per_batch(model, self._on_device(data, desc), self.kind.loss_of)
+        if not _is_canonical(data):
+            data = self.preparer(data, "data")
+        return self._per_example(model, data, desc, self.kind.loss_of, batch_size)
+
+    def collate_rows(self, rows: Any, batch_size: int | None = None) -> list[dict]:
+        """Canonical ``rows`` collated in order into CPU batches of ``batch_size`` rows (default
+        ``per_device_eval_batch_size``): to measure the same rows many times, pass these to
+        ``per_example_losses``."""
+        return list(self._collated(rows, batch_size))
+
+    def set_forget_term(self, active: bool | None = None, targets: torch.Tensor | None = None) -> None:
+        """Steer the forget term of the next steps (the held-out stopping rules do): ``active=False`` trains on
+        the retain term only until it is switched on again; ``targets`` (one loss per forget example, in the
+        order of ``forget_rows``) stops pushing each example whose loss reached its target. ``None`` leaves a
+        setting as it is. The current settings are ``forget_active`` and ``forget_targets``."""
+        if active is not None:
+            self.forget_active = bool(active)
+        if targets is not None:
+            self.forget_targets = torch.as_tensor(targets, dtype=torch.float32)
 
     def _per_example(
         self, model: torch.nn.Module, rows: list[dict], desc: str, fn, batch_size: int | None = None
@@ -306,7 +348,7 @@ class UnlearningTrainer(SetupMixin, Trainer):
         values = []
         with torch.no_grad():
             for batch in batches:
-                logits, _ = self._forward(model, model_inputs(batch))
+                logits, _ = self._forward(model, batch)
                 values.append(fn(logits, batch["labels"]).float().cpu())
         model.train(was_training)
         return torch.cat(values)
@@ -372,7 +414,10 @@ class UnlearningTrainer(SetupMixin, Trainer):
         if "forget" not in inputs:
             return self._plain_loss(model, inputs, return_outputs)
         names = [name for name in PART_NAMES if name in inputs]
-        batch = {key: torch.cat([inputs[n][key] for n in names]) for key in model_inputs(inputs["forget"])}
+        batch = {
+            key: torch.cat([inputs[n][key] for n in names])
+            for key in self.kind.model_inputs(inputs["forget"])
+        }
         hidden = self.method.needs_hidden_states
         logits, outputs = self._forward(
             model, batch, head_of=self.model, full_logits=return_outputs, output_hidden_states=hidden
@@ -422,8 +467,8 @@ class UnlearningTrainer(SetupMixin, Trainer):
             )
 
     def _plain_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool):
-        logits, _ = self._forward(model, model_inputs(inputs), head_of=self.model, full_logits=return_outputs)
-        loss = losses.per_example_nll(logits, inputs["labels"]).mean()
+        logits, _ = self._forward(model, inputs, head_of=self.model, full_logits=return_outputs)
+        loss = self.kind.loss_of(logits, inputs["labels"]).mean()
         return (loss, {"logits": logits}) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
@@ -434,3 +479,21 @@ class UnlearningTrainer(SetupMixin, Trainer):
                 logs[key] = round(float(self.accelerator.gather(mean).mean()), 6)
             self._step_metrics.clear()
         super().log(logs, *args, **kwargs)
+
+
+def _is_collated(data: Any) -> bool:
+    """Batches from ``collate_rows``: a list of dicts whose labels are tensors."""
+    return (
+        isinstance(data, (list, tuple))
+        and bool(data)
+        and isinstance(data[0], dict)
+        and isinstance(data[0].get("labels"), torch.Tensor)
+    )
+
+
+def _is_canonical(data: Any) -> bool:
+    """Canonical rows (``forget_rows``, ``retain_rows``, ...): a ``TokenizedRows``, or a list of prepared rows
+    (each has its ``index``)."""
+    if isinstance(data, TokenizedRows):
+        return True
+    return isinstance(data, list) and bool(data) and isinstance(data[0], dict) and "index" in data[0]

@@ -46,17 +46,18 @@ def _row_key(row: dict) -> tuple:
     return tuple(row["input_ids"]), tuple(labels) if isinstance(labels, list) else labels
 
 
-def check_overlap(forget_rows: list[dict], retain_rows: list[dict], allow: bool) -> None:
+def check_overlap(forget_rows: list[dict], retain_rows: list[dict], allow: bool, row_key=None) -> None:
     """Exact duplicates (same tokens, same labels) in both sets make the goal contradictory: an error, or a
     warning with ``allow``. Classifier inputs in both sets with different labels get a warning (one pass over
     each set, hashing the tokens)."""
+    row_key = row_key or _row_key  # the model kind's ``row_key``
     forget_labels: dict = {}
     for row in forget_rows:
-        inputs, label = _row_key(row)
+        inputs, label = row_key(row)
         forget_labels.setdefault(inputs, set()).add(label)
     shared = conflicting = 0
     for row in retain_rows:
-        inputs, label = _row_key(row)
+        inputs, label = row_key(row)
         if inputs in forget_labels:
             if label in forget_labels[inputs]:
                 shared += 1

@@ -16,9 +16,8 @@ from contextlib import nullcontext
 
 import torch
 
-from . import influence, losses, sharded_selection, trainer_state
+from . import influence, sharded_selection, trainer_state
 from .config import UnlearningConfig
-from .data import model_inputs, num_classes_of
 from .distributed import FSDP, ZERO3, reshard
 
 logger = logging.getLogger(__name__)
@@ -110,7 +109,7 @@ class SetupMixin:
         if self.forget_loss_cap_source == "user" and math.isinf(args.forget_loss_cap):
             return args.forget_loss_cap
         model = self.model if model is None else model
-        start = self._per_example(model, self.forget_rows, "forget loss", losses.per_example_nll)
+        start = self._per_example(model, self.forget_rows, "forget loss", self.kind.loss_of)
         # a non-finite loss stops the first step with a clear error (_check_finite); decide on the rest
         start = start[torch.isfinite(start)]
         if start.numel() == 0:
@@ -120,7 +119,7 @@ class SetupMixin:
         elif self.forget_loss_cap_source == "user":
             cap = float(args.forget_loss_cap)
         else:
-            log_c = math.log(num_classes_of(self.model))
+            log_c = self.kind.loss_scale(self.model)  # log C of the C classes (or tokens)
             cap = float(start.mean()) + args.forget_loss_cap_margin * log_c
             logger.info(
                 "forget_loss_cap = %.4g (starting mean forget loss %.4g + %g x log C = %.4g).",
@@ -147,7 +146,7 @@ class SetupMixin:
         parts when it is a dict), measured now, before unlearning (on ``model``, default ``self.model``)."""
         rows = self._heldout_rows()
         model = self.model if model is None else model
-        heldout = float(self._per_example(model, rows, "held-out loss", losses.per_example_nll).mean())
+        heldout = float(self._per_example(model, rows, "held-out loss", self.kind.loss_of).mean())
         if not heldout > 0 or not math.isfinite(heldout):
             raise ValueError(
                 f"forget_loss_cap_from_eval: the model's mean loss on eval_dataset is {heldout}, which gives no "
@@ -170,7 +169,7 @@ class SetupMixin:
         own = self.ref_model is None
         model = self.ref_model if not own else self.model if model is None else model
         disable = getattr(self.model, "disable_adapter", None) if own else None
-        fn = losses.per_example_logprob
+        fn = self.kind.per_example_logprob
         with disable() if disable else nullcontext():
             cache = {"ref_logprob": self._per_example(model, self.forget_rows, "NPO reference", fn)}
             if "alt_input_ids" in self.forget_rows[0]:
@@ -181,8 +180,8 @@ class SetupMixin:
         return cache
 
     def _nll_sum(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
-        logits, _ = self._forward(model, model_inputs(batch))
-        return losses.per_example_nll(logits, batch["labels"]).sum()
+        logits, _ = self._forward(model, batch)
+        return self.kind.loss_of(logits, batch["labels"]).sum()
 
     def remove_influence(self, model: torch.nn.Module | None = None) -> int:
         """Zero the ``mask_ratio`` fraction of weights that ``influence_removal`` picks: ``"mask"``, those only the

@@ -74,7 +74,7 @@ def method_defined_for(method: str, kind: str) -> bool:
     """Whether ``method`` is defined for a test model ``kind`` (``"causal_lm"``, or a classifier kind)."""
     from hf_unlearn.methods import get_method
 
-    return ("causal_lm" if kind == "causal_lm" else "classification") in get_method(method).tasks
+    return ("causal_lm" if kind == "causal_lm" else "classification") in get_method(method).supported_tasks()
 
 
 def state_copy(model) -> dict[str, torch.Tensor]:

@@ -218,3 +218,20 @@ def test_stopping_oracle_copies_the_weights_at_every_check_and_the_kept_ones_are
             torch.testing.assert_close(weights[name].detach(), tensor, rtol=0, atol=0)
             changed |= not torch.equal(tensor, seen["snapshots"][0][name])
     assert changed  # copies of the weights as they were at each check, not views of the live ones
+
+
+def test_rcd_cost_bare_relearning_runs_on_an_image_classifier():
+    """``bare_relearn`` goes through the model kind: an image classifier (pixel values, no token ids) relearns."""
+    import torch
+
+    from benchmarks.rcd_cost import bare_relearn
+    from hf_unlearn.metrics import RelearnConfig
+    from hf_unlearn.testing import digits_task
+    from hf_unlearn.tiny import tiny_image_classifier
+
+    task = digits_task(n_train=20, n_test=4, seed=0)
+    model = tiny_image_classifier("resnet")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = RelearnConfig(learning_rate=1e-2, max_steps=2, batch_size=4, seed=0, progress_bar=False)
+    bare_relearn(model, task.forget, task.tokenizer, config)  # relearns a copy: the model is left as it was
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

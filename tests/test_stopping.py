@@ -47,13 +47,13 @@ def test_checks_measure_fixed_seeded_subsets_of_at_most_max_examples(tmp_path, m
 
 def test_a_check_collates_its_rows_once_and_equals_a_fresh_per_example_pass(tmp_path, mislabeled):
     trainer = heldout_trainer(tmp_path, mislabeled, stopping="heldout", stopping_max_examples=5)
-    callback, nll = trainer.stopping, losses.per_example_nll
+    callback = trainer.stopping
     forget, reference = callback.check_losses()
     collator, trainer.data_collator = trainer.data_collator, None  # a second check must not collate again
     again = callback.check_losses()
     trainer.data_collator = collator
     rows = (callback.forget, callback.reference)
-    fresh = [trainer._per_example(trainer.model, r, "x", nll, batch_size=callback.batch_size) for r in rows]
+    fresh = [trainer.per_example_losses(r, batch_size=callback.batch_size) for r in rows]  # the public pass
     for got, second, want in zip((forget, reference), again, fresh):
         assert got.shape == (5,)
         torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -38,8 +38,10 @@ from .common import (
     IGNORE_INDEX,
     infer_task,
     is_image_model,
+    kind_of_task,
     max_length_of,
     model_inputs,
+    model_kind,
     num_classes_of,
     num_labels_of,
     row_length,
@@ -64,8 +66,10 @@ __all__ = [
     "build_preparer",
     "infer_task",
     "is_image_model",
+    "kind_of_task",
     "max_length_of",
     "model_inputs",
+    "model_kind",
     "num_classes_of",
     "num_labels_of",
     "pad_token_id_for",
@@ -78,7 +82,8 @@ __all__ = [
 
 def pad_token_id_for(model: torch.nn.Module, tokenizer: Any, task: str) -> int:
     """The pad id to use, giving a causal LM tokenizer without one its EOS token (with a warning)."""
-    if tokenizer is not None and getattr(tokenizer, "pad_token_id", 0) is None and task == CAUSAL_LM:
+    lm = kind_of_task(task).token_level
+    if tokenizer is not None and getattr(tokenizer, "pad_token_id", 0) is None and lm:
         if tokenizer.eos_token is None:
             raise ValueError(
                 "The tokenizer has neither a pad token nor an EOS token; set tokenizer.pad_token."
@@ -96,23 +101,6 @@ def pad_token_id_for(model: torch.nn.Module, tokenizer: Any, task: str) -> int:
 def build_preparer(
     model: torch.nn.Module, tokenizer: Any = None, max_length: int | None = None, seed: int = 0
 ):
-    """A ``DatasetPreparer`` and ``UnlearningCollator`` configured for ``model``."""
-    from .images import fixed_image_size
-
-    task = infer_task(model)
-    limit = max_length_of(model, tokenizer)
-    config = unwrap_model(model).config
-    image = is_image_model(model)
-    preparer = DatasetPreparer(
-        task=task,
-        tokenizer=tokenizer,
-        max_length=min(max_length, limit) if max_length else limit,
-        num_labels=num_labels_of(model) if task == CLASSIFICATION else None,
-        seed=seed,
-        vocab_size=getattr(config, "vocab_size", None),
-        images=image,
-        num_channels=getattr(config, "num_channels", None) if image else None,
-        image_size=fixed_image_size(config) if image else None,
-    )
-    collator = UnlearningCollator(pad_token_id=pad_token_id_for(model, tokenizer, task), task=task)
-    return preparer, collator
+    """A preparer and collator configured for ``model``, by its kind (``ModelKind.build_preparer``; for the
+    built-in kinds a ``DatasetPreparer`` and an ``UnlearningCollator``)."""
+    return model_kind(model).build_preparer(model, tokenizer, max_length, seed)

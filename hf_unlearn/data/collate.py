@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .common import CLASSIFICATION, IGNORE_INDEX, row_length
+from .common import CLASSIFICATION, IGNORE_INDEX, kind_of_task, row_length
 
 #: How the collator builds the attention mask of a padded batch: ``"length"`` (ours) marks each row's own
 #: tokens, ``"pad_token"`` marks every position whose id is not the pad id, as OpenUnlearning's collator does
@@ -101,7 +101,7 @@ class UnlearningCollator:
         if self.attention_mask == "pad_token":
             mask = (ids != self.pad_token_id).long()
         batch = {"input_ids": ids, "attention_mask": mask}
-        if self.task == CLASSIFICATION:
+        if kind_of_task(self.task).has_classes:
             batch["labels"] = torch.tensor([row["labels"] for row in rows], dtype=torch.long)
         else:
             labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)

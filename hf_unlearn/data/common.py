@@ -11,10 +11,8 @@ CLASSIFICATION = "classification"
 CAUSAL_LM = "causal_lm"
 IGNORE_INDEX = -100
 
-_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
-_CLASSIFIER_SUFFIXES = ("ForSequenceClassification", "ForImageClassification")
-_IMAGE_SUFFIXES = ("ForImageClassification",)
-#: The batch keys that are model inputs (the rest, labels and bookkeeping, are not).
+#: The batch keys that are model inputs of the built-in kinds (the rest, labels and bookkeeping, are not;
+#: a model kind's own are its ``input_keys``).
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "pixel_values")
 
 
@@ -41,22 +39,28 @@ def row_length(row: dict) -> int:
     return len(row["input_ids"]) if "input_ids" in row else 1
 
 
+def model_kind(model: torch.nn.Module):
+    """The registered ``hf_unlearn.kinds.ModelKind`` of ``model``."""
+    from ..kinds import get_model_kind
+
+    return get_model_kind(model)
+
+
+def kind_of_task(task: str):
+    """The registered ``hf_unlearn.kinds.ModelKind`` a task string stands for (``kinds.kind_for_task``)."""
+    from ..kinds import kind_for_task
+
+    return kind_for_task(task)
+
+
 def is_image_model(model: torch.nn.Module) -> bool:
-    return type(unwrap_model(model)).__name__.endswith(_IMAGE_SUFFIXES)
+    return model_kind(model).images
 
 
 def infer_task(model: torch.nn.Module) -> str:
-    """``"classification"`` for sequence and image classifiers, ``"causal_lm"`` for causal language
-    models."""
-    name = type(unwrap_model(model)).__name__
-    if name.endswith(_CAUSAL_SUFFIXES):
-        return CAUSAL_LM
-    if name.endswith(_CLASSIFIER_SUFFIXES):
-        return CLASSIFICATION
-    raise ValueError(
-        f"Unsupported model class {name}: hf_unlearn works with *ForSequenceClassification, "
-        "*ForImageClassification and *ForCausalLM (or *LMHeadModel) models."
-    )
+    """The task string of the model's kind: ``"classification"`` for sequence and image classifiers,
+    ``"causal_lm"`` for causal language models."""
+    return model_kind(model).task
 
 
 def num_labels_of(model: torch.nn.Module) -> int | None:
@@ -65,11 +69,7 @@ def num_labels_of(model: torch.nn.Module) -> int | None:
 
 def num_classes_of(model: torch.nn.Module) -> int:
     """C of the model's predictions: the number of labels (classifiers) or the vocabulary size (LMs)."""
-    config = unwrap_model(model).config
-    if infer_task(model) == CLASSIFICATION:
-        return int(config.num_labels)
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return int(text_config.vocab_size)
+    return model_kind(model).num_classes(model)
 
 
 def max_length_of(model: torch.nn.Module, tokenizer: Any = None) -> int:

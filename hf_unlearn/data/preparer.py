@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .columns import arrow_column, check_labels, check_strings, check_token_ids
-from .common import CLASSIFICATION, to_dataset
+from .common import kind_of_task, to_dataset
 from .images import image_column, image_rows
 from .tokenized import Encoder, prepare_rows
 
@@ -50,7 +50,7 @@ class DatasetPreparer:
         row a fresh dict on access. ``with_wrong_labels`` (classifiers): add a seeded ``wrong_label``."""
         dataset = to_dataset(data, name)
         columns = set(dataset.column_names)
-        if self.task != CLASSIFICATION:
+        if not kind_of_task(self.task).has_classes:
             from .lm import causal_lm_encoder
 
             encoder = causal_lm_encoder(self, dataset, columns, name)

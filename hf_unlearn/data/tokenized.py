@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
-from .common import CLASSIFICATION, IGNORE_INDEX
+from .common import IGNORE_INDEX, kind_of_task
 from .rows import TokenizedRows
 
 logger = logging.getLogger(__name__)
@@ -103,13 +103,14 @@ def _encode_batch(
 def _truncate_columns(out: dict[str, list], task: str, max_length: int) -> list[int]:
     """Truncate the sequences of a batch in place; the number truncated in each row."""
     counts = [0] * len(out["input_ids"])
+    classes = kind_of_task(task).has_classes  # one label per row: only the tokens are cut
     for prefix in ("", "alt_"):
         ids_column = out.get(prefix + "input_ids")
         for k, ids in enumerate(ids_column or []):
             if len(ids) <= max_length:
                 continue
             counts[k] += 1
-            if task == CLASSIFICATION:
+            if classes:
                 ids_column[k] = ids[:max_length]
             else:
                 labels_column = out[prefix + "labels"]
@@ -132,7 +133,7 @@ def _features(task: str, alternatives: bool, wrong_labels: bool):
     from datasets import Features, List, Value
 
     tokens = List(Value("int32"))
-    features = {"input_ids": tokens, "labels": Value("int64") if task == CLASSIFICATION else tokens}
+    features = {"input_ids": tokens, "labels": Value("int64") if kind_of_task(task).has_classes else tokens}
     if alternatives:
         features.update(alt_input_ids=tokens, alt_labels=tokens)
     if wrong_labels:

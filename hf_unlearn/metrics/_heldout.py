@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..data import CLASSIFICATION
+from ..kinds import kind_for_task
 from ._passes import prepare
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def learn_heldout(
 ) -> RelearnResult | None:
     """The original learning the first ``len(forget)`` held-out examples (relabeled with seeded wrong labels
     when ``corruption="random"``) with ``protocol``; None when a causal LM's examples would need relabeling."""
-    if corruption != "none" and protocol.task != CLASSIFICATION:
+    if corruption != "none" and not kind_for_task(protocol.task).has_classes:
         return None
     config = protocol.config
     rows, _, _ = prepare(
@@ -50,7 +50,7 @@ def heldout_note(heldout: RelearnResult | None, task: str, corruption: str) -> s
     if heldout.steps > 0:
         return None
     hint = ""
-    if task == CLASSIFICATION and corruption == "none":
+    if kind_for_task(task).has_classes and corruption == "none":
         hint = " (a forget set of wrong labels needs heldout_label_corruption='random')"
     return (
         "the original meets the recovery target on the held-out examples before any update (step 0): they are "

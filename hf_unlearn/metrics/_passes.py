@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..data import build_preparer, model_inputs, row_length
+from ..data import build_preparer, model_inputs, model_kind, row_length
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -40,24 +40,30 @@ def prepare(
     """``(rows, collator, task)`` for ``data`` (any format ``hf_unlearn.data`` accepts) and ``model``; the
     collator builds its attention masks the ``attention_mask`` way (``hf_unlearn.data.collate.ATTENTION_MASKS``)."""
     preparer, collator = build_preparer(model, processing_class, max_length=max_length)
-    collator = replace(collator, attention_mask=attention_mask)
+    if (
+        attention_mask != "length"
+    ):  # the collators' default (a model kind's own collator may have no such field)
+        collator = replace(collator, attention_mask=attention_mask)
     return preparer(data, name), collator, preparer.task
 
 
 def make_batches(
-    rows: list[dict], collator, batch_size: int, device: torch.device | None = None
+    rows: list[dict], collator, batch_size: int, device: torch.device | None = None, kind: Any = None
 ) -> list[tuple[torch.Tensor, dict]]:
     """Collate ``rows`` into batches of similar length (less padding). Each item is ``(row_positions, batch)``;
     ``row_positions`` gives the rows' positions in ``rows`` so that per-example results can be put back in
-    order. Batches are moved to ``device`` when given."""
+    order. Batches are moved to ``device`` when given. ``kind``: the model kind whose inputs and row lengths to
+    use (default: the built-in kinds')."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    order = sorted(range(len(rows)), key=lambda i: row_length(rows[i]))
+    length = row_length if kind is None else kind.row_length
+    inputs_of = model_inputs if kind is None else kind.model_inputs
+    order = sorted(range(len(rows)), key=lambda i: length(rows[i]))
     out = []
     for start in range(0, len(order), batch_size):
         positions = order[start : start + batch_size]
         batch = collator([rows[i] for i in positions])
-        batch = {**model_inputs(batch), "labels": batch["labels"]}
+        batch = {**inputs_of(batch), "labels": batch["labels"]}
         if device is not None:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         out.append((torch.tensor(positions, dtype=torch.long), batch))
@@ -65,7 +71,9 @@ def make_batches(
 
 
 def logits_of(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-    return model(**model_inputs(batch, model_device(model))).logits
+    """The predictions (logits) of ``model`` on a collated ``batch``, by the model's kind."""
+    kind = model_kind(model)
+    return kind.forward(model, kind.model_inputs(batch, model_device(model)))[0]
 
 
 def process_rank_and_count() -> tuple[int, int]:

@@ -10,46 +10,21 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .. import losses
-from ..data import CLASSIFICATION, infer_task
 from ..data.collate import check_attention_mask
-from ._passes import eval_mode, gather_from_processes, logits_of, make_batches, prepare, this_process_share
+from ..kinds import get_model_kind, kind_for_task
+from ._passes import prepare
+from ._stats import MIN_K_FRACTION, SplitStats, _min_k_scores, collect_stats  # noqa: F401 (importable from here)
 from ._weights import weight_distance
 from .classifier import average_gap, efficacy_metrics
-from .generation import memorization_scores
-from .mia import membership_auc, min_k_plus_plus_scores, min_k_scores
+from .mia import membership_auc
 from .muse import check_muse_datasets, muse_metrics
 
 logger = logging.getLogger(__name__)
-
-MIN_K_FRACTION = 0.2  # Min-K% Prob (Shi et al., 2024) with k = 20%
-
-
-@dataclass
-class SplitStats:
-    """Per-example statistics of one model on one split (arrays in dataset order).
-
-    ``loss``: per-example loss (cross-entropy, or token-mean NLL of the completion). ``correct``: 1/0 per example
-    (classifiers) or the number of correctly predicted completion tokens (LMs). ``tokens``: scored positions per
-    example (1 for classifiers). ``min_k``: Min-K% Prob score (LMs; higher means "more likely a member").
-    ``kl``: per-example KL(golden || model) (forget split with a golden model).
-    """
-
-    loss: np.ndarray
-    correct: np.ndarray
-    tokens: np.ndarray
-    min_k: np.ndarray | None = None
-    kl: np.ndarray | None = None
-    #: causal LMs: per-example "exact_memorization", "extraction_strength", "min_k_04" (OpenUnlearning's Min-K%,
-    #: k = 0.4, EOS excluded) and "min_k_plus_plus" (see ``metrics.generation`` and ``metrics.mia``)
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def per_example_losses(
@@ -61,110 +36,11 @@ def per_example_losses(
     return collect_stats([model], rows, collator, task, batch_size)[0].loss
 
 
-@torch.no_grad()
-def collect_stats(
-    models: list[torch.nn.Module],
-    rows: list[dict],
-    collator: Any,
-    task: str,
-    batch_size: int = 32,
-    kl_to_second: bool = False,
-) -> list[SplitStats]:
-    """One batched pass over ``rows`` for each model (models share the batches). With ``kl_to_second``, also
-    ``KL(models[1] || models[0])`` per example."""
-    records = []  # (row positions, per-model stats, KL) of the batches this process evaluated
-    with _all_eval(models):
-        for (positions, batch), keep in this_process_share(make_batches(rows, collator, batch_size)):
-            per_model, for_kl = [], []
-            for i, model in enumerate(models):
-                logits = logits_of(model, batch)
-                labels = batch["labels"].to(logits.device)
-                if keep:  # else a filler pass: a sharded model needs every process in every forward
-                    per_model.append(_batch_stats(logits, labels, task))
-                if keep and kl_to_second and i < 2:
-                    for_kl.append((logits, labels))
-            if for_kl:
-                (logits_m, labels), (logits_g, _) = for_kl
-                kl = _kl_per_example(logits_g.to(logits_m.device), logits_m, labels).cpu().numpy()
-            if keep:
-                records.append((positions.numpy(), per_model, kl if for_kl else None))
-    n = len(rows)
-    out: list[dict[str, np.ndarray]] = [{} for _ in models]
-    kl = np.zeros(n) if kl_to_second else None
-    for idx, per_model, kl_values in (r for part in gather_from_processes(records) for r in part):
-        for i, stats in enumerate(per_model):
-            for key, value in stats.items():
-                out[i].setdefault(key, np.zeros(n))[idx] = value
-        if kl_to_second:
-            kl[idx] = kl_values
-    results = []
-    for i, values in enumerate(out):
-        core = ("loss", "correct", "tokens", "min_k")
-        results.append(
-            SplitStats(
-                loss=values["loss"],
-                correct=values["correct"],
-                tokens=values["tokens"],
-                min_k=values.get("min_k"),
-                kl=kl if i == 0 else None,
-                extra={k: v for k, v in values.items() if k not in core},
-            )
-        )
-    return results
-
-
-class _all_eval:
-    def __init__(self, models):
-        self.contexts = [eval_mode(m) for m in models]
-
-    def __enter__(self):
-        for c in self.contexts:
-            c.__enter__()
-
-    def __exit__(self, *exc):
-        for c in reversed(self.contexts):
-            c.__exit__(*exc)
-
-
-def _batch_stats(logits: torch.Tensor, labels: torch.Tensor, task: str) -> dict[str, np.ndarray]:
-    aligned, targets, mask = losses.positions(logits, labels)
-    token_nll = losses.token_nll(aligned, targets)
-    loss = losses.example_mean(token_nll, mask)
-    correct = ((aligned.argmax(-1) == targets) & mask).sum(-1)
-    stats = {"loss": loss, "correct": correct, "tokens": mask.sum(-1)}
-    if task != CLASSIFICATION:
-        stats["min_k"] = _min_k_scores(-token_nll, mask, MIN_K_FRACTION)
-        stats.update(memorization_scores(logits, labels))
-        stats["min_k_04"] = min_k_scores(logits, labels)
-        stats["min_k_plus_plus"] = min_k_plus_plus_scores(logits, labels)
-    return {k: v.float().cpu().numpy() for k, v in stats.items()}
-
-
-def _min_k_scores(token_logprob: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Min-K% Prob: mean log-prob of the ``ceil(fraction * n)`` least likely completion tokens of each example
-    (NaN for an example without completion tokens)."""
-    n = mask.sum(-1)
-    k = torch.ceil(fraction * n.float()).clamp(min=1)
-    lowest, _ = token_logprob.float().masked_fill(~mask, math.inf).sort(-1)
-    take = torch.arange(lowest.shape[-1], device=lowest.device)[None, :] < k[:, None]
-    score = torch.where(take, lowest, torch.zeros_like(lowest)).sum(-1) / k
-    return torch.where(n > 0, score, torch.full_like(score, math.nan))
-
-
-def _kl_per_example(logits_p: torch.Tensor, logits_q: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``KL(p || q)`` of the predictive distributions, averaged over the scored positions of each example."""
-    p, _, mask = losses.positions(logits_p, labels)
-    q, _, _ = losses.positions(logits_q, labels)
-    logp, logq = F.log_softmax(p.float(), -1), F.log_softmax(q.float(), -1)
-    kl = (logp.exp() * (logp - logq)).sum(-1)
-    return losses.example_mean(kl, mask)
-
-
 def summarize(prefix: str, stats: SplitStats, task: str) -> dict[str, float]:
     """``{prefix}/loss`` and ``{prefix}/accuracy`` (classifiers) or ``{prefix}/token_accuracy`` and
     ``{prefix}/perplexity`` (causal LMs)."""
     out = {f"{prefix}/loss": float(np.mean(stats.loss))}
-    if task == CLASSIFICATION:
+    if kind_for_task(task).has_classes:
         out[f"{prefix}/accuracy"] = float(np.mean(stats.correct))
     else:
         tokens = float(stats.tokens.sum())
@@ -233,8 +109,9 @@ def evaluate_unlearning(
     None of the models is modified; their train/eval modes are restored.
     """
     check_attention_mask(attention_mask)
-    task = infer_task(model)
-    if golden_model is not None and infer_task(golden_model) != task:
+    kind = get_model_kind(model)
+    task = kind.task
+    if golden_model is not None and get_model_kind(golden_model) is not kind:
         raise ValueError("golden_model must be the same kind of model (classifier / causal LM) as model.")
     _check_utility_datasets(utility_datasets, task)
     check_muse_datasets(muse_datasets, task)
@@ -251,7 +128,7 @@ def evaluate_unlearning(
         )
         split_rows[name] = rows
         # classifiers: golden's retain accuracy and membership features are references too (gap/average)
-        with_golden = golden_model is not None and (name in ("forget", "test") or task == CLASSIFICATION)
+        with_golden = golden_model is not None and (name in ("forget", "test") or kind.has_classes)
         models = [model, golden_model] if with_golden else [model]
         results = collect_stats(
             models, rows, collator, task, batch_size, kl_to_second=with_golden and name == "forget"
@@ -273,7 +150,7 @@ def evaluate_unlearning(
         metrics["forget_quality/ks_pvalue"] = float(ks.pvalue)
         metrics["forget_quality/ks_statistic"] = float(ks.statistic)
         metrics["forget/kl_to_golden"] = float(np.mean(stats["forget"].kl))
-    if task == CLASSIFICATION:
+    if kind.has_classes:
         metrics.update(_classifier_metrics(metrics, stats, golden_stats))
     else:
         from .generative import LMEvalInputs, lm_metrics
@@ -336,7 +213,7 @@ RESERVED_PREFIXES = (
 def _check_utility_datasets(utility_datasets: dict[str, Any] | None, task: str) -> None:
     if not utility_datasets:
         return
-    if task == CLASSIFICATION:
+    if kind_for_task(task).has_classes:
         raise ValueError("utility_datasets (TOFU's extra model-utility splits) is for causal LMs.")
     if not isinstance(utility_datasets, dict):
         raise ValueError("utility_datasets must be a dict {name: dataset}.")

@@ -102,7 +102,7 @@ def _utility_split(model, name: str, data: Any, inputs: LMEvalInputs) -> tuple[d
     """TOFU's probability (normalised over the options) and truth ratio (the perturbed answers against the
     answer itself) on a utility split; returns them and the split's canonical rows (for the generations)."""
     from ._passes import prepare
-    from .evaluation import collect_stats
+    from ._stats import collect_stats
 
     rows, collator, task = prepare(
         model, data, inputs.tokenizer, f"utility_datasets[{name!r}]", attention_mask=inputs.attention_mask
@@ -140,7 +140,7 @@ def _attacks(prefix: str, stats: dict, texts: dict[str, list[str]] | None) -> di
 
 
 def _reference_auc(model: torch.nn.Module, reference: torch.nn.Module, inputs: LMEvalInputs) -> float:
-    from .evaluation import collect_stats
+    from ._stats import collect_stats
 
     diffs = {}
     for split in ("forget", "test"):
@@ -175,7 +175,7 @@ def _truth_ratios(
 def _losses(models: list, data: list[dict], name: str, inputs: LMEvalInputs) -> list[np.ndarray]:
     """Per-example losses of each model on ``data`` (one shared batched pass)."""
     from ._passes import prepare
-    from .evaluation import collect_stats
+    from ._stats import collect_stats
 
     rows, collator, task = prepare(
         models[0], data, inputs.tokenizer, name, attention_mask=inputs.attention_mask

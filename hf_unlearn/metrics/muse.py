@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import CLASSIFICATION
+from ..kinds import kind_for_task
 from . import mia
 from .generation import generate_completions, references_of, rouge_l
 
@@ -49,7 +49,7 @@ def check_muse_datasets(muse_datasets: dict[str, Any] | None, task: str) -> None
     """``ValueError`` unless ``muse_datasets`` is ``None`` or a dict of ``MUSE_SETS`` names for a causal LM."""
     if muse_datasets is None:
         return
-    if task == CLASSIFICATION:
+    if not kind_for_task(task).token_level:
         raise ValueError("muse_datasets (MUSE's evaluation sets) is for causal LMs.")
     if not isinstance(muse_datasets, dict):
         raise ValueError("muse_datasets must be a dict {name: dataset}.")
@@ -127,7 +127,7 @@ def _min_k(
 ) -> list[np.ndarray]:
     """Min-K% (k = 0.4) scores of each model on ``data`` (one shared batched pass)."""
     from ._passes import prepare
-    from .evaluation import collect_stats
+    from ._stats import collect_stats
 
     rows, collator, task = prepare(
         models[0], data, tokenizer, f"muse_datasets[{name!r}]", attention_mask=attention_mask

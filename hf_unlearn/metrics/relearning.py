@@ -46,8 +46,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .. import losses
-from ..data import CLASSIFICATION, model_inputs
+from ..data import model_kind
 from ._heldout import heldout_note, learn_heldout
 from ._passes import eval_mode, make_batches, model_device, prepare
 from ._weights import WeightTracker
@@ -239,9 +238,12 @@ def relearning_convergence_delay(
     rows, collator, task = prepare(
         model, forget_dataset, processing_class, "forget_dataset", config.max_length
     )
-    target = config.target or ("accuracy" if task == CLASSIFICATION else "loss")
+    target = config.target or ("accuracy" if model_kind(model).has_classes else "loss")
 
-    original_batches = make_batches(rows, collator, config.eval_batch_size, model_device(original_model))
+    kind = model_kind(model)
+    original_batches = make_batches(
+        rows, collator, config.eval_batch_size, model_device(original_model), kind=kind
+    )
     reference = _forget_metrics(original_model, original_batches, len(rows))
     del original_batches
     if target == "accuracy":
@@ -310,13 +312,15 @@ def _forget_metrics(model: torch.nn.Module, batches: list, n_examples: int) -> d
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     count = torch.zeros((), device=device)
+    kind = model_kind(model)
     with eval_mode(model):
         for _, batch in batches:
-            logits = model(**model_inputs(batch)).logits
-            logits, targets, mask = losses.positions(logits, batch["labels"])
-            loss_sum += losses.example_mean(losses.token_nll(logits, targets), mask).sum()
-            correct += ((logits.argmax(-1) == targets) & mask).sum()
-            count += mask.sum()
+            predictions, _ = kind.forward(model, batch)
+            loss_sum += kind.loss_of(predictions, batch["labels"]).sum()
+            scored = kind.correct(predictions, batch["labels"])
+            if scored is not None:
+                correct += scored[0].sum()
+                count += scored[1].sum()
     loss_sum, correct, count = torch.stack([loss_sum.float(), correct.float(), count.float()]).tolist()
     return {"loss": loss_sum / n_examples, "accuracy": correct / count if count else math.nan}
 
@@ -355,12 +359,13 @@ class _Protocol:
         config = self.config
         device = model_device(model)
         learner = copy.deepcopy(model)
+        kind = model_kind(model)
         params = [p for p in learner.parameters() if p.requires_grad]
         if not params:
             raise ValueError("The model has no trainable parameter (requires_grad=True): nothing to relearn.")
         optimizer = _make_optimizer(params, config)
         tracker = WeightTracker(learner, original)
-        eval_batches = make_batches(self.rows, self.collator, config.eval_batch_size, device)
+        eval_batches = make_batches(self.rows, self.collator, config.eval_batch_size, device, kind=kind)
         stream = _BatchStream(len(self.rows), config.batch_size, config.seed)
         curve: list[dict] = []
 
@@ -379,8 +384,7 @@ class _Protocol:
 
         def train_step(step: int) -> None:
             batch = self.collator([self.rows[i] for i in stream.indices(step)])
-            logits = learner(**model_inputs(batch, device)).logits
-            loss = losses.per_example_nll(logits, batch["labels"].to(device)).mean()
+            loss = kind.per_example_losses(learner, batch, device).mean()
             loss.backward()
             if config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)

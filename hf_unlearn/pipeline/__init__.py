@@ -106,26 +106,23 @@ def resume_checkpoint(config: Any) -> str | None:
     return value
 
 
-def peft_config_of(run_args: RunArguments, task: str, images: bool = False):
-    """The ``LoraConfig`` of ``run_args`` (``None`` for full fine-tuning, ``lora_r <= 0``)."""
+def peft_config_of(run_args: RunArguments, kind: Any):
+    """The ``LoraConfig`` of ``run_args`` (``None`` for full fine-tuning, ``lora_r <= 0``) for a model of
+    ``kind`` (an ``hf_unlearn.kinds.ModelKind``, or a model), with the kind's defaults (``lora_defaults``:
+    task type, modules trained in full)."""
     if run_args.lora_r <= 0:
         return None
     from peft import LoraConfig
 
-    if images:  # PEFT's image-classification recipe: no task type, the new head trained in full
-        return LoraConfig(
-            r=run_args.lora_r,
-            lora_alpha=run_args.lora_alpha,
-            lora_dropout=run_args.lora_dropout,
-            target_modules=run_args.lora_target_modules,
-            modules_to_save=["classifier"],
-        )
+    from ..kinds import ModelKind, get_model_kind
+
+    kind = kind if isinstance(kind, ModelKind) else get_model_kind(kind)
     return LoraConfig(
-        task_type="SEQ_CLS" if task == "classification" else "CAUSAL_LM",
         r=run_args.lora_r,
         lora_alpha=run_args.lora_alpha,
         lora_dropout=run_args.lora_dropout,
         target_modules=run_args.lora_target_modules,
+        **kind.lora_defaults(),
     )
 
 
@@ -134,7 +131,6 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
     progress bar and log dicts off the terminal (they still reach ``report_to`` and the log history)."""
     from transformers import PrinterCallback, ProgressCallback
 
-    from ..data import is_image_model
     from ..trainer import UnlearningTrainer
 
     needs_heldout = config.forget_loss_cap_from_eval is not None or config.stopping != "none"
@@ -150,7 +146,7 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
         forget_dataset=job.forget,
         retain_dataset=job.retain,
         processing_class=job.tokenizer,
-        peft_config=peft_config_of(run_args, job.task, images=is_image_model(job.model)),
+        peft_config=peft_config_of(run_args, job.model),
         # the held-out set, needed only for the forget-loss cap and the stopping rule
         eval_dataset=job.test if needs_heldout else None,
     )

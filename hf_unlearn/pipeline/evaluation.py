@@ -115,7 +115,13 @@ def heldout_reference(job: LoadedJob, seed: int = 0) -> Any:
     labels when the forget set is corrupted labels (``job.heldout_label_corruption="random"``, classifiers), as
     ``relearning_convergence_delay(..., heldout_label_corruption=...)`` relabels it with ``RelearnConfig.seed``
     = ``seed``."""
-    if job.test is None or job.heldout_label_corruption in (None, "none") or job.task != "classification":
+    from ..kinds import kind_for_task
+
+    if (
+        job.test is None
+        or job.heldout_label_corruption in (None, "none")
+        or not kind_for_task(job.task).has_classes
+    ):
         return job.test
     from ..data import num_classes_of, to_dataset
     from ..stopping import corrupt_labels

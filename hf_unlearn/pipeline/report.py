@@ -68,7 +68,10 @@ def write_plots(
     paths = []
     if relearn:
         path = os.path.join(output_dir, "relearning_curves.png")
-        plot_relearning_curves(relearn, path, metric="accuracy" if task == "classification" else "loss")
+        from ..kinds import kind_for_task
+
+        metric = "accuracy" if kind_for_task(task).has_classes else "loss"
+        plot_relearning_curves(relearn, path, metric=metric)
         paths.append(path)
     if metrics:
         path = os.path.join(output_dir, "metrics.png")

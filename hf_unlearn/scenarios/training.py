@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from ..data import model_inputs, row_length
+from ..data import model_kind, row_length
 from .definition import TrainRecipe
 
 
@@ -30,6 +30,7 @@ def train_model(
     from ..data import RowsDataset
 
     start = time.perf_counter()
+    kind = model_kind(model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     torch.manual_seed(seed)  # dropout (MiniLM); identical streams for original and golden
@@ -46,7 +47,7 @@ def train_model(
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
     for _ in range(recipe.epochs):
         for batch in loader:
-            loss = model(**model_inputs(batch, device), labels=batch["labels"].to(device)).loss
+            loss = model(**kind.model_inputs(batch, device), labels=batch["labels"].to(device)).loss
             if not torch.isfinite(loss):
                 raise RuntimeError(f"{desc}: the training loss became {loss.item()}.")
             loss.backward()
@@ -113,7 +114,9 @@ class LengthGroupedBatches:
 def evaluate_rows(
     model: torch.nn.Module, rows: list[dict], collator, task: str, batch_size: int = 16
 ) -> dict:
-    """Accuracy (classifiers) or per-token NLL and next-token accuracy on completion tokens (causal LMs)."""
+    """Accuracy (classifiers) or per-token NLL and next-token accuracy on completion tokens (causal LMs).
+    ``task``: the model's task string (its kind decides; kept for callers)."""
+    kind = model_kind(model)
     model.eval()
     rows = sorted(rows, key=row_length)  # less padding; the totals do not change
     device = next(model.parameters()).device
@@ -121,9 +124,9 @@ def evaluate_rows(
     nll = 0.0
     for i in range(0, len(rows), batch_size):
         batch = collator(rows[i : i + batch_size])
-        logits = model(**model_inputs(batch, device)).logits.float()
+        logits = kind.forward(model, kind.model_inputs(batch, device))[0].float()
         labels = batch["labels"].to(device)
-        if task == "classification":
+        if kind.has_classes:
             correct += int((logits.argmax(-1) == labels).sum())
             count += len(labels)
             continue
@@ -134,6 +137,6 @@ def evaluate_rows(
         nll -= float(logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)[mask].sum())
         correct += int((logits.argmax(-1) == target)[mask].sum())
         count += int(mask.sum())
-    if task == "classification":
+    if kind.has_classes:
         return {"accuracy": round(correct / max(1, count), 4)}
     return {"nll": round(nll / max(1, count), 4), "token_accuracy": round(correct / max(1, count), 4)}

@@ -1,0 +1,198 @@
+"""``ModelKind``: what differs between the kinds of model ``hf_unlearn`` serves, behind one seam, and the
+registry that picks the kind of a model.
+
+A kind recognises its models, prepares and collates their data, runs a collated batch through the model to
+its outputs and **per-example losses**, gives the scale of its loss (the ascent cap's ``log C``), its model
+card metadata and its LoRA defaults. The trainer, the set-up passes, stopping, the metrics and the pipeline
+ask the kind instead of comparing task strings. A new kind is a ``ModelKind`` subclass registered with
+``register_model_kind``: nothing else in the package needs an edit for ``ft``, ``ga``, ``grad_diff`` and
+``ieu`` (methods that need only per-example losses) to train it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from ..data.common import unwrap_model
+
+
+class ModelKind:
+    """One kind of model. Subclasses set the class attributes and override what differs.
+
+    Attributes:
+        name: the kind's own name (``"text_classifier"``, ``"image_classifier"``, ``"causal_lm"``, ...).
+        task: the task string reports, configs and methods know it by (``"classification"``, ``"causal_lm"``).
+        has_classes: one class label per example (wrong labels, accuracy, ``forget/ua``).
+        token_level: labels per token (completion masks, chunked LM heads, generation metrics).
+        images: the inputs are images (pixel values).
+        input_keys: the keys of a collated batch that are model inputs (the rest, labels and bookkeeping,
+            are not).
+        capabilities: what the kind gives a method beyond per-example losses: ``"logits"`` (a predictive
+            distribution), ``"wrong_targets"`` (a per-example loss on a wrong target), ``"tokens"``,
+            ``"hidden_states"``.
+        pipeline_tag: the Hub's pipeline tag of its model cards.
+        auto_class: the ``transformers`` auto class that loads such a model.
+    """
+
+    name: ClassVar[str] = ""
+    task: ClassVar[str] = ""
+    has_classes: ClassVar[bool] = False
+    token_level: ClassVar[bool] = False
+    images: ClassVar[bool] = False
+    input_keys: ClassVar[tuple[str, ...]] = ()
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    pipeline_tag: ClassVar[str | None] = None
+    library_name: ClassVar[str] = "transformers"
+    auto_class: ClassVar[str | None] = None
+
+    # -- recognising -------------------------------------------------------------------------------
+    def recognises(self, model: torch.nn.Module) -> bool:
+        """Whether ``model`` (already unwrapped from PEFT / DDP / compile) is of this kind."""
+        raise NotImplementedError
+
+    def recognises_architecture(self, architecture: str) -> bool:
+        """Whether a recorded architecture class name (a report's ``"architecture"``) is of this kind."""
+        return False
+
+    # -- data ---------------------------------------------------------------------------------------
+    def build_preparer(
+        self, model: torch.nn.Module, tokenizer: Any = None, max_length: int | None = None, seed: int = 0
+    ) -> tuple[Any, Any]:
+        """``(preparer, collator)``: ``preparer(data, name, with_wrong_labels=False)`` turns any accepted raw
+        dataset into canonical rows (a sequence of dicts; ``index`` the position in the dataset) and has a
+        ``task`` attribute; ``collator(rows)`` pads rows into a batch, ``collator(paired items)`` into
+        ``{"retain": batch, "forget": batch}`` (see ``hf_unlearn.data.UnlearningCollator``)."""
+        raise NotImplementedError
+
+    def model_inputs(self, batch: dict, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """The model's keyword inputs of a collated ``batch`` (on ``device`` when given)."""
+        return {k: batch[k] if device is None else batch[k].to(device) for k in self.input_keys if k in batch}
+
+    def row_length(self, row: dict) -> int:
+        """A canonical row's length, for batching rows of similar length (1 for fixed-size inputs)."""
+        return 1
+
+    def row_key(self, row: dict) -> tuple[Any, Any]:
+        """``(hashable inputs, hashable label)`` of a canonical row, to find rows in both forget and retain."""
+        inputs = tuple(_hashable(row[k]) for k in self.input_keys if k in row)
+        return inputs, _hashable(row["labels"])
+
+    # -- forward and losses --------------------------------------------------------------------------
+    def forward(self, model: torch.nn.Module, batch: dict, **kwargs: Any) -> tuple[Any, Any]:
+        """``(predictions, outputs)`` of ``model`` on a collated ``batch`` (its model inputs, already on the
+        model's device): the predictions are what ``loss_of`` takes (the logits of ``transformers`` models),
+        ``outputs`` the model's own return value (hidden states when asked with ``output_hidden_states``)."""
+        outputs = model(**self.model_inputs(batch), **kwargs)
+        return outputs.logits, outputs
+
+    def loss_of(self, predictions: Any, labels: torch.Tensor) -> torch.Tensor:
+        """Per-example losses ``l(x, y)`` -> ``[B]`` from ``forward``'s predictions and the batch's labels."""
+        raise NotImplementedError
+
+    def per_example_losses(
+        self, model: torch.nn.Module, batch: dict, device: torch.device | str | None = None, **kwargs: Any
+    ) -> torch.Tensor:
+        """Per-example losses of ``model`` on a collated ``batch`` -> ``[B]``: its model inputs and labels are
+        moved to ``device`` when given (else they must be on the model's device already)."""
+        predictions, _ = self.forward(model, self.model_inputs(batch, device), **kwargs)
+        labels = batch["labels"] if device is None else batch["labels"].to(device)
+        return self.loss_of(predictions, labels)
+
+    def per_example_logprob(self, predictions: Any, labels: torch.Tensor) -> torch.Tensor:
+        """``log p(y | x)`` per example (NPO's and DPO's reference): ``-loss`` unless the kind knows better."""
+        return -self.loss_of(predictions, labels)
+
+    def wrong_target_loss(self, part: Any, seed: int, step: int) -> torch.Tensor:
+        """Per-example loss of a batch part (``methods.Part``) on a wrong target (``rl``, ``dr``, ``salun``), a
+        pure function of (``seed``, ``step``); kinds without targets to get wrong do not have the
+        ``"wrong_targets"`` capability."""
+        raise NotImplementedError(f"model kind {self.name!r} has no wrong targets.")
+
+    def correct(self, predictions: Any, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(correct [B], scored [B])``: per example, the correct predictions (classes or tokens) and the
+        positions scored; None for a kind without accuracy (its RCD target is then the loss)."""
+        return None
+
+    def loss_scale(self, model: torch.nn.Module) -> float:
+        """The scale of one nat of the loss: the ascent cap's default margin is a multiple of it (``log C`` of
+        C classes or tokens)."""
+        return 1.0
+
+    def num_classes(self, model: torch.nn.Module) -> int | None:
+        """C of the model's predictions (labels or vocabulary), None without classes."""
+        return None
+
+    # -- cards and adapters --------------------------------------------------------------------------
+    def card_metadata(self, adapter: bool = False) -> dict[str, Any]:
+        """The model card's ``pipeline_tag`` and ``library_name`` (``peft`` for an adapter)."""
+        return {"pipeline_tag": self.pipeline_tag, "library_name": "peft" if adapter else self.library_name}
+
+    def lora_defaults(self) -> dict[str, Any]:
+        """The ``LoraConfig`` fields this kind needs besides the rank, alpha, dropout and target modules
+        (``task_type``, ``modules_to_save``)."""
+        return {}
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.numpy().tobytes()
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+#: the registered kinds, most recently registered first (a later kind may take over models of an earlier one)
+_KINDS: list[ModelKind] = []
+
+
+def register_model_kind(kind: ModelKind | type[ModelKind]) -> ModelKind | type[ModelKind]:
+    """Register a model kind (an instance, or a class, instantiated without arguments; usable as a class
+    decorator). Kinds registered later are asked first. Returns its argument."""
+    instance = kind() if isinstance(kind, type) else kind
+    if not instance.name:
+        raise ValueError(f"{type(instance).__name__} has no name.")
+    _KINDS[:] = [k for k in _KINDS if k.name != instance.name]
+    _KINDS.insert(0, instance)
+    return kind
+
+
+def unregister_model_kind(name: str) -> None:
+    """Remove the kind registered as ``name`` (tests)."""
+    _KINDS[:] = [k for k in _KINDS if k.name != name]
+
+
+def model_kinds() -> list[ModelKind]:
+    """The registered kinds, in the order they are asked."""
+    return list(_KINDS)
+
+
+def get_model_kind(model: torch.nn.Module) -> ModelKind:
+    """The registered kind that recognises ``model`` (unwrapped from PEFT / DDP / compile first)."""
+    inner = unwrap_model(model)
+    for kind in _KINDS:
+        if kind.recognises(inner):
+            return kind
+    raise ValueError(
+        f"Unsupported model class {type(inner).__name__}: hf_unlearn works with *ForSequenceClassification, "
+        "*ForImageClassification and *ForCausalLM (or *LMHeadModel) models, and the kinds registered with "
+        "hf_unlearn.kinds.register_model_kind."
+    )
+
+
+def kind_for_task(task: str | None, architecture: str | None = None) -> ModelKind:
+    """The kind a recorded ``task`` string (and, when known, architecture class name) stands for: reports
+    and configs keep the task string, not the model. ``task=None``: the kind of the architecture, else the
+    text classifier."""
+    if task is None:
+        found = [kind for kind in _KINDS if architecture and kind.recognises_architecture(architecture)]
+        return found[0] if found else kind_for_task("classification")
+    matching = [kind for kind in _KINDS if kind.task == task]
+    if architecture:
+        for kind in matching:
+            if kind.recognises_architecture(architecture):
+                return kind
+    if not matching:
+        raise ValueError(f"no registered model kind has the task {task!r}.")
+    return matching[-1]  # the first registered of the task (the built-in one)

@@ -1,0 +1,56 @@
+"""Sequence and image classifiers: one class label per example, cross-entropy per example."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .. import losses
+from ..data.common import unwrap_model
+from ._transformers import TransformersKind
+
+CLASSIFICATION = "classification"
+
+
+class ClassifierKind(TransformersKind):
+    """What sequence and image classifiers share: ``num_labels`` classes, a fixed wrong label per forget
+    example, ``log C`` as the loss scale."""
+
+    task = CLASSIFICATION
+    has_classes = True
+
+    def num_classes(self, model: torch.nn.Module) -> int:
+        return int(unwrap_model(model).config.num_labels)
+
+    def loss_scale(self, model: torch.nn.Module) -> float:
+        return math.log(self.num_classes(model))
+
+    def wrong_target_loss(self, part: Any, seed: int, step: int) -> torch.Tensor:
+        """Cross-entropy on the forget row's fixed, seeded wrong label."""
+        return losses.per_example_nll(part.logits, part.wrong_label)
+
+
+class TextClassifierKind(ClassifierKind):
+    name = "text_classifier"
+    suffixes = ("ForSequenceClassification",)
+    input_keys = ("input_ids", "attention_mask")
+    pipeline_tag = "text-classification"
+    auto_class = "AutoModelForSequenceClassification"
+
+    def lora_defaults(self) -> dict[str, Any]:
+        return {"task_type": "SEQ_CLS"}
+
+
+class ImageClassifierKind(ClassifierKind):
+    name = "image_classifier"
+    suffixes = ("ForImageClassification",)
+    images = True
+    input_keys = ("pixel_values",)
+    pipeline_tag = "image-classification"
+    auto_class = "AutoModelForImageClassification"
+
+    def lora_defaults(self) -> dict[str, Any]:
+        # PEFT's image-classification recipe: no task type, the new head trained in full
+        return {"modules_to_save": ["classifier"]}
