@@ -243,10 +243,21 @@ def cmd_run(argv: list[str]) -> int:
     from .pipeline import run
 
     report = run(run_args, config)
+    leave_process_group()  # after a failure the ranks may not meet again: only on success
     if report:
         print(json.dumps(report.get("metrics", {}), indent=2, default=str))
         print(f"Unlearned model, report and model card written to {config.output_dir}")
     return 0
+
+
+def leave_process_group() -> None:
+    """Under ``accelerate launch`` / ``torchrun``, leave the process group before the process exits: gloo
+    aborts some exits ("terminate called without an active exception", SIGABRT) when the group is still alive."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def cmd_eval(argv: list[str]) -> int:

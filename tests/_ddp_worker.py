@@ -40,3 +40,8 @@ rank = int(os.environ.get("RANK", 0))
 save_file(
     {k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(out, f"rank{rank}.safetensors")
 )
+if (
+    torch.distributed.is_initialized()
+):  # leave the group together: exiting with it alive can abort at teardown
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
