@@ -7,14 +7,9 @@ import os
 import sys
 from typing import Any
 
+from .pipeline.arguments import RELEARN_FIELDS
+
 REPORT_FILE = "unlearning_report.json"  # what hf-unlearn run writes beside the model (hub.REPORT_FILE)
-#: ``RunArguments`` RCD option -> its ``RelearnConfig`` field (as a run's report records it)
-RELEARN_OPTIONS = {
-    "relearn_learning_rate": "learning_rate",
-    "relearn_max_steps": "max_steps",
-    "relearn_batch_size": "batch_size",
-    "relearn_target": "target",
-}
 
 
 def evaluate_directory(args: Any) -> dict:
@@ -98,7 +93,7 @@ def relearn_protocol(args: Any) -> dict:
         from .scenarios import get_builder
 
         protocol.update(get_builder(args.scenario).relearning)
-    given = {name: getattr(args, name) for name in RELEARN_OPTIONS if getattr(args, name, None) is not None}
+    given = {name: getattr(args, name) for name in RELEARN_FIELDS if getattr(args, name, None) is not None}
     recorded = {k: v for k, v in report_protocol(args.model).items() if k not in given}
     if recorded:
         values = ", ".join(f"{k}={v}" for k, v in recorded.items())
@@ -112,7 +107,7 @@ def report_protocol(model_dir: str) -> dict:
     relearning = read_report(model_dir).get("relearning") or {}
     result = relearning.get("unlearned") or next(iter(relearning.values()), None) or {}
     config = result.get("config") or {}
-    return {option: config[key] for option, key in RELEARN_OPTIONS.items() if config.get(key) is not None}
+    return {option: config[key] for option, key in RELEARN_FIELDS.items() if config.get(key) is not None}
 
 
 def read_report(model_dir: str) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .config import UnlearningConfig
@@ -39,18 +40,10 @@ def _is_dataset(value: Any) -> bool:
     )
 
 
-def _row_key(row: dict) -> tuple:
-    labels = row["labels"]
-    if "pixel_values" in row:
-        return row["pixel_values"].numpy().tobytes(), labels
-    return tuple(row["input_ids"]), tuple(labels) if isinstance(labels, list) else labels
-
-
-def check_overlap(forget_rows: list[dict], retain_rows: list[dict], allow: bool, row_key=None) -> None:
+def check_overlap(forget_rows: list[dict], retain_rows: list[dict], allow: bool, row_key: Callable) -> None:
     """Exact duplicates (same tokens, same labels) in both sets make the goal contradictory: an error, or a
     warning with ``allow``. Classifier inputs in both sets with different labels get a warning (one pass over
-    each set, hashing the tokens)."""
-    row_key = row_key or _row_key  # the model kind's ``row_key``
+    each set, hashing the inputs). ``row_key(row) -> (inputs, label)``: the model kind's ``row_key``."""
     forget_labels: dict = {}
     for row in forget_rows:
         inputs, label = row_key(row)

@@ -13,7 +13,7 @@ from ..kinds import kind_for_task
 from ._passes import prepare
 
 if TYPE_CHECKING:
-    from .relearning import RelearnResult
+    from .relearn_types import RelearnResult
 
 
 def learn_heldout(

@@ -5,6 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+#: ``RunArguments``' RCD options -> the ``RelearnConfig`` field each sets (as a run's report records it)
+RELEARN_FIELDS = {
+    "relearn_learning_rate": "learning_rate",
+    "relearn_max_steps": "max_steps",
+    "relearn_batch_size": "batch_size",
+    "relearn_target": "target",
+}
+
 
 def option(default: Any, text: str) -> Any:
     """A dataclass field with its ``--help`` text, as ``HfArgumentParser`` reads it."""

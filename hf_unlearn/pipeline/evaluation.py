@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .arguments import RunArguments
+from .arguments import RELEARN_FIELDS, RunArguments
 from .job import LoadedJob
 
 
@@ -20,14 +20,8 @@ def evaluate_models(
     from ..metrics import RelearnConfig, evaluate_unlearning, relearning_convergence_delay
 
     metrics, relearn = {}, {}
-    relearn_config = RelearnConfig(
-        learning_rate=run_args.relearn_learning_rate,
-        batch_size=run_args.relearn_batch_size,
-        max_steps=run_args.relearn_max_steps,
-        target=run_args.relearn_target,
-        seed=seed,
-        progress_bar=progress,
-    )
+    protocol = {field: getattr(run_args, option) for option, field in RELEARN_FIELDS.items()}
+    relearn_config = RelearnConfig(**protocol, seed=seed, progress_bar=progress)
     options = evaluation_options(job, run_args)
     for name, model in models.items():
         row = {}
