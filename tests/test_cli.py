@@ -3,7 +3,7 @@ import os
 
 import pytest
 import torch
-from conftest import accelerate_ddp_launch, worker_env
+from conftest import accelerate_ddp_launch, launch_workers, worker_env
 
 from hf_unlearn.cli import main
 from hf_unlearn.tiny import tiny_classifier
@@ -283,14 +283,10 @@ def test_run_on_a_local_cifar_copy_with_an_image_classifier(tmp_path, lora):
 def test_run_under_two_processes_evaluates_across_them_with_the_numbers_of_one(tmp_path, model_dirs):
     """``accelerate launch`` (2 CPU processes, gloo): one report and card; the models unlearning did not change
     score exactly as in a one-process run, so the gathered evaluation is complete and in order."""
-    import subprocess
 
     launch = [*accelerate_ddp_launch(), "-m", "hf_unlearn.cli", "run"]
-    done = subprocess.run(
-        [*launch, write_recipe(tmp_path, model_dirs, tmp_path / "two", relearn=False)],
-        env=worker_env(),
-        capture_output=True,
-        text=True,
+    done = launch_workers(
+        [*launch, write_recipe(tmp_path, model_dirs, tmp_path / "two", relearn=False)], worker_env()
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert main(["run", write_recipe(tmp_path, model_dirs, tmp_path / "one", relearn=False)]) == 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import accelerate_ddp_launch, worker_env
+from conftest import accelerate_ddp_launch, launch_workers, worker_env
 from safetensors.torch import load_file
 
 WORKER = Path(__file__).with_name("_ddp_worker.py")
@@ -15,7 +15,7 @@ WORKER = Path(__file__).with_name("_ddp_worker.py")
 @pytest.mark.slow
 def test_ieu_under_two_process_ddp_keeps_replicas_identical_and_matches_one_process(tmp_path):
     launch = [*accelerate_ddp_launch(), str(WORKER), str(tmp_path / "ddp"), "4"]
-    ddp = subprocess.run(launch, env=worker_env(), capture_output=True, text=True)
+    ddp = launch_workers(launch, worker_env())
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     single = subprocess.run(
         [sys.executable, str(WORKER), str(tmp_path / "one"), "8"],

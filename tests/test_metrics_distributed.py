@@ -2,20 +2,17 @@
 per-example values are gathered, so 2 CPU processes (gloo) give the numbers of one."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import torchrun_launch, worker_env
+from conftest import launch_workers, torchrun_launch, worker_env
 
 WORKER = Path(__file__).with_name("_eval_worker.py")
 
 
 @pytest.mark.slow
 def test_two_processes_share_the_passes_and_gather_the_numbers_of_one(tmp_path):
-    done = subprocess.run(
-        [*torchrun_launch(), str(WORKER), str(tmp_path)], env=worker_env(), capture_output=True, text=True
-    )
+    done = launch_workers([*torchrun_launch(), str(WORKER), str(tmp_path)], worker_env())
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for kind in ("causal_lm", "classifier"):
