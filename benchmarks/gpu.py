@@ -73,7 +73,7 @@ def llama_steps(ctx: Context) -> dict:
     workdir = common.WORK_DIR / "gpu_llama_steps"
     trainers = step_overhead._trainers(model, rows_r, rows_f, workdir, ctx.device, ctx.bf16, half, [1], False)
     del model
-    paired, plain = step_overhead._batches(trainers["grad_diff"], 4, half)
+    paired, plain = step_overhead.device_batches(trainers["grad_diff"], 4, half)
     arms = {n: step_overhead._step_fn(t, plain if n == "plain" else paired) for n, t in trainers.items()}
     repeats, inner = (3, 1) if ctx.dry_run else (7, 3)
     times = common.interleaved_times(arms, repeats=repeats, warmup=1, inner=inner, sync=ctx.sync)

@@ -139,7 +139,7 @@ def methods_for(task: str) -> list[str]:
 
 def smoke_task(kind: str):
     """The synthetic task of a smoke model kind: mislabeled sentences for the classifier, QA otherwise."""
-    from hf_unlearn.testing import fictitious_qa_task, mislabeled_task
+    from hf_unlearn.testing.fixtures import fictitious_qa_task, mislabeled_task
 
     return mislabeled_task(seed=0) if kind == "classifier" else fictitious_qa_task(seed=0)
 

@@ -31,7 +31,7 @@ SEQ_LEN = 128
 def _task(kind: str, spec):
     """The model and the trainer's dataset arguments of one size."""
     if kind == "classifier":
-        from hf_unlearn.testing import mislabeled_task
+        from hf_unlearn.testing.fixtures import mislabeled_task
         from hf_unlearn.tiny import tiny_classifier
 
         task = mislabeled_task(seed=0)
@@ -79,7 +79,7 @@ def draw_seconds(n: int, repeats: int = 7) -> float:
     into one buffer, one thread): the sampler's share of the hook."""
     import torch
 
-    from hf_unlearn.influence import NOISE_CHUNK
+    from hf_unlearn.weights.decay_noise import NOISE_CHUNK
 
     buffer, generator, times = torch.empty(min(n, NOISE_CHUNK)), torch.Generator(), []
     for _ in range(repeats):

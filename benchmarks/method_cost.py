@@ -26,7 +26,7 @@ def one_arm(method: str, lora: bool, steps: int, threads: int | None = None) -> 
     import torch
 
     from hf_unlearn import UnlearningTrainer
-    from hf_unlearn.testing import fictitious_qa_task
+    from hf_unlearn.testing.fixtures import fictitious_qa_task
     from hf_unlearn.tiny import tiny_causal_lm
 
     if threads:

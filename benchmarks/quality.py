@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from hf_unlearn.headline import HEADLINE_KEYS
+from hf_unlearn.kinds import kind_for_task
 
 from . import common
 
@@ -185,7 +185,7 @@ def task_parts(name: str, seed: int = 0):
     import copy
 
     from hf_unlearn.data import build_preparer
-    from hf_unlearn.testing import fictitious_qa_task, mislabeled_task
+    from hf_unlearn.testing.fixtures import fictitious_qa_task, mislabeled_task
     from hf_unlearn.tiny import tiny_causal_lm, tiny_classifier
 
     spec = TASKS[name]
@@ -446,8 +446,8 @@ def targets_of(result: dict) -> list[dict]:
 
 
 COLUMNS = {
-    "classification": [*HEADLINE_KEYS["classification"], "seconds"],
-    "causal_lm": ["forget/token_accuracy", *HEADLINE_KEYS["causal_lm"], "seconds"],
+    "classification": [*kind_for_task("classification").headline_keys, "seconds"],
+    "causal_lm": ["forget/token_accuracy", *kind_for_task("causal_lm").headline_keys, "seconds"],
 }
 
 

@@ -62,7 +62,7 @@ def forget_sweep(n_forgets: list[int], repeats: int, mem_repeats: int, threads: 
         setup[n] = time.perf_counter() - start
         trainer.create_optimizer()
         trainer.current_gradient_accumulation_steps = 1
-        batches, _ = step_overhead._batches(trainer, 4, 4)
+        batches, _ = step_overhead.device_batches(trainer, 4, 4)
         arms[str(n)] = step_overhead._step_fn(trainer, batches)
         model = common.gpt2("gpt2-5m")  # a fresh copy for the next trainer
     times = common.interleaved_times(arms, repeats=repeats, warmup=1)

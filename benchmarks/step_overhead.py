@@ -120,7 +120,7 @@ def breakdown(trainer, repeats: int, device: str, sync) -> dict[str, list[float]
     implemented (chunked draws into a scratch buffer, added chunk by chunk)."""
     import torch
 
-    from hf_unlearn import influence
+    from hf_unlearn.weights import decay_noise as influence
 
     params = [
         p.detach().clone().requires_grad_(True)

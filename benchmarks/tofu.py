@@ -16,7 +16,7 @@ evaluation options, ``generation=True``); the scenario cache is ``benchmarks/_wo
 
 from __future__ import annotations
 
-from hf_unlearn.headline import HEADLINE_KEYS
+from hf_unlearn.kinds import kind_for_task
 
 from . import common
 from .quality import COMPARED, evaluate_scenario, golden_gap_target
@@ -27,7 +27,7 @@ SCENARIO = "tofu-llama"
 #: method at heart: random labels)
 METHODS = ["ft", "grad_diff", "npo", "dr", "ieu", *(m for m in COMPARED if m != "salun")]
 UNLEARNING = METHODS[1:]
-COLUMNS = [*HEADLINE_KEYS["tofu"], "retain/rouge_l_recall", "seconds"]
+COLUMNS = [*kind_for_task("causal_lm").tofu_headline_keys, "retain/rouge_l_recall", "seconds"]
 
 
 def targets_of(result: dict) -> list[dict]:

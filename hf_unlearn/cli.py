@@ -11,6 +11,7 @@ Heavy imports (torch, transformers) happen inside the commands, so ``hf-unlearn 
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import json
 import os
@@ -185,37 +186,56 @@ def recipe_keys() -> set[str] | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     training_args = os.path.join(list(spec.submodule_search_locations)[0], "training_args.py")
-    config = os.path.join(os.path.dirname(__file__), "config.py")
+    here = os.path.dirname(__file__)
     declared = [
-        _declared_fields(config, "UnlearningConfig"),
+        _declared_fields(os.path.join(here, "config.py"), "UnlearningConfig"),
         _declared_fields(training_args, "TrainingArguments"),
+        *_method_settings_fields(os.path.join(here, "methods")),
     ]
     if None in declared:
         return None
     return {f.name for f in fields(RunArguments)}.union(*declared)
 
 
+#: the bases whose fields ``recipe_keys`` reads from source: TrainingArguments', and the method settings'
+KNOWN_BASES = ([], ["TrainingArguments"], ["TrainingArguments", "*SETTINGS"])
+
+
 def _declared_fields(path: str, class_name: str) -> set[str] | None:
     """The annotated names in the body of class ``class_name`` of source file ``path``; ``None`` when the class
-    is not found or has a base other than ``TrainingArguments`` (whose fields would be missed)."""
-    import ast
+    is not found or has a base other than those of ``KNOWN_BASES`` (whose fields would be missed)."""
+    tree = _source_tree(path)
+    for node in tree.body if tree else []:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            if [ast.unparse(base) for base in node.bases] not in KNOWN_BASES:
+                return None
+            return _annotated_names(node)
+    return None
 
+
+def _method_settings_fields(folder: str) -> list[set[str] | None]:
+    """The fields of every ``@register_settings`` class in the modules of ``folder`` (``hf_unlearn/methods``)."""
+    found: list[set[str] | None] = []
+    for name in sorted(os.listdir(folder)):
+        tree = _source_tree(os.path.join(folder, name)) if name.endswith(".py") else None
+        for node in tree.body if tree else []:
+            if isinstance(node, ast.ClassDef) and "register_settings" in map(
+                ast.unparse, node.decorator_list
+            ):
+                found.append(_annotated_names(node))
+    return found or [None]
+
+
+def _source_tree(path: str) -> ast.Module | None:
     try:
         with open(path) as f:
-            tree = ast.parse(f.read())
+            return ast.parse(f.read())
     except (OSError, SyntaxError):
         return None
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == class_name:
-            bases = [ast.unparse(base) for base in node.bases]
-            if bases not in ([], ["TrainingArguments"]):
-                return None
-            return {
-                n.target.id
-                for n in node.body
-                if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
-            }
-    return None
+
+
+def _annotated_names(node: ast.ClassDef) -> set[str]:
+    return {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
 
 
 def recipe_defaults(recipe: dict, parser: argparse.ArgumentParser, path: str) -> dict:
@@ -301,7 +321,7 @@ def cmd_eval(argv: list[str]) -> int:
         help="seed of the scenario and of RCD's relearning (default: the run's, from the model folder's report, else 0)",
     )
     args = parser.parse_args(argv)
-    from .evaluate_dir import evaluate_directory
+    from .pipeline.evaluate_dir import evaluate_directory
 
     metrics = evaluate_directory(args)
     text = json.dumps(metrics, indent=2, default=str)

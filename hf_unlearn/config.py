@@ -8,12 +8,11 @@ from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
 
-from .methods import METHODS
+from .methods import METHODS, SETTINGS
+from .methods.settings import check_at_least_zero, check_choice, check_fraction
 
 logger = logging.getLogger(__name__)
 
-DR_VARIANTS = ("kl", "ce", "inverse")
-NOISE_SCHEDULES = ("constant", "linear", "cosine")
 INFLUENCE_REMOVALS = ("none", "mask", "rbm")
 STOPPING_RULES = ("none", "heldout", "heldout_pause", "heldout_per_example")
 STOPPING_KEEP = ("in_band", "last")
@@ -21,13 +20,15 @@ LABEL_CORRUPTIONS = ("none", "random")
 
 
 @dataclass
-class UnlearningConfig(TrainingArguments):
+class UnlearningConfig(TrainingArguments, *SETTINGS):
     """Configuration of ``UnlearningTrainer``.
 
     Every ``transformers.TrainingArguments`` field applies (learning rate, batch size, ``max_steps``,
     gradient accumulation, ...). The retain set plays the role of the training set: an epoch is one pass
     over the retain set (or over the forget set when it is the larger), each step pairing one retain batch
-    with one forget batch of ``per_device_train_batch_size`` examples.
+    with one forget batch of ``per_device_train_batch_size`` examples. Each method family's own fields
+    (``npo_beta``, ``ieu_decay``, ``dr_alpha``, ...) are declared, and validated, beside the method in
+    ``hf_unlearn.methods`` (``register_settings``) and composed in here.
     """
 
     method: str = field(
@@ -46,86 +47,6 @@ class UnlearningConfig(TrainingArguments):
     )
     retain_weight: float = field(
         default=1.0, metadata={"help": "w_r: weight of the retain loss (grad_diff, npo, rl, ieu)."}
-    )
-    dr_alpha: float = field(
-        default=0.5,
-        metadata={
-            "help": "alpha in (0, 1]: weight of the discriminative regularizer, never above the retain loss "
-            "('kl', 'ce'); with dr_variant='inverse', the weight of the retain loss instead."
-        },
-    )
-    dr_variant: str = field(
-        default="kl",
-        metadata={
-            "help": "DR regularizer: 'kl' (KL from the uniform wrong-label distribution to the prediction), "
-            "'ce' (cross-entropy on a sampled wrong label, or on the 'alternative' completion), or 'inverse' "
-            "(the seed paper's inverse form, ICE-FT: alpha x retain loss + the 'ce' term).",
-            "choices": list(DR_VARIANTS),
-        },
-    )
-    npo_beta: float = field(default=0.1, metadata={"help": "beta > 0 of NPO and of IdkDPO's DPO loss."})
-    simnpo_beta: float = field(
-        default=4.5,
-        metadata={"help": "simnpo: beta > 0 (OpenUnlearning's TOFU config: 4.5; use forget_weight 0.125)."},
-    )
-    simnpo_delta: float = field(
-        default=0.0,
-        metadata={"help": "simnpo: margin delta on the length-normalized NLL (OpenUnlearning: 0)."},
-    )
-    wga_beta: float = field(
-        default=1.0, metadata={"help": "wga: exponent of the token-probability weights (1.0)."}
-    )
-    satimp_beta1: float = field(
-        default=5.0,
-        metadata={"help": "satimp: exponent of p in the token weights p^beta1 (1-p)^beta2 (5.0)."},
-    )
-    satimp_beta2: float = field(
-        default=1.0, metadata={"help": "satimp: exponent of (1 - p) in the token weights (1.0)."}
-    )
-    rmu_layer: int = field(
-        default=-1,
-        metadata={
-            "help": "rmu: the decoder layer whose output is steered (0-based; -1: the middle layer, "
-            "(num_layers - 1) // 2). OpenUnlearning steers layer 7 of 32 on Llama-2-7B."
-        },
-    )
-    rmu_steering_coeff: float = field(
-        default=2.0,
-        metadata={"help": "rmu: c, the norm of the random target direction (OpenUnlearning's config: 2)."},
-    )
-    undial_beta: float = field(
-        default=10.0,
-        metadata={
-            "help": "undial: how far the target token's logit is lowered in the distillation target (10)."
-        },
-    )
-    ieu_decay: float = field(
-        default=1.0,
-        metadata={
-            "help": "lambda >= 0: after each optimizer step the trainable weights are multiplied by "
-            "(1 - lr_t * lambda). At Adam learning rates (1e-4) lambda must be large (1-100) to matter."
-        },
-    )
-    ieu_noise_std: float = field(
-        default=1e-3,
-        metadata={
-            "help": "sigma >= 0: std of the Gaussian noise added to every trainable weight after each step."
-        },
-    )
-    ieu_noise_schedule: str = field(
-        default="constant",
-        metadata={
-            "help": "How sigma changes over training: 'constant', 'linear' (to 0) or 'cosine' (to 0).",
-            "choices": list(NOISE_SCHEDULES),
-        },
-    )
-    ieu_noise_every: int = field(
-        default=8,
-        metadata={
-            "help": "Inject noise every k optimizer steps with std sigma * sqrt(k): the same Gaussian diffusion "
-            "(variance sigma**2 per step), k times fewer random draws. The default 8 keeps the CPU draw under "
-            "a hundredth of a step (benchmarks/results/ieu_overhead.json); 1 draws every step."
-        },
     )
     forget_loss_cap: float | None = field(
         default=None,
@@ -171,13 +92,6 @@ class UnlearningConfig(TrainingArguments):
         default=0.02,
         metadata={
             "help": "Fraction in (0, 1) of trainable weights reset by influence_removal='mask' or 'rbm'."
-        },
-    )
-    salun_mask_ratio: float = field(
-        default=0.5,
-        metadata={
-            "help": "salun: fraction in (0, 1) of trainable weights the updates may change, those with the "
-            "largest forget-loss gradient on the original model (SalUn's default mask keeps 0.5)."
         },
     )
     stopping: str = field(
@@ -278,15 +192,13 @@ class UnlearningConfig(TrainingArguments):
         super().__post_init__()
 
     def _validate_unlearning_fields(self) -> None:
-        _check_choice("method", self.method, sorted(METHODS))
+        check_choice("method", self.method, sorted(METHODS))
         self._check_numbers()
-        _check_choice("dr_variant", self.dr_variant, DR_VARIANTS)
-        _check_choice("ieu_noise_schedule", self.ieu_noise_schedule, NOISE_SCHEDULES)
-        _check_choice("influence_removal", self.influence_removal, INFLUENCE_REMOVALS)
-        _check_choice("stopping", self.stopping, STOPPING_RULES)
-        _check_choice("stopping_keep", self.stopping_keep, STOPPING_KEEP)
+        check_choice("influence_removal", self.influence_removal, INFLUENCE_REMOVALS)
+        check_choice("stopping", self.stopping, STOPPING_RULES)
+        check_choice("stopping_keep", self.stopping_keep, STOPPING_KEEP)
         if self.heldout_label_corruption is not None:
-            _check_choice("heldout_label_corruption", self.heldout_label_corruption, LABEL_CORRUPTIONS)
+            check_choice("heldout_label_corruption", self.heldout_label_corruption, LABEL_CORRUPTIONS)
         if self.stopping_eval_steps is not None and self.stopping_eval_steps < 1:
             raise ValueError(
                 f"UnlearningConfig.stopping_eval_steps must be >= 1, got {self.stopping_eval_steps}."
@@ -299,29 +211,10 @@ class UnlearningConfig(TrainingArguments):
             raise ValueError(
                 f"UnlearningConfig.stopping_tolerance must be in [0, 0.5), got {self.stopping_tolerance}."
             )
-        if not 0 < self.dr_alpha <= 1:
-            raise ValueError(f"UnlearningConfig.dr_alpha must be in (0, 1], got {self.dr_alpha}.")
-        for name in ("mask_ratio", "salun_mask_ratio"):
-            if not 0 < getattr(self, name) < 1:
-                raise ValueError(f"UnlearningConfig.{name} must be in (0, 1), got {getattr(self, name)}.")
-        for name in ("forget_weight", "retain_weight", "ieu_decay", "ieu_noise_std"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"UnlearningConfig.{name} must be >= 0, got {getattr(self, name)}.")
-        for name in ("npo_beta", "simnpo_beta"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"UnlearningConfig.{name} must be > 0, got {getattr(self, name)}.")
-        for name in (
-            "wga_beta",
-            "satimp_beta1",
-            "satimp_beta2",
-            "undial_beta",
-            "rmu_steering_coeff",
-            "lm_loss_chunk_size",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"UnlearningConfig.{name} must be >= 0, got {getattr(self, name)}.")
-        if self.ieu_noise_every < 1:
-            raise ValueError(f"UnlearningConfig.ieu_noise_every must be >= 1, got {self.ieu_noise_every}.")
+        check_fraction(self, "mask_ratio")
+        check_at_least_zero(self, "forget_weight", "retain_weight", "lm_loss_chunk_size")
+        for settings in SETTINGS:
+            settings.check_settings(self)
         if self.forget_loss_cap is not None and not self.forget_loss_cap > 0:
             raise ValueError(
                 f"UnlearningConfig.forget_loss_cap must be > 0 (inf disables it) or None, got {self.forget_loss_cap}."
@@ -405,8 +298,3 @@ def _has_accelerator() -> bool:
     if accelerator is not None:
         return accelerator.is_available()
     return torch.cuda.is_available()
-
-
-def _check_choice(name: str, value: str, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"UnlearningConfig.{name} must be one of {list(allowed)}, got {value!r}.")

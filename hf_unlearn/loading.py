@@ -41,13 +41,6 @@ def check_model_dir(path: str) -> None:
         )
 
 
-#: How the architecture name in config.json ends -> the ``transformers`` auto class that loads it.
-AUTO_CLASSES = {
-    ("ForCausalLM", "LMHeadModel"): "AutoModelForCausalLM",
-    ("ForImageClassification",): "AutoModelForImageClassification",
-}
-
-
 def adapter_base(path: str, base_model: str | None = None) -> str:
     """The local folder of the model PEFT adapter folder ``path`` was trained on: ``base_model`` when given,
     else the ``base_model_name_or_path`` its ``adapter_config.json`` records, which must be a local folder."""
@@ -87,26 +80,16 @@ def load_model(
     merge_adapter: bool = True,
     **kwargs: Any,
 ):
-    """Load a sequence or image classifier or a causal LM from a local directory, from safetensors only. A PEFT
+    """Load a sequence or image classifier or a causal LM (any registered model kind, ``ModelKind.load``) from a
+    local directory, from safetensors only. A PEFT
     adapter folder is loaded on its base model (``load_adapter``: ``base_model`` names the base's folder when
     the adapter's config does not; ``merge_adapter=False`` keeps the adapters as a ``PeftModel``)."""
-    import transformers
-
     check_model_dir(path)
     if is_adapter_dir(path):
         return load_adapter(path, base_model, merge_adapter, trust_remote_code, **kwargs)
-    config = transformers.AutoConfig.from_pretrained(
-        path, local_files_only=True, trust_remote_code=trust_remote_code
-    )
-    architectures = config.architectures or []
-    name = next(
-        (auto for suffixes, auto in AUTO_CLASSES.items() if any(a.endswith(suffixes) for a in architectures)),
-        "AutoModelForSequenceClassification",
-    )
-    auto = getattr(transformers, name)
-    return auto.from_pretrained(
-        path, local_files_only=True, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
-    )
+    from .kinds import kind_for_folder
+
+    return kind_for_folder(path).load(path, trust_remote_code=trust_remote_code, **kwargs)
 
 
 def has_tokenizer_files(path: str) -> bool:

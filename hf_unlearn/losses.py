@@ -19,7 +19,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from .lm_head import ChunkedLogits, map_positions
+from .kinds.lm_head import ChunkedLogits, map_positions
 
 IGNORE_INDEX = -100
 

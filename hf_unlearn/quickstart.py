@@ -7,7 +7,6 @@ import json
 import os
 import time
 
-from .headline import headline_keys, short_keys
 from .pipeline import (
     RunArguments,
     build_report,
@@ -19,6 +18,7 @@ from .pipeline import (
     write_outputs,
     write_plots,
 )
+from .reporting.headline import headline_keys, short_keys
 
 #: The rows ``hf-unlearn quickstart`` runs by default: naive fine-tuning on the retain set, which does not forget
 #: (the first seed paper's point), the same after that paper's remedy (resetting the weights only the forget set

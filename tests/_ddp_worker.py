@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from hf_unlearn import UnlearningConfig, UnlearningTrainer
-from hf_unlearn.testing import mislabeled_task
+from hf_unlearn.testing.fixtures import mislabeled_task
 from hf_unlearn.tiny import tiny_classifier
 
 torch.set_num_threads(1)

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 
 from hf_unlearn.metrics import evaluate_unlearning
-from hf_unlearn.testing import fictitious_qa_task, mislabeled_task
+from hf_unlearn.testing.fixtures import fictitious_qa_task, mislabeled_task
 from hf_unlearn.tiny import tiny_causal_lm, tiny_classifier
 
 torch.set_num_threads(1)

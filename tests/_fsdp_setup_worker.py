@@ -23,17 +23,13 @@ from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
 from torch.distributed.fsdp import fully_shard  # noqa: E402
 from torch.distributed.tensor import Shard, distribute_tensor  # noqa: E402
 
-from hf_unlearn import (  # noqa: E402
-    UnlearningConfig,
-    UnlearningTrainer,
-    influence,
-    losses,
-    sharded_selection,
-    trainer_state,
-)
-from hf_unlearn.distributed import local_tensor, reshard, shard_offset  # noqa: E402
-from hf_unlearn.testing import fictitious_qa_task  # noqa: E402
+from hf_unlearn import UnlearningConfig, UnlearningTrainer  # noqa: E402
+from hf_unlearn.testing.fixtures import fictitious_qa_task  # noqa: E402
 from hf_unlearn.tiny import tiny_causal_lm  # noqa: E402
+from hf_unlearn.trainer import state as trainer_state  # noqa: E402
+from hf_unlearn.weights import masking as influence  # noqa: E402
+from hf_unlearn.weights import sharded as sharded_selection  # noqa: E402
+from hf_unlearn.weights.distributed import local_tensor, reshard, shard_offset  # noqa: E402
 
 TASK = fictitious_qa_task(seed=0)
 MASK_RATIO, SALUN_RATIO = 0.05, 0.3
@@ -102,7 +98,7 @@ def forward_passes(trainer, plain, sharded) -> tuple[dict, dict]:
     tensors, found = {}, {}
     for label, model in (("plain", plain), ("sharded", sharded)):
         tensors[f"{label}/ref_logprob"] = trainer.reference_logprobs(model)["ref_logprob"]
-        nll = trainer._per_example(model, trainer.forget_rows, "forget loss", losses.per_example_nll)
+        nll = trainer.per_example_losses(trainer.forget_rows, model)
         tensors[f"{label}/forget_nll"] = nll
         found[f"{label}/heldout_cap"] = trainer.heldout_cap(model)
     reshard(sharded)
@@ -111,10 +107,10 @@ def forward_passes(trainer, plain, sharded) -> tuple[dict, dict]:
 
 def influence_removal(trainer, plain, sharded) -> tuple[dict, dict]:
     forget = influence.gradient_magnitudes(
-        plain, trainer._batches(trainer.forget_rows, "f"), trainer._nll_sum
+        plain, trainer.device_batches(trainer.forget_rows, "f"), trainer.loss_sum
     )
     retain = influence.gradient_magnitudes(
-        plain, trainer._batches(trainer.retain_rows, "r"), trainer._nll_sum
+        plain, trainer.device_batches(trainer.retain_rows, "r"), trainer.loss_sum
     )
     scores = influence.forget_only_scores(forget, retain, len(trainer.forget_rows), len(trainer.retain_rows))
     found = {
@@ -127,10 +123,10 @@ def influence_removal(trainer, plain, sharded) -> tuple[dict, dict]:
 
 def salun(trainer, plain, sharded) -> tuple[dict, dict]:
     saliency = influence.gradient_magnitudes(
-        plain, trainer._batches(trainer.forget_rows, "s"), trainer._nll_sum, per_batch=False
+        plain, trainer.device_batches(trainer.forget_rows, "s"), trainer.loss_sum, per_batch=False
     )
     local_saliency = influence.gradient_magnitudes(
-        sharded, trainer._batches(trainer.forget_rows, "s"), trainer._nll_sum, per_batch=False
+        sharded, trainer.device_batches(trainer.forget_rows, "s"), trainer.loss_sum, per_batch=False
     )
     plain_masks = trainer.saliency_masks(SALUN_RATIO, plain)
     sharded_masks = trainer.saliency_masks(SALUN_RATIO, sharded)
@@ -144,12 +140,12 @@ def salun(trainer, plain, sharded) -> tuple[dict, dict]:
         **prefixed(gathered, "salun/gathered"),
     }
     # one backward with the masks applied: hooks on the plain model, after the backward on the shards
-    batch = next(trainer._batches(trainer.forget_rows, "b"))
+    batch = next(trainer.device_batches(trainer.forget_rows, "b"))
     handles = influence.mask_gradients(plain, plain_masks)
-    trainer._nll_sum(plain, batch).backward()
+    trainer.loss_sum(plain, batch).backward()
     for handle in handles:
         handle.remove()
-    trainer._nll_sum(sharded, batch).backward()
+    trainer.loss_sum(sharded, batch).backward()
     sharded_selection.mask_local_gradients(sharded, sharded_masks)
     tensors.update({**grads(plain, "salun/grad/plain"), **grads(sharded, "salun/grad/sharded")})
     found = {
@@ -164,7 +160,7 @@ def resumed_masks_match(trainer, sharded, masks) -> bool:
     """The trainer's own path: masks attached to the shards, saved to a checkpoint as the trainer saves them
     (gathered on every rank, written by rank 0) and attached again from it, local-shard shaped."""
     folder = os.path.join(trainer.args.output_dir, "checkpoint-1")
-    trainer._attach_masks(SALUN_RATIO, None, sharded)
+    trainer.attach_update_masks(SALUN_RATIO, None, sharded)
     attached = trainer.mask_shards is not None and all(
         torch.equal(trainer.update_masks[n], masks[n]) for n in masks
     )
@@ -175,7 +171,7 @@ def resumed_masks_match(trainer, sharded, masks) -> bool:
     dist.barrier()
     trainer.update_masks = trainer.mask_shards = None
     measure, trainer.saliency_masks = trainer.saliency_masks, None  # from the checkpoint, not measured again
-    trainer._attach_masks(SALUN_RATIO, folder, sharded)
+    trainer.attach_update_masks(SALUN_RATIO, folder, sharded)
     trainer.saliency_masks = measure
     return attached and all(torch.equal(trainer.update_masks[n], masks[n]) for n in masks)
 

@@ -26,15 +26,15 @@ from torch.distributed.checkpoint.state_dict import (  # noqa: E402
 from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
 from torch.distributed.fsdp import fully_shard  # noqa: E402
 
-from hf_unlearn.distributed import (  # noqa: E402
+from hf_unlearn.testing.fixtures import mislabeled_task  # noqa: E402
+from hf_unlearn.tiny import tiny_classifier  # noqa: E402
+from hf_unlearn.weights.decay_noise import DecayNoiseHook  # noqa: E402
+from hf_unlearn.weights.distributed import (  # noqa: E402
     ShardingNotAppliedError,
     check_sharding,
     local_tensor,
     shard_offset,
 )
-from hf_unlearn.influence import DecayNoiseHook  # noqa: E402
-from hf_unlearn.testing import mislabeled_task  # noqa: E402
-from hf_unlearn.tiny import tiny_classifier  # noqa: E402
 
 LR, MAX_STEPS = 1e-2, 8
 TOKENIZER = mislabeled_task(seed=0).tokenizer

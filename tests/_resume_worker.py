@@ -3,7 +3,7 @@ itself right after its step-2 checkpoint (in a forked child, so nothing is clean
 prints one JSON line per pair with what the test checks. One process keeps the cost of importing
 transformers to one start-up for all pairs.
 
-Usage: python _resume_worker.py OUT_DIR METHOD[,METHOD...] KIND[,KIND...]
+Usage: python _resume_worker.py OUT_DIR METHOD:TEST_MODEL[,METHOD:TEST_MODEL...]
 """
 
 import json
@@ -19,11 +19,17 @@ from safetensors.torch import load_file  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
 from hf_unlearn import UnlearningConfig, UnlearningTrainer  # noqa: E402
-from hf_unlearn.testing import fictitious_qa_task, mislabeled_task  # noqa: E402
-from hf_unlearn.tiny import tiny_causal_lm, tiny_classifier  # noqa: E402
+from hf_unlearn.testing.fixtures import digits_task, fictitious_qa_task, mislabeled_task  # noqa: E402
+from hf_unlearn.tiny import tiny_causal_lm, tiny_classifier, tiny_image_classifier  # noqa: E402
 
 MAX_STEPS, SAVE_STEPS = 4, 2
-TASKS = {"classifier": (mislabeled_task, tiny_classifier), "causal_lm": (fictitious_qa_task, tiny_causal_lm)}
+#: the task and model builder of each test model of conftest.KIND_TEST_MODELS
+TASKS = {
+    "classifier": (mislabeled_task, tiny_classifier),
+    "causal_lm": (fictitious_qa_task, tiny_causal_lm),
+    "resnet": (digits_task, lambda processor, seed: tiny_image_classifier("resnet", seed=seed)),
+    "vit": (digits_task, lambda processor, seed: tiny_image_classifier("vit", seed=seed)),
+}
 
 
 class KillAfterSave(TrainerCallback):
@@ -100,10 +106,6 @@ def compare(method: str, kind: str, root: str) -> dict:
 
 
 if __name__ == "__main__":
-    from conftest import method_defined_for
-
-    root, methods, kinds = sys.argv[1], sys.argv[2].split(","), sys.argv[3].split(",")
-    for kind in kinds:
-        for method in methods:
-            if method_defined_for(method, kind):
-                print("RESULT", json.dumps(compare(method, kind, root)), flush=True)
+    root, pairs = sys.argv[1], [pair.split(":") for pair in sys.argv[2].split(",")]
+    for method, kind in pairs:
+        print("RESULT", json.dumps(compare(method, kind, root)), flush=True)

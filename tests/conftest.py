@@ -68,30 +68,67 @@ def accelerate_ddp_launch() -> list[str]:
 
 @pytest.fixture(scope="session")
 def mislabeled():
-    from hf_unlearn.testing import mislabeled_task
+    from hf_unlearn.testing.fixtures import mislabeled_task
 
     return mislabeled_task(seed=0)
 
 
 @pytest.fixture(scope="session")
 def qa():
-    from hf_unlearn.testing import fictitious_qa_task
+    from hf_unlearn.testing.fixtures import fictitious_qa_task
 
     return fictitious_qa_task(seed=0)
 
 
 @pytest.fixture(scope="session")
 def digits():
-    from hf_unlearn.testing import digits_task
+    from hf_unlearn.testing.fixtures import digits_task
 
     return digits_task(seed=0)
 
 
-def method_defined_for(method: str, kind: str) -> bool:
-    """Whether ``method`` is defined for a test model ``kind`` (``"causal_lm"``, or a classifier kind)."""
+#: the test models that stand for each registered model kind (``hf_unlearn.kinds.model_kinds()``, by name). The
+#: every-method x every-kind matrices of the tests are built from the method and kind registries through this
+#: table; ``test_kinds.py`` fails when a registered kind has no entry, so a new kind cannot escape them.
+KIND_TEST_MODELS = {
+    "text_classifier": ("classifier",),
+    "image_classifier": ("resnet", "vit"),
+    "causal_lm": ("causal_lm",),
+}
+
+
+def registered_methods() -> list[str]:
+    """Every registered unlearning method (``hf_unlearn.methods.METHODS``), sorted."""
+    from hf_unlearn.methods import METHODS
+
+    return sorted(METHODS)
+
+
+def kind_of_test_model(test_model: str):
+    """The registered ``ModelKind`` a test model of ``KIND_TEST_MODELS`` stands for."""
+    from hf_unlearn.kinds import model_kinds
+
+    return next(kind for kind in model_kinds() if test_model in KIND_TEST_MODELS.get(kind.name, ()))
+
+
+def method_defined_for(method: str, test_model: str) -> bool:
+    """Whether ``method`` runs on the kind of ``test_model`` (``"causal_lm"``, ``"classifier"``, ``"resnet"``...)."""
     from hf_unlearn.methods import get_method
 
-    return ("causal_lm" if kind == "causal_lm" else "classification") in get_method(method).supported_tasks()
+    return get_method(method).supports(kind_of_test_model(test_model))
+
+
+def method_kind_matrix(one_model_per_kind: bool = False) -> list[tuple[str, str]]:
+    """``(method, test model)`` for every registered method and every test model of every registered kind the
+    method runs on (``one_model_per_kind``: the first test model of each kind only)."""
+    from hf_unlearn.kinds import model_kinds
+
+    models = [
+        model
+        for kind in reversed(model_kinds())
+        for model in KIND_TEST_MODELS.get(kind.name, ())[: 1 if one_model_per_kind else None]
+    ]
+    return [(m, t) for m in registered_methods() for t in models if method_defined_for(m, t)]
 
 
 def state_copy(model) -> dict[str, torch.Tensor]:
@@ -188,7 +225,7 @@ def train_mislabeled_models(tmp_path, task, seed: int) -> dict:
 @pytest.fixture(scope="session")
 def mislabeled_runs(tmp_path_factory, mislabeled):
     """``{seed: (task, models)}`` for ``EFFICACY_SEEDS`` (seed 0 uses the ``mislabeled`` task)."""
-    from hf_unlearn.testing import mislabeled_task
+    from hf_unlearn.testing.fixtures import mislabeled_task
 
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("mislabeled_runs")

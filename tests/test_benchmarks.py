@@ -226,7 +226,7 @@ def test_rcd_cost_bare_relearning_runs_on_an_image_classifier():
 
     from benchmarks.rcd_cost import bare_relearn
     from hf_unlearn.metrics import RelearnConfig
-    from hf_unlearn.testing import digits_task
+    from hf_unlearn.testing.fixtures import digits_task
     from hf_unlearn.tiny import tiny_image_classifier
 
     task = digits_task(n_train=20, n_test=4, seed=0)

@@ -12,7 +12,7 @@ from conftest import make_config, method_defined_for
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from hf_unlearn import UnlearningTrainer, losses
-from hf_unlearn.lm_head import ChunkedLogits, LMHead, apply_steps
+from hf_unlearn.kinds.lm_head import ChunkedLogits, LMHead, apply_steps
 from hf_unlearn.methods import METHODS
 from hf_unlearn.tiny import tiny_causal_lm, tiny_classifier, tiny_decoder
 
@@ -237,7 +237,7 @@ def test_a_model_whose_logits_the_head_does_not_reproduce_keeps_the_full_logits(
     model = tiny_decoder(qa.tokenizer, "llama")
     model.config.final_logit_softcapping = 5.0  # a setting Llama's forward ignores: the probe tells
     full = _one_sgd_step(tmp_path, qa, copy.deepcopy(model), "grad_diff", lm_loss_chunk_size=0)
-    with caplog.at_level(logging.WARNING, logger="hf_unlearn.lm_head"):
+    with caplog.at_level(logging.WARNING, logger="hf_unlearn.kinds.lm_head"):
         chunked = _one_sgd_step(tmp_path, qa, model, "grad_diff")
     assert chunked[0].lm_heads(chunked[0].model) is None
     assert any(

@@ -17,7 +17,7 @@ import pytest
 from test_data_chat import CONVERSATION
 
 from hf_unlearn.data import CAUSAL_LM, CLASSIFICATION, DatasetPreparer, UnlearningCollator
-from hf_unlearn.testing import fictitious_qa_task, mislabeled_task
+from hf_unlearn.testing.fixtures import fictitious_qa_task, mislabeled_task
 from hf_unlearn.tiny import TINY_CHAT_TEMPLATE, train_tokenizer
 
 

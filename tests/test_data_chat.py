@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_config
+from conftest import make_config, method_kind_matrix
 
 from hf_unlearn import UnlearningTrainer
 from hf_unlearn.data import IGNORE_INDEX, build_preparer
@@ -176,12 +176,17 @@ def test_trainer_and_metrics_take_chat_data_on_a_tiny_llama(tmp_path, chat_tok, 
     assert torch.isfinite(torch.tensor(result.curve[-1]["loss"]))
 
 
-METHODS = ["ft", "ga", "grad_diff", "npo", "rl", "dr", "ieu"]
+CHAT_ARCHITECTURES = ["llama", "qwen2", "mistral", "gemma2"]
+# every registered method that runs on causal LMs, each on one of the families in turn (every family gets
+# several methods, every method one family), full weights and LoRA
+CHAT_MATRIX = [
+    (method, CHAT_ARCHITECTURES[i % len(CHAT_ARCHITECTURES)])
+    for i, (method, _) in enumerate(m for m in method_kind_matrix() if m[1] == "causal_lm")
+]
 
 
 @pytest.mark.parametrize("use_lora", [False, True], ids=["full", "lora"])
-@pytest.mark.parametrize("architecture", ["llama", "qwen2", "mistral", "gemma2"])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("method", "architecture"), CHAT_MATRIX)
 def test_every_method_runs_on_llama_family_chat_models(tmp_path, chat_tok, method, architecture, use_lora):
     """The code path of a user's real Llama / Qwen2 / Mistral / Gemma2 checkpoint, full weights and LoRA on
     each family's projection names, on chat data."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from hf_unlearn.distributed import (
+from hf_unlearn.weights.distributed import (
     ShardingNotAppliedError,
     check_sharding,
     parameter_sharding,
@@ -103,8 +103,8 @@ def test_dtensor_parameters_satisfy_an_fsdp_request(launch, mesh):
 
 
 def test_hook_decays_and_noises_dtensor_parameters_in_place(mesh):
-    from hf_unlearn.distributed import local_tensor
-    from hf_unlearn.influence import DecayNoiseHook
+    from hf_unlearn.weights.decay_noise import DecayNoiseHook
+    from hf_unlearn.weights.distributed import local_tensor
 
     model = _sharded(mesh)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

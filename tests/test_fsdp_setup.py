@@ -11,7 +11,7 @@ import torch
 from conftest import make_config, state_copy, two_rank_results
 
 from hf_unlearn import UnlearningTrainer
-from hf_unlearn.distributed import FSDP, ZERO3
+from hf_unlearn.weights.distributed import FSDP, ZERO3
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_fsdp_setup_worker.py")

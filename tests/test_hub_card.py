@@ -12,9 +12,10 @@ from test_cli import write_model_dirs, write_recipe
 from test_hub import CLASSIFIER_ROW, TOFU_ROW, _report, _section
 
 from hf_unlearn.cli import main
-from hf_unlearn.headline import DEFINITIONS, HEADLINE_KEYS, SHORT_KEYS
-from hf_unlearn.hub import base_model_facts, build_model_card, is_hub_model_id
+from hf_unlearn.kinds import model_kinds
 from hf_unlearn.pipeline import RunArguments, hyperparameters
+from hf_unlearn.reporting.card import base_model_facts, build_model_card, is_hub_model_id
+from hf_unlearn.reporting.headline import DEFINITIONS
 
 CAUSAL_ROW = {
     "forget/loss": 3.2,
@@ -42,7 +43,9 @@ def _summary_header(card: str) -> list[str]:
 
 
 def test_every_summarized_key_has_a_definition():
-    keys = {k for kind in (HEADLINE_KEYS, SHORT_KEYS) for keys in kind.values() for k in keys}
+    tofu = {"m": {"utility/model_utility": 0.5}}
+    keys = {k for kind in model_kinds() for rows in (None, tofu) for short in (False, True)
+            for k in kind.headline(rows, short)}  # fmt: skip
     assert keys - set(DEFINITIONS) == set()
 
 

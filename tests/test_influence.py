@@ -6,8 +6,8 @@ import torch
 from conftest import make_config
 
 from hf_unlearn import UnlearningConfig, UnlearningTrainer
-from hf_unlearn.influence import DecayNoiseHook, noise_schedule
 from hf_unlearn.tiny import tiny_classifier
+from hf_unlearn.weights.decay_noise import DecayNoiseHook, noise_schedule
 
 
 def _hook(step, **kwargs):
@@ -112,7 +112,7 @@ def test_ieu_noise_at_zero_lr_diffuses_sigma_squared_per_step_and_is_seeded(tmp_
 
 # -- saliency masks: SalUn (forget saliency on the update) and retention-based masking (RBM) ---------------
 def test_top_fraction_takes_exactly_the_largest_finite_scores_across_tensors():
-    from hf_unlearn.influence import top_fraction
+    from hf_unlearn.weights.decay_noise import top_fraction
 
     scores = {"a": torch.tensor([0.1, 5.0, -math.inf]), "b": torch.tensor([[3.0, 0.2], [4.0, -1.0]])}
     masks = top_fraction(scores, ratio=3 / 7)
@@ -123,7 +123,7 @@ def test_top_fraction_takes_exactly_the_largest_finite_scores_across_tensors():
 
 
 def test_retention_scores_pick_what_retain_uses_least_among_what_forget_moves():
-    from hf_unlearn.influence import retention_scores, top_fraction
+    from hf_unlearn.weights.decay_noise import retention_scores, top_fraction
 
     forget = {"w": torch.tensor([2.0, 2.0, 0.0, 1.0, 3.0])}  # weight 2: the forget set does not move it
     retain = {"w": torch.tensor([0.0, 5.0, 0.0, 0.5, 4.0])}  # weight 0: forget-only; 1, 4: shared
@@ -146,11 +146,11 @@ def test_salun_moves_only_the_weights_of_its_forget_saliency_mask(tmp_path, digi
     changed_in = sum(int((p != before[n])[masks[n]].sum()) for n, p in model.named_parameters())
     assert changed_out == 0 and changed_in > 0.5 * int(0.3 * total)
     # the mask is SalUn's: the largest |gradient of the summed forget loss| on the original model
-    from hf_unlearn.influence import gradient_magnitudes, top_fraction
+    from hf_unlearn.weights.decay_noise import gradient_magnitudes, top_fraction
 
     original = tiny_image_classifier("vit")
     saliency = gradient_magnitudes(
-        original, trainer._batches(trainer.forget_rows, "f"), trainer._nll_sum, per_batch=False
+        original, trainer.device_batches(trainer.forget_rows, "f"), trainer.loss_sum, per_batch=False
     )
     assert all(torch.equal(top_fraction(saliency, 0.3)[n], masks[n]) for n in masks)
 
@@ -159,7 +159,7 @@ def test_salun_moves_only_the_weights_of_its_forget_saliency_mask(tmp_path, digi
 def _reference_noise(sizes: list[int], sigma: float, base_seed: int, chunk: int) -> torch.Tensor:
     """The documented stream, drawn independently of the hook: the concatenated trainable tensors cut into
     chunks of ``chunk`` elements, chunk ``c`` from mt19937 seeded ``_chunk_seed(base_seed, c)``."""
-    from hf_unlearn.influence import _chunk_seed
+    from hf_unlearn.weights.decay_noise import _chunk_seed
 
     total = sum(sizes)
     pieces = []
@@ -171,7 +171,7 @@ def _reference_noise(sizes: list[int], sigma: float, base_seed: int, chunk: int)
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_noise_is_the_documented_chunked_stream_whatever_the_thread_count(monkeypatch, threads):
-    from hf_unlearn import influence
+    from hf_unlearn.weights import decay_noise as influence
 
     monkeypatch.setattr(influence, "NOISE_CHUNK", 1000)  # several chunks, several worker threads
     shapes = [(3, 5), (70, 40), (17,), (60, 20), (1,), (9, 9)]

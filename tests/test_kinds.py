@@ -181,7 +181,7 @@ def test_built_in_kinds_are_recognised_by_the_registry_and_carry_their_card_meta
 
 
 def test_an_image_classifier_card_is_tagged_image_classification():
-    from hf_unlearn.hub import build_model_card
+    from hf_unlearn.reporting.card import build_model_card
 
     card = build_model_card(
         {"task": "classification", "architecture": "ResNetForImageClassification", "method": "rl"}
@@ -205,3 +205,17 @@ def test_the_metrics_modules_import_no_cycle():
             if isinstance(node, ast.ImportFrom) and node.module is not None
         }
         assert "evaluation" not in imported, name
+
+
+def test_every_registered_kind_has_test_models_in_the_method_matrices():
+    """The every-method x every-kind tests (test_trainer, test_trainer_resume, test_data_chat) are built from
+    the registries through conftest.KIND_TEST_MODELS: a kind registered without test models would escape them."""
+    from conftest import KIND_TEST_MODELS, method_kind_matrix
+
+    from hf_unlearn.kinds import model_kinds
+
+    built_in = {kind.name for kind in model_kinds() if not kind.name.startswith("toy")}
+    assert built_in <= set(KIND_TEST_MODELS), built_in - set(KIND_TEST_MODELS)
+    covered = {model for _, model in method_kind_matrix()}
+    assert covered == {model for models in KIND_TEST_MODELS.values() for model in models}
+    assert {m for m, _ in method_kind_matrix()} == set(METHODS)  # every method runs on some kind

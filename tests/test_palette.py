@@ -1,4 +1,4 @@
-"""One colour per model across the library's figures (hf_unlearn.palette)."""
+"""One colour per model across the library's figures (hf_unlearn.reporting.palette)."""
 
 import matplotlib
 
@@ -8,7 +8,7 @@ from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from hf_unlearn.methods import METHODS  # noqa: E402
-from hf_unlearn.palette import color_of, ordered  # noqa: E402
+from hf_unlearn.reporting.palette import color_of, ordered  # noqa: E402
 
 
 def test_every_method_and_reference_model_has_its_own_stable_colour():
@@ -23,7 +23,7 @@ def test_every_method_and_reference_model_has_its_own_stable_colour():
 
 def test_metric_bars_and_relearning_curves_give_a_model_the_same_colour(tmp_path, monkeypatch):
     from hf_unlearn.metrics.relearning import RelearnResult
-    from hf_unlearn.plots import plot_metric_bars
+    from hf_unlearn.reporting.plots import plot_metric_bars
 
     drawn = []
     save = Figure.savefig

@@ -284,8 +284,8 @@ def test_errors_for_bad_settings(tmp_path, mislabeled, qa):
 def test_the_pipeline_passes_the_held_out_set_and_the_report_and_card_carry_the_stop(
     tmp_path, mislabeled, caplog
 ):
-    from hf_unlearn.hub import build_model_card
     from hf_unlearn.pipeline import LoadedJob, RunArguments, build_report, unlearn
+    from hf_unlearn.reporting.card import build_model_card
 
     model = tiny_classifier(mislabeled.tokenizer, seed=0)
     job = LoadedJob(

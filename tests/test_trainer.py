@@ -4,30 +4,11 @@ import statistics
 
 import pytest
 import torch
-from conftest import make_config, method_defined_for
+from conftest import make_config, method_kind_matrix
 
 from hf_unlearn import UnlearningTrainer
 from hf_unlearn.data import build_preparer
 from hf_unlearn.tiny import IMAGE_ARCHITECTURES, tiny_causal_lm, tiny_classifier, tiny_image_classifier
-
-METHODS = [
-    "ft",
-    "ga",
-    "grad_diff",
-    "npo",
-    "rl",
-    "salun",
-    "dr",
-    "ieu",
-    "simnpo",
-    "idk_nll",
-    "idk_dpo",
-    "wga",
-    "satimp",
-    "undial",
-    "rmu",
-]
-KINDS = ["classifier", "causal_lm", "resnet", "vit"]
 
 
 def _lora(kind):
@@ -59,9 +40,7 @@ def _trainable(model):
 
 
 @pytest.mark.parametrize("use_lora", [False, True], ids=["full", "lora"])
-@pytest.mark.parametrize(
-    ("method", "kind"), [(m, k) for m in METHODS for k in KINDS if method_defined_for(m, k)]
-)
+@pytest.mark.parametrize(("method", "kind"), method_kind_matrix())
 def test_every_method_runs_with_finite_losses_and_changes_trainable_weights(
     tmp_path, mislabeled, qa, digits, method, kind, use_lora
 ):

@@ -10,7 +10,7 @@ from conftest import make_config
 from hf_unlearn import UnlearningTrainer
 from hf_unlearn.tiny import tiny_causal_lm, tiny_classifier
 
-LOGGER = "hf_unlearn.trainer_inputs"
+LOGGER = "hf_unlearn.trainer.inputs"
 
 
 def _lora_trainer(tmp_path, mislabeled, seed):

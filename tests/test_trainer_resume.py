@@ -1,4 +1,4 @@
-"""Exact resume: for every method on both model kinds, a run killed with SIGKILL right after a checkpoint and
+"""Exact resume: for every registered method on every registered model kind, a run killed with SIGKILL right after a checkpoint and
 resumed from it ends bit-identical to an uninterrupted run (CPU). Per-step randomness (IEU noise, random
 wrong tokens), the NPO reference cache and the forget-loss cap measured before the first step must all come
 back from the checkpoint."""
@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import method_defined_for, worker_env
+from conftest import method_kind_matrix, worker_env
 
-# the last three carry new state across a resume: both reference caches (idk_dpo), a frozen copy (undial, rmu)
-METHODS = ["ft", "ga", "grad_diff", "npo", "rl", "salun", "dr", "ieu", "idk_dpo", "undial", "rmu"]
-KINDS = ["classifier", "causal_lm"]
+# every registered method x one test model per registered kind (idk_dpo carries both reference caches across a
+# resume, undial and rmu a frozen copy, npo one cache, ieu its noise stream, salun its mask)
+MATRIX = method_kind_matrix(one_model_per_kind=True)
 
 
 WORKER = Path(__file__).with_name("_resume_worker.py")
@@ -25,7 +25,7 @@ def resume_results(tmp_path_factory):
     """One worker process runs every defined (method, kind) pair: full run, SIGKILL after step 2, resume."""
     root = tmp_path_factory.mktemp("resume")
     done = subprocess.run(
-        [sys.executable, str(WORKER), str(root), ",".join(METHODS), ",".join(KINDS)],
+        [sys.executable, str(WORKER), str(root), ",".join(f"{m}:{k}" for m, k in MATRIX)],
         env=worker_env(),
         capture_output=True,
         text=True,
@@ -36,9 +36,7 @@ def resume_results(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("method", "kind"), [(m, k) for m in METHODS for k in KINDS if method_defined_for(m, k)]
-)
+@pytest.mark.parametrize(("method", "kind"), MATRIX)
 def test_sigkilled_run_resumes_bit_identical(resume_results, method, kind):
     row = resume_results[(method, kind)]
     assert row["signal"] == signal.SIGKILL  # the child died hard, right after its checkpoint

@@ -2,8 +2,9 @@
 
 A page writes a marker on a line of its own and the hook replaces it:
 
-* ``<!-- fields: hf_unlearn.config.UnlearningConfig -->``: a table of the dataclass fields the class defines
-  itself (not those it inherits, e.g. ``TrainingArguments``'), with their type, default and ``help`` metadata,
+* ``<!-- fields: hf_unlearn.config.UnlearningConfig -->``: a table of the dataclass fields the class and its
+  bases from ``hf_unlearn`` define (e.g. the method families' settings; not ``TrainingArguments``'), with their
+  type, default and ``help`` metadata,
   which mkdocstrings does not show;
 * ``<!-- cli-help: run -->``: what ``hf-unlearn run --help`` prints (``<!-- cli-help: -->``: ``hf-unlearn --help``);
 * ``<!-- readme: -->``: the repository's README, its ``docs/`` links made relative to the site (the home page).
@@ -41,10 +42,16 @@ def readme(_: str = "") -> str:
 
 
 def field_table(path: str) -> str:
-    """Markdown table of the dataclass fields that the class at ``path`` defines itself."""
+    """Markdown table of the dataclass fields that the class at ``path``, or a base of it from ``hf_unlearn``,
+    defines."""
     module, _, name = path.rpartition(".")
     cls = getattr(importlib.import_module(module), name)
-    own = cls.__dict__.get("__annotations__", {})
+    own = {
+        field
+        for base in cls.__mro__
+        if base.__module__.startswith("hf_unlearn")
+        for field in base.__dict__.get("__annotations__", {})
+    }
     rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(cls):
         if f.name not in own:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from .base import (
     ModelKind,
     get_model_kind,
+    kind_for_folder,
     kind_for_task,
     model_kinds,
     register_model_kind,
@@ -35,6 +36,7 @@ __all__ = [
     "ModelKind",
     "TextClassifierKind",
     "get_model_kind",
+    "kind_for_folder",
     "kind_for_task",
     "model_kinds",
     "register_model_kind",

@@ -24,6 +24,27 @@ class TransformersKind(ModelKind):
     def recognises_architecture(self, architecture: str) -> bool:
         return architecture.endswith(self.suffixes)
 
+    def recognises_folder(self, path: str) -> bool:
+        """Whether ``config.json``'s ``architectures`` in folder ``path`` name a class of this kind."""
+        import json
+        import os
+
+        try:
+            with open(os.path.join(path, "config.json")) as f:
+                architectures = json.load(f).get("architectures") or []
+        except (OSError, ValueError):
+            return False
+        return any(self.recognises_architecture(a) for a in architectures)
+
+    def load(self, path: str, trust_remote_code: bool = False, **kwargs: Any) -> torch.nn.Module:
+        """``auto_class.from_pretrained`` of the local folder, safetensors only."""
+        import transformers
+
+        auto = getattr(transformers, self.auto_class)
+        return auto.from_pretrained(
+            path, local_files_only=True, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
+        )
+
     def build_preparer(
         self, model: torch.nn.Module, tokenizer: Any = None, max_length: int | None = None, seed: int = 0
     ):
@@ -68,3 +89,15 @@ class TransformersKind(ModelKind):
 
     def per_example_logprob(self, predictions: losses.Logits, labels: torch.Tensor) -> torch.Tensor:
         return losses.per_example_logprob(predictions, labels)
+
+    def training_loss(self, model: torch.nn.Module, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
+        """The model's own loss (``transformers`` computes it when given ``labels``: a causal LM's is the mean
+        over every completion token of the batch, not over examples)."""
+        return model(**inputs, labels=labels).loss
+
+    def batch_stats(self, predictions: losses.Logits, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss, correct predictions and scored positions from the logits (and, for token-level kinds, the
+        causal-LM membership and memorization scores: ``metrics._stats.token_stats``)."""
+        from ..metrics._stats import token_stats
+
+        return token_stats(predictions, labels, self.token_level)

@@ -46,6 +46,24 @@ class ModelKind:
     pipeline_tag: ClassVar[str | None] = None
     library_name: ClassVar[str] = "transformers"
     auto_class: ClassVar[str | None] = None
+    #: the few keys that summarize a result (quickstart table, stage lines, card summary), and the shortest
+    headline_keys: ClassVar[tuple[str, ...]] = (
+        "forget/loss",
+        "retain/loss",
+        "test/loss",
+        "mia/auc",
+        "forget_quality/ks_pvalue",
+        "rcd/ratio_to_golden",
+        "rcd/ratio_to_heldout",
+    )
+    short_keys: ClassVar[tuple[str, ...]] = ("forget/loss", "retain/loss", "rcd/ratio_to_golden")
+    #: the golden model's statistics on every split are references (classifiers: its retain accuracy enters
+    #: the average gap), not only on the forget and test sets
+    golden_on_every_split: ClassVar[bool] = False
+    #: what relearning (RCD) recovers by default: ``"accuracy"`` (kinds with ``correct``) or ``"loss"``
+    default_rcd_target: ClassVar[str] = "loss"
+    #: the kind's output layer can run chunk by chunk (``lm_loss_chunk_size``: a causal LM's head)
+    chunked_head: ClassVar[bool] = False
 
     # -- recognising -------------------------------------------------------------------------------
     def recognises(self, model: torch.nn.Module) -> bool:
@@ -55,6 +73,14 @@ class ModelKind:
     def recognises_architecture(self, architecture: str) -> bool:
         """Whether a recorded architecture class name (a report's ``"architecture"``) is of this kind."""
         return False
+
+    def recognises_folder(self, path: str) -> bool:
+        """Whether the saved model in folder ``path`` is of this kind (read from its config, not loaded)."""
+        return False
+
+    def load(self, path: str, trust_remote_code: bool = False, **kwargs: Any) -> torch.nn.Module:
+        """The model saved in folder ``path`` (local files only, safetensors only)."""
+        raise NotImplementedError(f"model kind {self.name!r} cannot load a folder.")
 
     # -- data ---------------------------------------------------------------------------------------
     def build_preparer(
@@ -100,6 +126,12 @@ class ModelKind:
         labels = batch["labels"] if device is None else batch["labels"].to(device)
         return self.loss_of(predictions, labels)
 
+    def training_loss(self, model: torch.nn.Module, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
+        """The loss a plain training step minimises (the scenarios train their original and golden models with
+        it): the mean per-example loss unless the kind's models compute their own."""
+        predictions, _ = self.forward(model, inputs)
+        return self.loss_of(predictions, labels).mean()
+
     def per_example_logprob(self, predictions: Any, labels: torch.Tensor) -> torch.Tensor:
         """``log p(y | x)`` per example (NPO's and DPO's reference): ``-loss`` unless the kind knows better."""
         return -self.loss_of(predictions, labels)
@@ -123,6 +155,38 @@ class ModelKind:
     def num_classes(self, model: torch.nn.Module) -> int | None:
         """C of the model's predictions (labels or vocabulary), None without classes."""
         return None
+
+    # -- metrics ------------------------------------------------------------------------------------
+    def batch_stats(self, predictions: Any, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-example statistics of one evaluated batch: ``loss``, ``correct`` and ``tokens`` (scored
+        positions) at least; more keys (e.g. a causal LM's Min-K% scores) are kept in ``SplitStats.extra``."""
+        loss = self.loss_of(predictions, labels)
+        scored = self.correct(predictions, labels)
+        correct, tokens = scored if scored is not None else (torch.zeros_like(loss), torch.ones_like(loss))
+        return {"loss": loss, "correct": correct, "tokens": tokens}
+
+    def summarize(self, prefix: str, stats: Any) -> dict[str, float]:
+        """The per-split keys of ``evaluate_unlearning`` from a split's ``SplitStats``: ``{prefix}/loss``."""
+        import numpy as np
+
+        return {f"{prefix}/loss": float(np.mean(stats.loss))}
+
+    def suite_metrics(self, inputs: Any) -> dict[str, float]:
+        """The kind's own metrics after the shared ones (``metrics.suite.SuiteInputs``: the models, the splits'
+        rows and statistics, the options of ``evaluate_unlearning``); none by default."""
+        return {}
+
+    def check_evaluation_options(self, utility_datasets: Any = None, muse_datasets: Any = None) -> None:
+        """Refuse ``evaluate_unlearning`` options the kind has no metrics for (TOFU's utility splits, MUSE's
+        sets: causal LMs only)."""
+        for name, given in (("utility_datasets", utility_datasets), ("muse_datasets", muse_datasets)):
+            if given:
+                raise ValueError(f"{name} is for causal LMs, not {self.name} models.")
+
+    def headline(self, rows: Any = None, short: bool = False) -> list[str]:
+        """The keys that summarize a result of this kind (``rows``: the reported metrics, for kinds whose
+        summary depends on what was measured)."""
+        return list(self.short_keys if short else self.headline_keys)
 
     # -- cards and adapters --------------------------------------------------------------------------
     def card_metadata(self, adapter: bool = False) -> dict[str, Any]:
@@ -179,6 +243,15 @@ def get_model_kind(model: torch.nn.Module) -> ModelKind:
         "*ForImageClassification and *ForCausalLM (or *LMHeadModel) models, and the kinds registered with "
         "hf_unlearn.kinds.register_model_kind."
     )
+
+
+def kind_for_folder(path: str) -> ModelKind:
+    """The registered kind of the model saved in folder ``path``; a ``transformers`` architecture no kind claims
+    is loaded as a sequence classifier (``AutoModelForSequenceClassification``), as before kinds existed."""
+    for kind in _KINDS:
+        if kind.recognises_folder(path):
+            return kind
+    return kind_for_task("classification")
 
 
 def kind_for_task(task: str | None, architecture: str | None = None) -> ModelKind:

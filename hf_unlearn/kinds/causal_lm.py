@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
-from .. import lm_head, losses
+from .. import losses
 from ..data.common import unwrap_model
+from . import lm_head
 from ._transformers import TransformersKind
 
 CAUSAL_LM = "causal_lm"
@@ -19,11 +20,42 @@ class CausalLMKind(TransformersKind):
     name = "causal_lm"
     task = CAUSAL_LM
     token_level = True
+    chunked_head = True
     suffixes = ("ForCausalLM", "LMHeadModel")
     input_keys = ("input_ids", "attention_mask")
     capabilities = frozenset({"logits", "wrong_targets", "tokens", "hidden_states"})
     pipeline_tag = "text-generation"
     auto_class = "AutoModelForCausalLM"
+    headline_keys = (
+        "forget/loss",
+        "retain/token_accuracy",
+        "test/perplexity",
+        "mia/auc",
+        "forget_quality/ks_pvalue",
+        "rcd/steps",
+        "rcd/ratio_to_golden",
+        "rcd/ratio_to_heldout",
+    )
+    short_keys = ("forget/loss", "retain/token_accuracy", "rcd/ratio_to_golden")
+    #: TOFU-shaped data (paraphrased and perturbed answers, generations): OpenUnlearning's headline numbers
+    tofu_headline_keys = (
+        "forget/rouge_l_recall",
+        "forget/truth_ratio",
+        "forget_quality/truth_ratio_ks_pvalue",
+        "utility/model_utility",
+        "privleak",
+        "forget/extraction_strength",
+        "rcd/ratio_to_golden",
+        "rcd/ratio_to_heldout",
+    )
+    tofu_short_keys = (
+        "forget/rouge_l_recall",
+        "forget_quality/truth_ratio_ks_pvalue",
+        "utility/model_utility",
+        "rcd/ratio_to_golden",
+    )
+    #: a result with any of these keys is summarized the TOFU way
+    tofu_markers = ("utility/model_utility", "forget_quality/truth_ratio_ks_pvalue")
 
     def forward(
         self, model: torch.nn.Module, batch: dict, head: Any = None, chunk_size: int = 0, **kwargs: Any
@@ -52,3 +84,63 @@ class CausalLMKind(TransformersKind):
 
     def lora_defaults(self) -> dict[str, Any]:
         return {"task_type": "CAUSAL_LM"}
+
+    # -- metrics ------------------------------------------------------------------------------------
+    def summarize(self, prefix: str, stats: Any) -> dict[str, float]:
+        """``{prefix}/loss``, ``{prefix}/token_accuracy`` and ``{prefix}/perplexity`` (token-weighted)."""
+        tokens = float(stats.tokens.sum())
+        nll = float((stats.loss * stats.tokens).sum()) / tokens if tokens else math.nan
+        return {
+            **super().summarize(prefix, stats),
+            f"{prefix}/token_accuracy": float(stats.correct.sum()) / tokens if tokens else math.nan,
+            f"{prefix}/perplexity": math.exp(nll) if nll < 700 else math.inf,
+        }
+
+    def check_evaluation_options(self, utility_datasets: Any = None, muse_datasets: Any = None) -> None:
+        from ..metrics.muse import check_muse_datasets
+        from ..metrics.suite import check_utility_names
+
+        check_utility_names(utility_datasets)
+        check_muse_datasets(muse_datasets)
+
+    def suite_metrics(self, inputs: Any) -> dict[str, float]:
+        """Memorization, TOFU's probability and truth ratio, forget quality, model utility, the LM membership
+        attacks, PrivLeak, ROUGE-L of generations (``metrics.generative``) and MUSE's numbers (``metrics.muse``)."""
+        from ..metrics.generative import LMEvalInputs, lm_metrics
+        from ..metrics.muse import muse_metrics
+
+        lm_inputs = LMEvalInputs(
+            inputs.rows,
+            inputs.raw,
+            inputs.stats,
+            inputs.golden_stats,
+            inputs.collator,
+            inputs.processing_class,
+            inputs.batch_size,
+            inputs.utility_datasets,
+            kind=self,
+        )
+        reference = inputs.reference_model if inputs.reference_model is not None else inputs.original_model
+        out = lm_metrics(
+            inputs.model, lm_inputs, inputs.golden_model, reference, inputs.generation, inputs.max_new_tokens
+        )
+        if inputs.muse_datasets:
+            muse = muse_metrics(
+                inputs.model,
+                inputs.muse_datasets,
+                golden_model=inputs.golden_model,
+                processing_class=inputs.processing_class,
+                batch_size=inputs.batch_size,
+                attention_mask=inputs.attention_mask,
+            )
+            if "muse/privleak" in muse:  # MUSE's PrivLeak replaces the one of the forget and test sets
+                out.pop("privleak", None)
+            out.update(muse)
+        return out
+
+    def headline(self, rows: Any = None, short: bool = False) -> list[str]:
+        """TOFU's headline numbers when ``rows`` (``{model: {key: value}}``) has TOFU's keys, else the LM ones."""
+        tofu = any(key in row for row in (rows or {}).values() for key in self.tofu_markers)
+        if tofu:
+            return list(self.tofu_short_keys if short else self.tofu_headline_keys)
+        return super().headline(rows, short)

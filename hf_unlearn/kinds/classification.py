@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import losses
@@ -20,6 +21,20 @@ class ClassifierKind(TransformersKind):
 
     task = CLASSIFICATION
     has_classes = True
+    # SalUn's layout (UA, RA, TA, MIA-efficacy, average gap to golden), then the loss attack and RCD
+    headline_keys = (
+        "forget/ua",
+        "retain/accuracy",
+        "test/accuracy",
+        "mia/efficacy",
+        "gap/average",
+        "mia/auc",
+        "rcd/ratio_to_golden",
+        "rcd/ratio_to_heldout",
+    )
+    short_keys = ("forget/accuracy", "retain/accuracy", "rcd/ratio_to_golden")
+    golden_on_every_split = True
+    default_rcd_target = "accuracy"
 
     def num_classes(self, model: torch.nn.Module) -> int:
         return int(unwrap_model(model).config.num_labels)
@@ -30,6 +45,24 @@ class ClassifierKind(TransformersKind):
     def wrong_target_loss(self, part: Any, seed: int, step: int) -> torch.Tensor:
         """Cross-entropy on the forget row's fixed, seeded wrong label."""
         return losses.per_example_nll(part.logits, part.wrong_label)
+
+    def summarize(self, prefix: str, stats: Any) -> dict[str, float]:
+        """``{prefix}/loss`` and ``{prefix}/accuracy``."""
+        return {**super().summarize(prefix, stats), f"{prefix}/accuracy": float(np.mean(stats.correct))}
+
+    def suite_metrics(self, inputs: Any) -> dict[str, float]:
+        """SalUn's layout: ``forget/ua``, ``mia/efficacy`` (and golden's), ``gap/average``
+        (``metrics.classifier``), next to the accuracies already measured."""
+        from ..metrics.classifier import average_gap, efficacy_metrics
+
+        metrics = inputs.metrics
+        out = {"forget/ua": 1.0 - metrics["forget/accuracy"]}
+        out.update(efficacy_metrics("", {name: s.loss for name, s in inputs.stats.items()}))
+        if inputs.golden_stats:
+            out["golden/forget/ua"] = 1.0 - metrics["golden/forget/accuracy"]
+            out.update(efficacy_metrics("golden/", {name: s.loss for name, s in inputs.golden_stats.items()}))
+            out.update(average_gap({**metrics, **out}))
+        return out
 
 
 class TextClassifierKind(ClassifierKind):

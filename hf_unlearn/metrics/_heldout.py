@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..kinds import kind_for_task
 from ._passes import prepare
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ def learn_heldout(
 ) -> RelearnResult | None:
     """The original learning the first ``len(forget)`` held-out examples (relabeled with seeded wrong labels
     when ``corruption="random"``) with ``protocol``; None when a causal LM's examples would need relabeling."""
-    if corruption != "none" and not kind_for_task(protocol.task).has_classes:
+    if corruption != "none" and not protocol.kind.has_classes:
         return None
     config = protocol.config
     rows, _, _ = prepare(
@@ -40,7 +39,7 @@ def learn_heldout(
     return replace(protocol, rows=rows).run(original_model, original_model, "learning held-out (original)")
 
 
-def heldout_note(heldout: RelearnResult | None, task: str, corruption: str) -> str | None:
+def heldout_note(heldout: RelearnResult | None, kind: Any, corruption: str) -> str | None:
     """Why the held-out run cannot stand in for golden's relearning (None: it can)."""
     if heldout is None:
         return (
@@ -50,7 +49,7 @@ def heldout_note(heldout: RelearnResult | None, task: str, corruption: str) -> s
     if heldout.steps > 0:
         return None
     hint = ""
-    if kind_for_task(task).has_classes and corruption == "none":
+    if kind.has_classes and corruption == "none":
         hint = " (a forget set of wrong labels needs heldout_label_corruption='random')"
     return (
         "the original meets the recovery target on the held-out examples before any update (step 0): they are "

@@ -37,14 +37,14 @@ def prepare(
     max_length: int | None = None,
     attention_mask: str = "length",
 ):
-    """``(rows, collator, task)`` for ``data`` (any format ``hf_unlearn.data`` accepts) and ``model``; the
+    """``(rows, collator, kind)`` for ``data`` (any format ``hf_unlearn.data`` accepts) and ``model``; the
     collator builds its attention masks the ``attention_mask`` way (``hf_unlearn.data.collate.ATTENTION_MASKS``)."""
     preparer, collator = build_preparer(model, processing_class, max_length=max_length)
     if (
         attention_mask != "length"
     ):  # the collators' default (a model kind's own collator may have no such field)
         collator = replace(collator, attention_mask=attention_mask)
-    return preparer(data, name), collator, preparer.task
+    return preparer(data, name), collator, model_kind(model)
 
 
 def make_batches(
@@ -68,12 +68,6 @@ def make_batches(
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         out.append((torch.tensor(positions, dtype=torch.long), batch))
     return out
-
-
-def logits_of(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-    """The predictions (logits) of ``model`` on a collated ``batch``, by the model's kind."""
-    kind = model_kind(model)
-    return kind.forward(model, kind.model_inputs(batch, model_device(model)))[0]
 
 
 def process_rank_and_count() -> tuple[int, int]:

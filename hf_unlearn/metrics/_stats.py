@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
-from ..kinds import kind_for_task
-from ._passes import eval_mode, gather_from_processes, logits_of, make_batches, this_process_share
+from ._passes import eval_mode, gather_from_processes, make_batches, model_device, this_process_share
 from .generation import memorization_scores
 from .mia import min_k_plus_plus_scores, min_k_scores
 
@@ -45,21 +44,25 @@ def collect_stats(
     models: list[torch.nn.Module],
     rows: list[dict],
     collator: Any,
-    task: str,
+    kind: Any,
     batch_size: int = 32,
     kl_to_second: bool = False,
 ) -> list[SplitStats]:
-    """One batched pass over ``rows`` for each model (models share the batches). With ``kl_to_second``, also
+    """One batched pass over ``rows`` for each model (models share the batches), each batch's statistics by the
+    model ``kind`` (``ModelKind.batch_stats``). With ``kl_to_second`` (kinds with logits), also
     ``KL(models[1] || models[0])`` per example."""
+    kl_to_second = kl_to_second and "logits" in kind.capabilities
     records = []  # (row positions, per-model stats, KL) of the batches this process evaluated
     with _all_eval(models):
-        for (positions, batch), keep in this_process_share(make_batches(rows, collator, batch_size)):
+        for (positions, batch), keep in this_process_share(
+            make_batches(rows, collator, batch_size, kind=kind)
+        ):
             per_model, for_kl = [], []
             for i, model in enumerate(models):
-                logits = logits_of(model, batch)
+                logits = predictions_of(kind, model, batch)
                 labels = batch["labels"].to(logits.device)
                 if keep:  # else a filler pass: a sharded model needs every process in every forward
-                    per_model.append(_batch_stats(logits, labels, task))
+                    per_model.append(_batch_stats(kind, logits, labels))
                 if keep and kl_to_second and i < 2:
                     for_kl.append((logits, labels))
             if for_kl:
@@ -92,6 +95,11 @@ def collect_stats(
     return results
 
 
+def predictions_of(kind: Any, model: torch.nn.Module, batch: dict) -> Any:
+    """The predictions of ``model`` (of ``kind``) on a collated ``batch`` moved to the model's device."""
+    return kind.forward(model, kind.model_inputs(batch, model_device(model)))[0]
+
+
 class _all_eval:
     def __init__(self, models):
         self.contexts = [eval_mode(m) for m in models]
@@ -105,18 +113,24 @@ class _all_eval:
             c.__exit__(*exc)
 
 
-def _batch_stats(logits: torch.Tensor, labels: torch.Tensor, task: str) -> dict[str, np.ndarray]:
+def _batch_stats(kind: Any, predictions: Any, labels: torch.Tensor) -> dict[str, np.ndarray]:
+    return {k: v.float().cpu().numpy() for k, v in kind.batch_stats(predictions, labels).items()}
+
+
+def token_stats(logits: torch.Tensor, labels: torch.Tensor, token_level: bool) -> dict[str, torch.Tensor]:
+    """Per-example loss, correct predictions and scored positions of classifier or causal-LM ``logits``; with
+    ``token_level``, also the causal-LM scores of the membership attacks and memorization metrics."""
     aligned, targets, mask = losses.positions(logits, labels)
     token_nll = losses.token_nll(aligned, targets)
     loss = losses.example_mean(token_nll, mask)
     correct = ((aligned.argmax(-1) == targets) & mask).sum(-1)
     stats = {"loss": loss, "correct": correct, "tokens": mask.sum(-1)}
-    if kind_for_task(task).token_level:
+    if token_level:
         stats["min_k"] = _min_k_scores(-token_nll, mask, MIN_K_FRACTION)
         stats.update(memorization_scores(logits, labels))
         stats["min_k_04"] = min_k_scores(logits, labels)
         stats["min_k_plus_plus"] = min_k_plus_plus_scores(logits, labels)
-    return {k: v.float().cpu().numpy() for k, v in stats.items()}
+    return stats
 
 
 def _min_k_scores(token_logprob: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch.Tensor:

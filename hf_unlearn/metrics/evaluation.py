@@ -9,7 +9,6 @@ per-example losses are computed once and reused by the MIA and KS statistics. Ke
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import numpy as np
@@ -20,9 +19,8 @@ from ..kinds import get_model_kind, kind_for_task
 from ._passes import prepare
 from ._stats import MIN_K_FRACTION, SplitStats, _min_k_scores, collect_stats  # noqa: F401 (importable from here)
 from ._weights import weight_distance
-from .classifier import average_gap, efficacy_metrics
 from .mia import membership_auc
-from .muse import check_muse_datasets, muse_metrics
+from .suite import RESERVED_PREFIXES, SuiteInputs, check_utility_names  # noqa: F401 (importable from here)
 
 logger = logging.getLogger(__name__)
 
@@ -32,22 +30,14 @@ def per_example_losses(
 ) -> np.ndarray:
     """Per-example losses of ``model`` on ``dataset`` (in dataset order): cross-entropy for classifiers,
     token-mean NLL of the completion for causal LMs; the quantity MIA and KS statistics are built on."""
-    rows, collator, task = prepare(model, dataset, processing_class, "dataset")
-    return collect_stats([model], rows, collator, task, batch_size)[0].loss
+    rows, collator, kind = prepare(model, dataset, processing_class, "dataset")
+    return collect_stats([model], rows, collator, kind, batch_size)[0].loss
 
 
 def summarize(prefix: str, stats: SplitStats, task: str) -> dict[str, float]:
-    """``{prefix}/loss`` and ``{prefix}/accuracy`` (classifiers) or ``{prefix}/token_accuracy`` and
-    ``{prefix}/perplexity`` (causal LMs)."""
-    out = {f"{prefix}/loss": float(np.mean(stats.loss))}
-    if kind_for_task(task).has_classes:
-        out[f"{prefix}/accuracy"] = float(np.mean(stats.correct))
-    else:
-        tokens = float(stats.tokens.sum())
-        out[f"{prefix}/token_accuracy"] = float(stats.correct.sum()) / tokens if tokens else math.nan
-        nll = float((stats.loss * stats.tokens).sum()) / tokens if tokens else math.nan
-        out[f"{prefix}/perplexity"] = math.exp(nll) if nll < 700 else math.inf
-    return out
+    """The per-split keys of the model kind of ``task`` (``ModelKind.summarize``): ``{prefix}/loss`` and
+    ``{prefix}/accuracy`` (classifiers) or ``{prefix}/token_accuracy`` and ``{prefix}/perplexity`` (causal LMs)."""
+    return kind_for_task(task).summarize(prefix, stats)
 
 
 def _mia(prefix: str, forget: SplitStats, test: SplitStats) -> dict[str, float]:
@@ -110,11 +100,9 @@ def evaluate_unlearning(
     """
     check_attention_mask(attention_mask)
     kind = get_model_kind(model)
-    task = kind.task
     if golden_model is not None and get_model_kind(golden_model) is not kind:
         raise ValueError("golden_model must be the same kind of model (classifier / causal LM) as model.")
-    _check_utility_datasets(utility_datasets, task)
-    check_muse_datasets(muse_datasets, task)
+    kind.check_evaluation_options(utility_datasets, muse_datasets)
     splits = {"forget": forget_dataset, "retain": retain_dataset}
     if test_dataset is not None:
         splits["test"] = test_dataset
@@ -128,20 +116,20 @@ def evaluate_unlearning(
         )
         split_rows[name] = rows
         # classifiers: golden's retain accuracy and membership features are references too (gap/average)
-        with_golden = golden_model is not None and (name in ("forget", "test") or kind.has_classes)
+        with_golden = golden_model is not None and (name in ("forget", "test") or kind.golden_on_every_split)
         models = [model, golden_model] if with_golden else [model]
         results = collect_stats(
-            models, rows, collator, task, batch_size, kl_to_second=with_golden and name == "forget"
+            models, rows, collator, kind, batch_size, kl_to_second=with_golden and name == "forget"
         )
         stats[name] = results[0]
-        metrics.update(summarize(name, results[0], task))
+        metrics.update(kind.summarize(name, results[0]))
         if with_golden:
             golden_stats[name] = results[1]
     if "test" in stats:
         metrics.update(_mia("", stats["forget"], stats["test"]))
     if golden_model is not None:
         for name, values in golden_stats.items():
-            metrics.update(summarize(f"golden/{name}", values, task))
+            metrics.update(kind.summarize(f"golden/{name}", values))
         if "test" in golden_stats:
             metrics.update(_mia("golden/", golden_stats["forget"], golden_stats["test"]))
         from scipy.stats import ks_2samp
@@ -149,29 +137,28 @@ def evaluate_unlearning(
         ks = ks_2samp(stats["forget"].loss, golden_stats["forget"].loss)
         metrics["forget_quality/ks_pvalue"] = float(ks.pvalue)
         metrics["forget_quality/ks_statistic"] = float(ks.statistic)
-        metrics["forget/kl_to_golden"] = float(np.mean(stats["forget"].kl))
-    if kind.has_classes:
-        metrics.update(_classifier_metrics(metrics, stats, golden_stats))
-    else:
-        from .generative import LMEvalInputs, lm_metrics
-
-        inputs = LMEvalInputs(
-            split_rows, splits, stats, golden_stats, collator, processing_class, batch_size, utility_datasets
-        )
-        reference = reference_model if reference_model is not None else original_model
-        metrics.update(lm_metrics(model, inputs, golden_model, reference, generation, max_new_tokens))
-        if muse_datasets:
-            muse = muse_metrics(
-                model,
-                muse_datasets,
-                golden_model=golden_model,
-                processing_class=processing_class,
-                batch_size=batch_size,
-                attention_mask=attention_mask,
-            )
-            if "muse/privleak" in muse:  # MUSE's PrivLeak replaces the one of the forget and test sets
-                metrics.pop("privleak", None)
-            metrics.update(muse)
+        if stats["forget"].kl is not None:
+            metrics["forget/kl_to_golden"] = float(np.mean(stats["forget"].kl))
+    suite = SuiteInputs(
+        model=model,
+        metrics=metrics,
+        rows=split_rows,
+        raw=splits,
+        stats=stats,
+        golden_stats=golden_stats,
+        collator=collator,
+        processing_class=processing_class,
+        batch_size=batch_size,
+        golden_model=golden_model,
+        original_model=original_model,
+        reference_model=reference_model,
+        generation=generation,
+        max_new_tokens=max_new_tokens,
+        utility_datasets=utility_datasets,
+        muse_datasets=muse_datasets,
+        attention_mask=attention_mask,
+    )
+    metrics.update(kind.suite_metrics(suite))
     for key, other in (("golden", golden_model), ("original", original_model)):
         if other is not None:
             try:
@@ -179,47 +166,3 @@ def evaluate_unlearning(
             except ValueError as err:
                 logger.warning("distance/l2_to_%s left out: %s", key, err)
     return metrics
-
-
-def _classifier_metrics(
-    metrics: dict[str, float], stats: dict[str, SplitStats], golden_stats: dict[str, SplitStats]
-) -> dict[str, float]:
-    """SalUn's layout: ``forget/ua``, ``mia/efficacy`` (and golden's), ``gap/average`` (``metrics.classifier``),
-    next to the accuracies already in ``metrics``."""
-    out = {"forget/ua": 1.0 - metrics["forget/accuracy"]}
-    out.update(efficacy_metrics("", {name: s.loss for name, s in stats.items()}))
-    if golden_stats:
-        out["golden/forget/ua"] = 1.0 - metrics["golden/forget/accuracy"]
-        out.update(efficacy_metrics("golden/", {name: s.loss for name, s in golden_stats.items()}))
-        out.update(average_gap({**metrics, **out}))
-    return out
-
-
-RESERVED_PREFIXES = (
-    "forget",
-    "retain",
-    "test",
-    "golden",
-    "mia",
-    "utility",
-    "forget_quality",
-    "distance",
-    "rcd",
-    "gap",
-    "muse",
-)
-
-
-def _check_utility_datasets(utility_datasets: dict[str, Any] | None, task: str) -> None:
-    if not utility_datasets:
-        return
-    if kind_for_task(task).has_classes:
-        raise ValueError("utility_datasets (TOFU's extra model-utility splits) is for causal LMs.")
-    if not isinstance(utility_datasets, dict):
-        raise ValueError("utility_datasets must be a dict {name: dataset}.")
-    for name in utility_datasets:
-        if not isinstance(name, str) or not name or "/" in name or name in RESERVED_PREFIXES:
-            raise ValueError(
-                f"utility_datasets: {name!r} cannot name a split (a non-empty string without '/', not one of "
-                f"{', '.join(RESERVED_PREFIXES)})."
-            )

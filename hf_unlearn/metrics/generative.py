@@ -30,6 +30,7 @@ class LMEvalInputs:
     batch_size: int = 32
     # extra model-utility splits by name (TOFU: real authors, world facts)
     utility: dict[str, Any] | None = None
+    kind: Any = None  # the model kind (its batch statistics)
 
     @property
     def attention_mask(self) -> str:
@@ -104,10 +105,10 @@ def _utility_split(model, name: str, data: Any, inputs: LMEvalInputs) -> tuple[d
     from ._passes import prepare
     from ._stats import collect_stats
 
-    rows, collator, task = prepare(
+    rows, collator, kind = prepare(
         model, data, inputs.tokenizer, f"utility_datasets[{name!r}]", attention_mask=inputs.attention_mask
     )
-    correct = collect_stats([model], rows, collator, task, inputs.batch_size)[0].loss
+    correct = collect_stats([model], rows, collator, kind, inputs.batch_size)[0].loss
     variants = tofu.perturbed_variants(data, f"utility_datasets[{name!r}]")
     perturbed = np.stack(
         [_losses([model], v, f"utility_datasets[{name!r}] (perturbed)", inputs)[0] for v in variants], axis=1
@@ -144,7 +145,7 @@ def _reference_auc(model: torch.nn.Module, reference: torch.nn.Module, inputs: L
 
     diffs = {}
     for split in ("forget", "test"):
-        ref = collect_stats([reference], inputs.rows[split], inputs.collator, "causal_lm", inputs.batch_size)[
+        ref = collect_stats([reference], inputs.rows[split], inputs.collator, inputs.kind, inputs.batch_size)[
             0
         ]
         diffs[split] = inputs.stats[split].loss - ref.loss
@@ -177,7 +178,7 @@ def _losses(models: list, data: list[dict], name: str, inputs: LMEvalInputs) -> 
     from ._passes import prepare
     from ._stats import collect_stats
 
-    rows, collator, task = prepare(
+    rows, collator, kind = prepare(
         models[0], data, inputs.tokenizer, name, attention_mask=inputs.attention_mask
     )
-    return [s.loss for s in collect_stats(models, rows, collator, task, inputs.batch_size)]
+    return [s.loss for s in collect_stats(models, rows, collator, kind, inputs.batch_size)]

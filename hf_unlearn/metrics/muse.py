@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..kinds import kind_for_task
 from . import mia
 from .generation import generate_completions, references_of, rouge_l
 
@@ -45,12 +44,10 @@ GENERATED = (
 )
 
 
-def check_muse_datasets(muse_datasets: dict[str, Any] | None, task: str) -> None:
-    """``ValueError`` unless ``muse_datasets`` is ``None`` or a dict of ``MUSE_SETS`` names for a causal LM."""
+def check_muse_datasets(muse_datasets: dict[str, Any] | None) -> None:
+    """``ValueError`` unless ``muse_datasets`` is ``None`` or a dict of ``MUSE_SETS`` names."""
     if muse_datasets is None:
         return
-    if not kind_for_task(task).token_level:
-        raise ValueError("muse_datasets (MUSE's evaluation sets) is for causal LMs.")
     if not isinstance(muse_datasets, dict):
         raise ValueError("muse_datasets must be a dict {name: dataset}.")
     unknown = sorted(set(muse_datasets) - set(MUSE_SETS))
@@ -129,7 +126,7 @@ def _min_k(
     from ._passes import prepare
     from ._stats import collect_stats
 
-    rows, collator, task = prepare(
+    rows, collator, kind = prepare(
         models[0], data, tokenizer, f"muse_datasets[{name!r}]", attention_mask=attention_mask
     )
-    return [s.extra["min_k_04"] for s in collect_stats(models, rows, collator, task, batch_size)]
+    return [s.extra["min_k_04"] for s in collect_stats(models, rows, collator, kind, batch_size)]

@@ -16,7 +16,7 @@ def plot_relearning_curves(
     Args:
         results: name -> ``RelearnResult`` (e.g. ``{"ft": r_ft, "dr": r_dr}``). A result's golden run, if it
             has one and no entry is already named "golden", is drawn once as a dashed black line. Colours
-            follow ``hf_unlearn.palette`` (the same per model in every figure).
+            follow ``hf_unlearn.reporting.palette`` (the same per model in every figure).
         path: where to write the PNG.
         metric: the curve to draw; the recovery threshold is drawn when it is the result's target.
         title: optional figure title.
@@ -31,7 +31,7 @@ def plot_relearning_curves(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from ..palette import FIGURE_DPI, FIGURE_WIDTH_INCHES, color_of, ordered
+    from ..reporting.palette import FIGURE_DPI, FIGURE_WIDTH_INCHES, color_of, ordered
 
     series = dict(results)
     golden = next((r.golden for r in results.values() if getattr(r, "golden", None) is not None), None)

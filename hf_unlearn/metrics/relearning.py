@@ -107,11 +107,10 @@ def relearning_convergence_delay(
         raise ValueError(
             f"heldout_label_corruption must be one of {list(LABEL_CORRUPTIONS)}, got {heldout_label_corruption!r}."
         )
-    rows, collator, task = prepare(
+    rows, collator, kind = prepare(
         model, forget_dataset, processing_class, "forget_dataset", config.max_length
     )
-    kind = model_kind(model)
-    target = config.target or ("accuracy" if kind.has_classes else "loss")
+    target = config.target or kind.default_rcd_target
     original_batches = make_batches(
         rows, collator, config.eval_batch_size, model_device(original_model), kind=kind
     )
@@ -126,7 +125,7 @@ def relearning_convergence_delay(
     else:
         threshold = (1 + config.alpha) * reference["loss"]
 
-    protocol = _Protocol(rows, collator, task, target, threshold, reference, config)
+    protocol = _Protocol(rows, collator, kind, target, threshold, reference, config)
     result = protocol.run(model, original_model, "relearning")
     resolution = 1 if config.refine else config.eval_every
     if heldout_result is not None or heldout_dataset is not None:
@@ -137,7 +136,7 @@ def relearning_convergence_delay(
             result.heldout = learn_heldout(
                 protocol, original_model, heldout_dataset, processing_class, heldout_label_corruption
             )
-        result.heldout_note = heldout_note(result.heldout, task, heldout_label_corruption)
+        result.heldout_note = heldout_note(result.heldout, kind, heldout_label_corruption)
         if result.heldout_note is None:
             result.ratio_to_heldout = _ratio(result.steps, result.heldout.steps, resolution)
         else:
@@ -215,7 +214,7 @@ class _BatchStream:
 class _Protocol:
     rows: list[dict]
     collator: Any
-    task: str
+    kind: Any
     target: str
     threshold: float
     reference: dict

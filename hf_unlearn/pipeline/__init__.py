@@ -190,7 +190,7 @@ def run(run_args: RunArguments, config: Any) -> dict:
             relearn,
         )
         if config.push_to_hub:
-            from .. import hub
+            from ..reporting import card as hub
 
             hub.push_to_hub(config.output_dir, config.hub_model_id or os.path.basename(config.output_dir))
     trainer.accelerator.wait_for_everyone()

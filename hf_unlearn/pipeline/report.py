@@ -1,5 +1,5 @@
 """What a run writes besides the model: the JSON report (hyperparameters, metrics, relearning, stopping,
-utility flags), the plots and, through ``hf_unlearn.hub``, the model card."""
+utility flags), the plots and, through ``hf_unlearn.reporting.card``, the model card."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def write_plots(
     """``relearning_curves.png`` and ``metrics.png`` under ``output_dir`` (those there is data for); their paths.
     With ``method``, the ``"unlearned"`` model is drawn as ``"<method> (unlearned)"``, in its method's colour."""
     from ..metrics.plots import plot_relearning_curves
-    from ..plots import plot_metric_bars
+    from ..reporting.plots import plot_metric_bars
 
     if method is not None:
         label = f"{method} (unlearned)"
@@ -70,7 +70,7 @@ def write_plots(
         path = os.path.join(output_dir, "relearning_curves.png")
         from ..kinds import kind_for_task
 
-        metric = "accuracy" if kind_for_task(task).has_classes else "loss"
+        metric = kind_for_task(task).default_rcd_target
         plot_relearning_curves(relearn, path, metric=metric)
         paths.append(path)
     if metrics:
@@ -92,7 +92,7 @@ def build_report(
     """The JSON report of one unlearning run (never any forget-set content: counts and a fingerprint; the data's
     source, folder name and files, never a local path).
     With ``trainer``, the hyperparameters carry what it decided at run time (the forget-loss cap)."""
-    from ..hub import base_model_facts, forget_fingerprint
+    from ..reporting.card import base_model_facts, forget_fingerprint
 
     return {
         "method": config.method,
@@ -119,7 +119,7 @@ def build_report(
 
 def write_outputs(output_dir: str, report: dict, relearn: dict) -> dict:
     """Plots, ``unlearning_report.json`` and the model card ``README.md``."""
-    from .. import hub
+    from ..reporting import card as hub
 
     report["plots"] = [
         os.path.basename(p)

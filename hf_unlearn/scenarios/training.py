@@ -47,7 +47,7 @@ def train_model(
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
     for _ in range(recipe.epochs):
         for batch in loader:
-            loss = model(**kind.model_inputs(batch, device), labels=batch["labels"].to(device)).loss
+            loss = kind.training_loss(model, kind.model_inputs(batch, device), batch["labels"].to(device))
             if not torch.isfinite(loss):
                 raise RuntimeError(f"{desc}: the training loss became {loss.item()}.")
             loss.backward()
@@ -124,19 +124,12 @@ def evaluate_rows(
     nll = 0.0
     for i in range(0, len(rows), batch_size):
         batch = collator(rows[i : i + batch_size])
-        logits = kind.forward(model, kind.model_inputs(batch, device))[0].float()
-        labels = batch["labels"].to(device)
-        if kind.has_classes:
-            correct += int((logits.argmax(-1) == labels).sum())
-            count += len(labels)
-            continue
-        logits, labels = logits[:, :-1], labels[:, 1:]
-        mask = labels != -100
-        logp = torch.log_softmax(logits, dim=-1)
-        target = labels.clamp(min=0)
-        nll -= float(logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)[mask].sum())
-        correct += int((logits.argmax(-1) == target)[mask].sum())
-        count += int(mask.sum())
+        predictions = kind.forward(model, kind.model_inputs(batch, device))[0]
+        stats = kind.batch_stats(predictions, batch["labels"].to(device))
+        tokens = stats["tokens"].float()
+        nll += float((stats["loss"].float() * tokens).sum())
+        correct += int(stats["correct"].sum())
+        count += int(tokens.sum())
     if kind.has_classes:
         return {"accuracy": round(correct / max(1, count), 4)}
     return {"nll": round(nll / max(1, count), 4), "token_accuracy": round(correct / max(1, count), 4)}

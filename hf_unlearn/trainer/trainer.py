@@ -3,9 +3,9 @@
 Each step runs one retain batch and one forget batch (plus the alternative completions of the forget batch,
 when there are any) through the model in a single forward pass, and hands the logits to the configured
 method of ``hf_unlearn.methods`` (a causal LM's as ``lm_head.ChunkedLogits``: the LM head's inputs, which the
-losses turn into logits chunk by chunk). The optimizer step hook of ``hf_unlearn.influence`` runs after every
+losses turn into logits chunk by chunk). The optimizer step hook of ``hf_unlearn.weights.decay_noise`` runs after every
 optimizer step for methods that use it (IEU). The measurements before the first step live in
-``trainer_setup``, the checkpoint files in ``trainer_state``, the argument checks in ``trainer_inputs``.
+``setup``, the checkpoint files in ``state``, the argument checks in ``inputs``.
 """
 
 from __future__ import annotations
@@ -21,20 +21,24 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from . import influence, lm_head, losses, sharded_selection, trainer_inputs, trainer_state
-from .config import UnlearningConfig
-from .data import (
+from .. import losses
+from ..config import UnlearningConfig
+from ..data import (
     PairedDataset,
     build_preparer,
     num_classes_of,
     with_default_alternatives,
 )
-from .distributed import check_sharding
-from .kinds import get_model_kind
-from .methods import Part, StepInputs, get_method
-from .trainer_losses import PerExampleLossesMixin
-from .trainer_setup import INFLUENCE_SCORERS, SetupMixin, cap_source  # noqa: F401 (importable from here)
-from .trainer_state import MASK_FILE, REFERENCE_FILE, STATE_FILE  # noqa: F401 (importable from here)
+from ..kinds import get_model_kind, lm_head
+from ..methods import Part, StepInputs, get_method
+from ..weights import decay_noise
+from ..weights import sharded as sharded_masks
+from ..weights.distributed import check_sharding
+from . import inputs as input_checks
+from . import state as run_state
+from .losses_api import PerExampleLossesMixin
+from .setup import INFLUENCE_SCORERS, SetupMixin, cap_source  # noqa: F401 (importable from here)
+from .state import MASK_FILE, REFERENCE_FILE, STATE_FILE  # noqa: F401 (importable from here)
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +82,7 @@ class UnlearningTrainer(SetupMixin, PerExampleLossesMixin, Trainer):
         callbacks: list | None = None,
         **kwargs: Any,
     ):
-        args = trainer_inputs.check_args(args)
+        args = input_checks.check_args(args)
         if not isinstance(model, torch.nn.Module):
             raise ValueError(
                 f"model must be a transformers model instance, got {type(model).__name__}; load it first, "
@@ -89,7 +93,7 @@ class UnlearningTrainer(SetupMixin, PerExampleLossesMixin, Trainer):
         if peft_config is not None:
             from peft import get_peft_model
 
-            trainer_inputs.seed_everything(args)  # the adapters' initialization follows args.seed
+            input_checks.seed_everything(args)  # the adapters' initialization follows args.seed
             model = get_peft_model(model, peft_config)
         self.kind = get_model_kind(model)  # the model's ``hf_unlearn.kinds.ModelKind``
         preparer, collator = build_preparer(model, processing_class, args.max_length, args.seed)
@@ -100,10 +104,8 @@ class UnlearningTrainer(SetupMixin, PerExampleLossesMixin, Trainer):
             forget_dataset = with_default_alternatives(forget_dataset, args.seed)
         self.forget_rows = preparer(forget_dataset, "forget_dataset", with_wrong_labels=self.kind.has_classes)
         self.retain_rows = preparer(retain_dataset, "retain_dataset")
-        trainer_inputs.check_overlap(
-            self.forget_rows, self.retain_rows, args.allow_overlap, self.kind.row_key
-        )
-        trainer_inputs.warn_about_sets(self.forget_rows, self.retain_rows)
+        input_checks.check_overlap(self.forget_rows, self.retain_rows, args.allow_overlap, self.kind.row_key)
+        input_checks.warn_about_sets(self.forget_rows, self.retain_rows)
         if args.label_names is None:
             args.label_names = ["labels"]
         super().__init__(
@@ -111,7 +113,7 @@ class UnlearningTrainer(SetupMixin, PerExampleLossesMixin, Trainer):
             args=args,
             data_collator=collator,
             train_dataset=PairedDataset(self.retain_rows, self.forget_rows),
-            eval_dataset=trainer_inputs.prepare_eval(preparer, eval_dataset),
+            eval_dataset=input_checks.prepare_eval(preparer, eval_dataset),
             processing_class=processing_class,
             callbacks=callbacks,
             **kwargs,
@@ -162,7 +164,7 @@ class UnlearningTrainer(SetupMixin, PerExampleLossesMixin, Trainer):
                 "stopping='heldout' compares the forget set with held-out data of the same kind: pass "
                 "eval_dataset (e.g. the test split, TOFU's holdout), which the model never trained on."
             )
-        from .stopping import HeldoutStoppingCallback, corrupt_labels
+        from ..stopping import HeldoutStoppingCallback, corrupt_labels
 
         reference = self._heldout_rows()
         if corruption == "random":
@@ -205,7 +207,7 @@ class UnlearningTrainer(SetupMixin, PerExampleLossesMixin, Trainer):
         optimizer come back through ``Trainer``, the IEU noise and random wrong labels are functions of
         (seed, step), and the reference cache is read back from the checkpoint.
         """
-        checkpoint = trainer_state.resolve_checkpoint(self.args.output_dir, resume_from_checkpoint)
+        checkpoint = run_state.resolve_checkpoint(self.args.output_dir, resume_from_checkpoint)
         sharding = self.parameter_sharding_by_trainer()
         if sharding is None:
             self.prepare_unlearning(checkpoint)
@@ -228,11 +230,11 @@ class UnlearningTrainer(SetupMixin, PerExampleLossesMixin, Trainer):
         super()._save_checkpoint(model, trial)
         masks = self.update_masks
         if self.mask_shards is not None:  # gathered on every process, the full masks saved
-            masks = sharded_selection.gather_masks(self.mask_shards, masks)
+            masks = sharded_masks.gather_masks(self.mask_shards, masks)
         if not self.args.should_save:
             return
         folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-        trainer_state.save_run_state(self, folder, masks)
+        run_state.save_run_state(self, folder, masks)
 
     def _frozen_copy(self) -> torch.nn.Module | None:
         """The frozen original for methods that need its logits every step: None with PEFT (the
@@ -263,7 +265,7 @@ class UnlearningTrainer(SetupMixin, PerExampleLossesMixin, Trainer):
     def _head_cache(self) -> lm_head.HeadCache | None:
         """The LM heads the losses run chunk by chunk (None: full logits for classifiers, with
         ``lm_loss_chunk_size=0``, and with sharded weights)."""
-        if not self.kind.token_level or not self.args.lm_loss_chunk_size:
+        if not self.kind.chunked_head or not self.args.lm_loss_chunk_size:
             return None
         if self.is_fsdp_enabled or self.is_deepspeed_enabled:
             logger.info("lm_loss_chunk_size: sharded training (FSDP, DeepSpeed) keeps the full logits.")
@@ -298,14 +300,14 @@ class UnlearningTrainer(SetupMixin, PerExampleLossesMixin, Trainer):
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], *args: Any, **kwargs: Any):
         loss = super().training_step(model, inputs, *args, **kwargs)
         if self.mask_shards is not None:  # SalUn on FSDP2 shards: after the reduce-scatter, before clipping
-            sharded_selection.mask_local_gradients(self.model, self.update_masks)
+            sharded_masks.mask_local_gradients(self.model, self.update_masks)
         return loss
 
     def create_optimizer(self, *args: Any, **kwargs: Any) -> torch.optim.Optimizer:
         optimizer = super().create_optimizer(*args, **kwargs)
         if self.method.post_step_hook_enabled() and self._hook_handle is None:
             sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
-            hook = influence.DecayNoiseHook(
+            hook = decay_noise.DecayNoiseHook(
                 decay=self.args.ieu_decay,
                 noise_std=self.args.ieu_noise_std,
                 schedule=self.args.ieu_noise_schedule,

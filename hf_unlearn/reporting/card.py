@@ -105,7 +105,7 @@ def build_model_card(report: dict) -> Any:
 
 def _kind(report: dict):
     """The model kind of the reported model: its task, and its architecture's class name when recorded."""
-    from .kinds import kind_for_task
+    from ..kinds import kind_for_task
 
     return kind_for_task(report.get("task"), str(report.get("architecture") or ""))
 

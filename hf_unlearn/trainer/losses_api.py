@@ -1,6 +1,6 @@
 """``PerExampleLossesMixin``: the public per-example losses of ``UnlearningTrainer`` (a model's loss on rows, the
 one the methods train on), the collation of rows for them, and the forget term's switch that the held-out
-stopping rules steer. The set-up passes (``trainer_setup``), stopping and the tests go through these."""
+stopping rules steer. The set-up passes (``trainer.setup``), stopping and the tests go through these."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .data import RowsDataset, TokenizedRows
-from .distributed import parameter_sharding
+from ..data import RowsDataset, TokenizedRows
+from ..weights.distributed import parameter_sharding
 
 
 class PerExampleLossesMixin:
@@ -64,7 +64,7 @@ class PerExampleLossesMixin:
         """``fn(logits, labels)`` for every row, in eval mode without gradients, as one float CPU tensor
         (batches of ``batch_size`` rows, default ``per_device_eval_batch_size``; chunked LM logits). A sharded
         model runs as it is placed, every process on every row."""
-        return self._per_batch(model, self._batches(rows, desc, batch_size), fn)
+        return self._per_batch(model, self.device_batches(rows, desc, batch_size), fn)
 
     def _per_batch(self, model: torch.nn.Module, batches: Iterable[dict], fn) -> torch.Tensor:
         """``_per_example`` over batches already collated and on the device (e.g. ``_batches``)."""
@@ -96,7 +96,9 @@ class PerExampleLossesMixin:
         for batch in tqdm(batches, desc=desc, disable=disable, leave=False):
             yield {k: v.to(self.args.device) for k, v in batch.items()}
 
-    def _batches(self, rows: list[dict], desc: str, batch_size: int | None = None):
+    def device_batches(self, rows: list[dict], desc: str = "batches", batch_size: int | None = None):
+        """Canonical ``rows`` collated in order (``collate_rows``) and moved to the training device one batch at
+        a time, with a progress bar named ``desc``: the batches the gradient passes (``loss_sum``) run on."""
         return self._on_device(self._collated(rows, batch_size), desc)
 
 

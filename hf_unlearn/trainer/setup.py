@@ -5,7 +5,7 @@ Unsharded, they run on the model before ``Trainer.train()`` wraps it. When the T
 (FSDP, DeepSpeed ZeRO-3) they run once it has wrapped it, on the wrapped model, every process on every batch
 (the sharded forward gathers the weights): the same numbers as unsharded. The gradient passes (influence
 removal, SalUn) score the local shards of FSDP2's DTensors and select over the whole model
-(``sharded_selection``); under ZeRO-3 and FSDP1 they are refused before training starts.
+(``weights.sharded``); under ZeRO-3 and FSDP1 they are refused before training starts.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from contextlib import nullcontext
 
 import torch
 
-from . import influence, sharded_selection, trainer_state
-from .config import UnlearningConfig
-from .distributed import FSDP, ZERO3, reshard
+from ..config import UnlearningConfig
+from ..weights import masking, sharded
+from ..weights.distributed import FSDP, ZERO3, reshard
+from . import state as run_state
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,11 @@ class SetupMixin:
         holds them. ``model``: the model to measure (the wrapped one when the Trainer shards it; default the
         unwrapped ``self.model``)."""
         if self.method.needs_reference and self.ref_logprob is None:
-            cached = trainer_state.load_reference(checkpoint) if checkpoint else None
+            cached = run_state.load_reference(checkpoint) if checkpoint else None
             if cached is None:
                 cached = self.reference_logprobs(model)
             self.ref_logprob, self.ref_alt_logprob = cached.get("ref_logprob"), cached.get("ref_alt_logprob")
-        saved = trainer_state.load_state(checkpoint)
+        saved = run_state.load_state(checkpoint)
         if self.method.uses_forget_loss_cap:
             self.method.forget_loss_cap = self.resolve_forget_loss_cap(saved, model)
         if self.stopping is not None and saved.get("stopping"):
@@ -46,21 +47,24 @@ class SetupMixin:
             self.influence_removed = self.remove_influence(model)
         ratio = self.method.update_mask_ratio()
         if ratio is not None and self.update_masks is None:
-            self._attach_masks(ratio, checkpoint, model)
+            self.attach_update_masks(ratio, checkpoint, model)
         if model is not None:
             reshard(model)  # the next forward gathers the shards again (they may have been written to)
 
-    def _attach_masks(self, ratio: float, checkpoint: str | None, model: torch.nn.Module | None) -> None:
-        """SalUn's update masks from ``checkpoint`` or measured now, applied to every gradient: by tensor hooks,
+    def attach_update_masks(
+        self, ratio: float, checkpoint: str | None, model: torch.nn.Module | None
+    ) -> None:
+        """SalUn's update masks (``ratio`` of the weights) from ``checkpoint`` or measured now on ``model`` (default:
+        the trainer's), applied to every gradient: by tensor hooks,
         or on FSDP2 shards after each backward (``training_step``; the masks are then local-shard shaped)."""
-        shards = sharded_selection.sharded_parameters(model) if model is not None else None
-        masks = trainer_state.load_masks(checkpoint) if checkpoint else None
+        shards = sharded.sharded_parameters(model) if model is not None else None
+        masks = run_state.load_masks(checkpoint) if checkpoint else None
         if masks is not None and shards is not None:
-            masks = sharded_selection.local_masks(shards, masks)
+            masks = sharded.local_masks(shards, masks)
         self.update_masks = masks if masks is not None else self.saliency_masks(ratio, model)
         self.mask_shards = shards
         if shards is None:
-            influence.mask_gradients(self.model, self.update_masks)
+            masking.mask_gradients(self.model, self.update_masks)
 
     def parameter_sharding_by_trainer(self) -> str | None:
         """``"fsdp"`` or ``"deepspeed_zero3"`` when ``Trainer`` shards the parameters as it wraps the model (the
@@ -179,7 +183,9 @@ class SetupMixin:
             self.ref_model = None  # only the cache is needed from now on
         return cache
 
-    def _nll_sum(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    def loss_sum(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        """The summed per-example loss of ``model`` on an on-device batch (``device_batches``), with gradient:
+        what the gradient passes (saliency, influence removal) differentiate."""
         logits, _ = self._forward(model, batch)
         return self.kind.loss_of(logits, batch["labels"]).sum()
 
@@ -188,24 +194,24 @@ class SetupMixin:
         forget set moves; ``"rbm"``, those the retain data uses least among the ones the forget set moves.
         Returns their count. ``model``: default ``self.model``; on FSDP2 shards the selection is global."""
         model = self.model.to(self.args.device) if model is None else model
-        forget = influence.gradient_magnitudes(
-            model, self._batches(self.forget_rows, "forget gradients"), self._nll_sum
+        forget = masking.gradient_magnitudes(
+            model, self.device_batches(self.forget_rows, "forget gradients"), self.loss_sum
         )
-        retain = influence.gradient_magnitudes(
-            model, self._batches(self.retain_rows, "retain gradients"), self._nll_sum
+        retain = masking.gradient_magnitudes(
+            model, self.device_batches(self.retain_rows, "retain gradients"), self.loss_sum
         )
-        shards = sharded_selection.sharded_parameters(model)
+        shards = sharded.sharded_parameters(model)
         n_forget, n_retain = len(self.forget_rows), len(self.retain_rows)
         if self.args.influence_removal == "mask" and shards is not None:
-            scale = sharded_selection.retain_scale(retain, shards, n_retain)
-            scores = influence.forget_only_scores(forget, retain, n_forget, n_retain, scale=scale)
+            scale = sharded.retain_scale(retain, shards, n_retain)
+            scores = masking.forget_only_scores(forget, retain, n_forget, n_retain, scale=scale)
         else:
             scores = INFLUENCE_SCORERS[self.args.influence_removal](forget, retain, n_forget, n_retain)
         if shards is None:
-            count = influence.mask_top_scores(model, scores, self.args.mask_ratio)
+            count = masking.mask_top_scores(model, scores, self.args.mask_ratio)
         else:
             reshard(model)  # the shards are written to: no gathered copy may outlive them
-            count = sharded_selection.mask_top_scores(shards, scores, self.args.mask_ratio)
+            count = sharded.mask_top_scores(shards, scores, self.args.mask_ratio)
         logger.info("influence_removal=%r: reset %d weights.", self.args.influence_removal, count)
         return count
 
@@ -214,17 +220,17 @@ class SetupMixin:
         ``|grad_theta sum_f l(x_f, y_f)|`` on the model as it is now (the original; ``model``, default
         ``self.model``). On FSDP2 shards: selected over the whole model, local-shard shaped masks."""
         model = self.model.to(self.args.device) if model is None else model
-        saliency = influence.gradient_magnitudes(
-            model, self._batches(self.forget_rows, "forget saliency"), self._nll_sum, per_batch=False
+        saliency = masking.gradient_magnitudes(
+            model, self.device_batches(self.forget_rows, "forget saliency"), self.loss_sum, per_batch=False
         )
-        shards = sharded_selection.sharded_parameters(model)
+        shards = sharded.sharded_parameters(model)
         if shards is None:
-            masks = influence.top_fraction(saliency, ratio)
+            masks = masking.top_fraction(saliency, ratio)
             chosen, total = sum(int(m.sum()) for m in masks.values()), sum(m.numel() for m in masks.values())
         else:
-            masks = sharded_selection.global_top_fraction(saliency, shards, ratio)
+            masks = sharded.global_top_fraction(saliency, shards, ratio)
             chosen, total = (
-                sharded_selection.count_true(shards, masks),
+                sharded.count_true(shards, masks),
                 sum(p.numel() for p in shards.values()),
             )
         logger.info(
@@ -246,6 +252,6 @@ def _alternative_row(row: dict) -> dict:
 
 #: influence_removal -> the per-weight scores whose top mask_ratio fraction is reset
 INFLUENCE_SCORERS = {
-    "mask": influence.forget_only_scores,
-    "rbm": lambda forget, retain, n_forget, n_retain: influence.retention_scores(forget, retain),
+    "mask": masking.forget_only_scores,
+    "rbm": lambda forget, retain, n_forget, n_retain: masking.retention_scores(forget, retain),
 }

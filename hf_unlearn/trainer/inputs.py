@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .config import UnlearningConfig
-from .data import RowsDataset
+from ..config import UnlearningConfig
+from ..data import RowsDataset
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Influence removal by masking and SalUn's saliency masks: per-weight gradient magnitudes, the scores built
-from them, the top fraction of the scores, and the weights or gradients it masks (re-exported by ``influence``;
-the selection over FSDP2 shards is ``sharded_selection``'s)."""
+from them, the top fraction of the scores, and the weights or gradients it masks (re-exported by ``decay_noise``;
+the selection over FSDP2 shards is ``weights.sharded``'s)."""
 
 from __future__ import annotations
 

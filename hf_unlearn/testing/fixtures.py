@@ -43,7 +43,7 @@ def mislabeled_task(
     """Binary sentiment-like sentences (cue words decide the label, random filler words make each sentence
     unique and memorizable); ``flip_fraction`` of the training sentences get the wrong label and form the
     forget set. Labels of ``test`` are all correct."""
-    from .tiny import train_tokenizer
+    from ..tiny import train_tokenizer
 
     rng = np.random.default_rng(seed)
     fillers = [f"w{i}" for i in range(n_fillers)]
@@ -64,7 +64,7 @@ def mislabeled_task(
 def fictitious_qa_task(n_people: int = 20, forget_fraction: float = 0.1, seed: int = 0) -> TextTask:
     """Tiny TOFU-like prompt/completion QA about made-up people; the forget set is every question about
     ``forget_fraction`` of the people; ``test`` asks about other, never-seen people."""
-    from .tiny import train_tokenizer
+    from ..tiny import train_tokenizer
 
     rng = np.random.default_rng(seed)
     syllables = ["ka", "lo", "mi", "ren", "to", "sa", "vi", "dor", "el", "qu", "ban", "zet"]
@@ -97,8 +97,8 @@ def digits_task(
     """Real 8x8 handwritten digits (``sklearn.datasets.load_digits``) as ``{"pixel_values", "label"}`` rows
     for ``tiny_image_classifier``: ``flip_fraction`` of the training images get a random wrong label and form
     the forget set. ``tokenizer`` is the matching image processor (for raw images)."""
-    from .scenarios.digits import N_CLASSES, load_digits_images
-    from .tiny import tiny_image_processor
+    from ..scenarios.digits import N_CLASSES, load_digits_images
+    from ..tiny import tiny_image_processor
 
     pixels, labels = load_digits_images(size)
     rng = np.random.default_rng(seed)

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from .pipeline.arguments import RELEARN_FIELDS
+from .arguments import RELEARN_FIELDS
 
 REPORT_FILE = "unlearning_report.json"  # what hf-unlearn run writes beside the model (hub.REPORT_FILE)
 
@@ -17,8 +17,8 @@ def evaluate_directory(args: Any) -> dict:
     folder is measured on its base model with its adapters as the run had them (relearning trains the adapters,
     as the run's RCD did). The RCD protocol: ``--relearn_*`` when given, else the run's (``args.model``'s
     report), else the scenario's, else ``RunArguments``' defaults."""
-    from .loading import load_model
-    from .pipeline import RunArguments, evaluate_models
+    from ..loading import load_model
+    from . import RunArguments, evaluate_models
 
     if args.seed is None:
         args.seed = read_report(args.model).get("hyperparameters", {}).get("seed", 0)
@@ -60,7 +60,7 @@ def label_corruption(args: Any) -> str | None:
 
 def _job(args: Any, model: Any):
     """The ``LoadedJob`` of ``args``: a scenario's, or one of the dataset files given."""
-    from .pipeline import LoadedJob, RunArguments, load_job
+    from . import LoadedJob, RunArguments, load_job
 
     if args.scenario:
         return load_job(
@@ -68,8 +68,8 @@ def _job(args: Any, model: Any):
         )
     if not (args.forget_dataset and args.retain_dataset):
         raise ValueError("eval needs --scenario, or --forget_dataset and --retain_dataset.")
-    from .data import infer_task
-    from .loading import adapter_base, has_processor_files, is_adapter_dir, load_dataset_file, load_tokenizer
+    from ..data import infer_task
+    from ..loading import adapter_base, has_processor_files, is_adapter_dir, load_dataset_file, load_tokenizer
 
     processor_dir = args.model
     if is_adapter_dir(args.model) and not has_processor_files(args.model):
@@ -90,7 +90,7 @@ def relearn_protocol(args: Any) -> dict:
     scenario's (``args.scenario``); the rest keep ``RunArguments``' defaults."""
     protocol: dict = {}
     if args.scenario:
-        from .scenarios import get_builder
+        from ..scenarios import get_builder
 
         protocol.update(get_builder(args.scenario).relearning)
     given = {name: getattr(args, name) for name in RELEARN_FIELDS if getattr(args, name, None) is not None}
