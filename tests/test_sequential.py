@@ -9,6 +9,10 @@ from conftest import make_config, state_copy
 
 from hf_unlearn import UnlearningTrainer
 from hf_unlearn.pipeline.sequential import check_requests, request_seed, unlearn_sequentially
+from hf_unlearn.scenarios import TrainRecipe
+from hf_unlearn.scenarios.definition import suggested_unlearning
+from hf_unlearn.scenarios.sequential import load_sequential
+from hf_unlearn.scenarios.tofu_like import TofuLlamaScenario
 from hf_unlearn.tiny import tiny_classifier
 
 
@@ -127,3 +131,54 @@ def test_overlapping_or_empty_forget_sets_are_refused(mislabeled):
         len(first),
         len(second),
     ]
+
+
+class TinyTofu(TofuLlamaScenario):
+    """tofu-llama shrunk: 4 people per split, a one-layer Llama, 3 epochs, 2-step unlearning."""
+
+    name = "tofu-llama-sequential-tiny"
+    hidden_size, num_layers = 32, 1
+    recipe = TrainRecipe(learning_rate=3e-3, epochs=3, batch_size=64)
+    unlearning_defaults = suggested_unlearning(learning_rate=1e-3, max_steps=2, batch_size=8)
+    evaluation = {"generation": False}
+
+    @staticmethod
+    def _columns(seed: int) -> dict[str, dict[str, list]]:
+        full = TofuLlamaScenario._columns(seed)
+        return {split: {k: v[:24] for k, v in columns.items()} for split, columns in full.items()}
+
+
+def test_scenario_requests_keep_people_together_and_each_prefix_golden_is_trained_without_them(
+    tmp_path, monkeypatch
+):
+    from hf_unlearn.scenarios import base, training
+
+    trained = []
+
+    def counting(train_model):
+        def train(model, rows, *args, **kwargs):
+            trained.append((args[-1] if len(args) > 4 else kwargs.get("desc"), len(rows)))
+            return train_model(model, rows, *args, **kwargs)
+
+        return train
+
+    monkeypatch.setattr(base, "train_model", counting(base.train_model))
+    monkeypatch.setattr(training, "train_model", counting(training.train_model))
+    seq = load_sequential(TinyTofu(), k=3, output_dir=str(tmp_path), seed=0)
+    forget, n_retain = seq.scenario.forget, len(seq.scenario.retain)
+    people = [set(request["person"]) for request in seq.requests]
+    assert sorted(len(p) for p in people) == [1, 1, 2]  # 4 people in 3 requests, none split
+    assert set.union(*people) == set(forget["person"]) and sum(map(len, people)) == 4
+    assert sorted(i for rows in seq.indices for i in rows) == list(range(len(forget)))
+    # golden i: retain + the requests after i (the last one is the scenario's own golden: retain only)
+    sizes = [len(r) for r in seq.requests]
+    assert trained[2:] == [("golden_1", n_retain + sizes[1] + sizes[2]), ("golden_2", n_retain + sizes[2])]
+    assert seq.golden_dirs[-1] == seq.scenario.golden_dir
+    # cached: a second load trains nothing and gives the same split
+    count = len(trained)
+    again = load_sequential(TinyTofu(), k=3, output_dir=str(tmp_path), seed=0)
+    assert len(trained) == count and again.indices == seq.indices
+    first, second = seq.golden_model(1), again.golden_model(1)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    with pytest.raises(ValueError, match="choose k <= 4"):
+        load_sequential(TinyTofu(), k=5, output_dir=str(tmp_path), seed=0)
