@@ -241,8 +241,10 @@ def _recipe_value(value, action):
 def cmd_run(argv: list[str]) -> int:
     run_args, config = parse_recipe(argv)
     from .pipeline import run
+    from .pipeline.sequential_run import is_sequential, run_sequential
 
-    report = run(run_args, config)
+    # several forget sets, one after another: a line per request, the table in the report's "sequential"
+    report = run_sequential(run_args, config) if is_sequential(run_args) else run(run_args, config)
     leave_process_group()  # after a failure the ranks may not meet again: only on success
     if report:
         print(json.dumps(report.get("metrics", {}), indent=2, default=str))

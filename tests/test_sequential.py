@@ -2,6 +2,7 @@
 ``hf-unlearn run`` with several forget sets."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -182,3 +183,84 @@ def test_scenario_requests_keep_people_together_and_each_prefix_golden_is_traine
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
     with pytest.raises(ValueError, match="choose k <= 4"):
         load_sequential(TinyTofu(), k=5, output_dir=str(tmp_path), seed=0)
+
+
+def _recipe(tmp_path, lines: dict) -> str:
+    base = {
+        "method": "grad_diff",
+        "max_steps": 2,
+        "per_device_train_batch_size": 4,
+        "learning_rate": "1.0e-3",
+        "relearn": False,
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "save_strategy": "no",
+        "report_to": "none",
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in {**base, **lines}.items()))
+    return str(path)
+
+
+def test_cli_runs_forget_files_one_after_another_with_a_golden_each(tmp_path, mislabeled, capsys):
+    from test_cli import _write_jsonl, write_model_dirs
+
+    from hf_unlearn.cli import main
+    from hf_unlearn.hub import forget_fingerprint
+
+    dirs = write_model_dirs(tmp_path, mislabeled)
+    requests = _requests(mislabeled, 2)
+    files = [_write_jsonl(tmp_path / f"request_{i}.jsonl", rows) for i, rows in enumerate(requests, 1)]
+    out = tmp_path / "out"
+    lines = {
+        "model_name_or_path": dirs["model"],
+        "golden_model_path": f"{dirs['golden']},{dirs['golden']}",
+        "forget_dataset": ",".join(files),
+        "retain_dataset": dirs["retain"],
+        "test_dataset": dirs["test"],
+        "output_dir": str(out),
+    }
+    assert main(["run", _recipe(tmp_path, lines)]) == 0
+    printed = capsys.readouterr().out
+    assert "request 1/2: 6 examples, 2 steps" in printed and "request 2/2: 6 examples" in printed
+    assert "earlier/forget/accuracy" in printed.split("request 2/2")[1]
+    report = json.loads((out / "unlearning_report.json").read_text())
+    table = report["sequential"]["table"]
+    assert [row["request"] for row in table] == [1, 2] and report["sequential"]["steps"] == [2, 2]
+    assert {"request_1/forget/accuracy", "request_2/golden/forget/accuracy", "earlier/forget/loss"} <= set(
+        table[1]
+    )
+    assert {"union/forget/accuracy", "retain/accuracy", "test/accuracy"} <= set(table[0])
+    # the final model's metrics are on the union of the requests, as a one-shot run's
+    assert report["forget_fingerprint"] == forget_fingerprint(requests[0] + requests[1])
+    assert report["metrics"]["unlearned"]["forget/accuracy"] == pytest.approx(
+        table[1]["union/forget/accuracy"]
+    )
+    assert (out / "model.safetensors").is_file()
+    bad = dict(lines, golden_model_path=dirs["golden"], output_dir=str(tmp_path / "bad"))
+    assert main(["run", _recipe(tmp_path, bad)]) == 2
+    assert "1 models for 2 requests" in capsys.readouterr().err
+
+
+def test_cli_cuts_a_scenario_into_requests_with_the_golden_of_each_prefix(tmp_path, monkeypatch, capsys):
+    import hf_unlearn.scenarios as scenarios
+    from hf_unlearn.cli import main
+
+    monkeypatch.setattr(scenarios, "_builders", lambda: {TinyTofu.name: TinyTofu})
+    out = tmp_path / "out"
+    lines = {
+        "scenario": TinyTofu.name,
+        "scenario_cache_dir": str(tmp_path / "cache"),
+        "sequential_requests": 2,
+        "output_dir": str(out),
+        "generation": False,
+    }
+    assert main(["run", _recipe(tmp_path, lines)]) == 0
+    printed = capsys.readouterr().out
+    assert "request 1/2: 12 examples" in printed and "request 2/2: 12 examples" in printed
+    table = json.loads((out / "unlearning_report.json").read_text())["sequential"]["table"]
+    assert {"request_1/forget/token_accuracy", "earlier/golden/forget/loss", "retain/token_accuracy"} <= set(
+        table[1]
+    )
+    # each point has its own golden: after request 1 (trained on request 2's people), after request 2 (retain only)
+    assert table[0]["request_1/golden/forget/loss"] != table[1]["request_1/golden/forget/loss"]

@@ -42,7 +42,9 @@ class RunArguments:
         None, "Local golden model directory (retrained without the forget set)."
     )
     forget_dataset: str | None = option(
-        None, "Forget set: a .json/.jsonl/.csv file or a datasets.save_to_disk folder."
+        None,
+        "Forget set: a .json/.jsonl/.csv file or a datasets.save_to_disk folder (comma-separated: one per request, "
+        "unlearned one after another).",
     )
     retain_dataset: str | None = option(None, "Retain set, same formats.")
     test_dataset: str | None = option(None, "Held-out set for test metrics and the MIA.")
@@ -61,6 +63,12 @@ class RunArguments:
     )
     forget_class: int = option(0, "CIFAR's class-wise protocol (data_subset=class): the class to forget.")
     scenario_cache_dir: str = option("outputs/scenarios", "Where scenario original/golden models are cached.")
+    sequential_requests: int = option(
+        0,
+        "Unlearning requests that keep coming: cut the forget set into this many requests (a scenario's by person, "
+        "with the golden model of each prefix), unlearned one after another; a comma-separated forget_dataset "
+        "(and golden_model_path) list gives one file per request instead. 0: one request.",
+    )
     lora_r: int = option(0, "LoRA rank; 0 trains the full weights.")
     lora_alpha: int = option(16, "LoRA alpha.")
     lora_dropout: float = option(0.0, "LoRA dropout.")

@@ -258,8 +258,12 @@ def evaluate_request(
     if len(requests_so_far) > 1:
         subsets["earlier/"] = union(requests_so_far[:-1])
     one_retain_row = _first_row(retain_dataset)  # evaluate_unlearning needs one; its keys are not kept
+    # attacks (metrics.attacks) run on the union only: once per request, not once per subset
+    subset_options = {key: value for key, value in common.items() if key != "attacks"}
     for prefix, forget in subsets.items():
-        values = evaluate_unlearning(model, forget_dataset=forget, retain_dataset=one_retain_row, **common)
+        values = evaluate_unlearning(
+            model, forget_dataset=forget, retain_dataset=one_retain_row, **subset_options
+        )
         values = {key: value for key, value in values.items() if key.startswith(FORGET_PREFIXES)}
         row.update({prefix + key: value for key, value in values.items()})
     current = f"request_{len(requests_so_far)}/"
