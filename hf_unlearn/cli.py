@@ -298,6 +298,14 @@ def cmd_eval(argv: list[str]) -> int:
     )
     parser.add_argument("--max_new_tokens", type=int, help="generation budget per answer (default 200)")
     parser.add_argument(
+        "--attacks",
+        help="comma-separated attacks (quantize_8bit, quantize_4bit, relearn_partial): forget metrics of attacked "
+        "copies of the model, golden and original (attack/* keys, docs/metrics.md)",
+    )
+    parser.add_argument(
+        "--attack_relearn_steps", type=int, default=25, help="relearn_partial: fine-tuning steps (default 25)"
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         help="seed of the scenario and of RCD's relearning (default: the run's, from the model folder's report, else 0)",

@@ -34,6 +34,10 @@ class ModelKind:
             ``"hidden_states"``.
         pipeline_tag: the Hub's pipeline tag of its model cards.
         auto_class: the ``transformers`` auto class that loads such a model.
+        attack_metrics: the ``evaluate_unlearning`` keys an attack (``hf_unlearn.metrics.attacks``) measures on
+            the attacked copies: the kind's primary forget metrics.
+        primary_forget_metrics: the keys ``attack/<name>/gap_to_golden`` is taken on, in order of preference
+            (the first one measured is used).
     """
 
     name: ClassVar[str] = ""
@@ -46,6 +50,8 @@ class ModelKind:
     pipeline_tag: ClassVar[str | None] = None
     library_name: ClassVar[str] = "transformers"
     auto_class: ClassVar[str | None] = None
+    attack_metrics: ClassVar[tuple[str, ...]] = ("forget/loss",)
+    primary_forget_metrics: ClassVar[tuple[str, ...]] = ("forget/loss",)
 
     # -- recognising -------------------------------------------------------------------------------
     def recognises(self, model: torch.nn.Module) -> bool:

@@ -24,6 +24,9 @@ class CausalLMKind(TransformersKind):
     capabilities = frozenset({"logits", "wrong_targets", "tokens", "hidden_states"})
     pipeline_tag = "text-generation"
     auto_class = "AutoModelForCausalLM"
+    # ROUGE-L needs generation=True; without it the gap is taken on the token accuracy
+    attack_metrics = ("forget/rouge_l_recall", "forget/token_accuracy", "forget/loss", "mia/min_k_auc")
+    primary_forget_metrics = ("forget/rouge_l_recall", "forget/token_accuracy")
 
     def forward(
         self, model: torch.nn.Module, batch: dict, head: Any = None, chunk_size: int = 0, **kwargs: Any

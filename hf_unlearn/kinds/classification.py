@@ -20,6 +20,8 @@ class ClassifierKind(TransformersKind):
 
     task = CLASSIFICATION
     has_classes = True
+    attack_metrics = ("forget/accuracy", "forget/loss")
+    primary_forget_metrics = ("forget/accuracy",)
 
     def num_classes(self, model: torch.nn.Module) -> int:
         return int(unwrap_model(model).config.num_labels)

@@ -93,6 +93,15 @@ class RunArguments:
         "RCD: what must recover, 'loss' or 'accuracy' (default: loss for causal LMs, accuracy for "
         "classifiers).",
     )
+    attacks: str | None = option(
+        None,
+        "Attacks as evaluation, comma-separated (quantize_8bit, quantize_4bit, relearn_partial): the forget metrics "
+        "of attacked copies of each model, against the golden model under the same attack (attack/* keys).",
+    )
+    attack_relearn_steps: int = option(
+        25,
+        "relearn_partial: fine-tuning steps on half the forget set (learning rate and batch size: the RCD ones).",
+    )
     eval_attention_mask: str = option(
         "length",
         "Metrics of causal LMs: 'length' masks padding only; 'pad_token' masks every token equal to the pad id, "
@@ -106,3 +115,11 @@ class RunArguments:
     trust_remote_code: bool = option(
         False, "Allow custom model code from the model directory (off by default)."
     )
+
+    def __post_init__(self) -> None:
+        if self.attacks:  # unknown names fail before anything is trained
+            from ..metrics.attacks import parse_attacks
+
+            parse_attacks(self.attacks)
+        if self.attack_relearn_steps < 1:
+            raise ValueError(f"attack_relearn_steps must be >= 1, got {self.attack_relearn_steps}.")
