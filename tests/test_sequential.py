@@ -264,3 +264,24 @@ def test_cli_cuts_a_scenario_into_requests_with_the_golden_of_each_prefix(tmp_pa
     )
     # each point has its own golden: after request 1 (trained on request 2's people), after request 2 (retain only)
     assert table[0]["request_1/golden/forget/loss"] != table[1]["request_1/golden/forget/loss"]
+
+
+def test_one_forget_file_is_cut_by_row_into_the_requests_asked_for(tmp_path, mislabeled):
+    from test_cli import write_model_dirs
+
+    from hf_unlearn.pipeline import RunArguments
+    from hf_unlearn.pipeline.sequential_run import is_sequential, load_requests
+
+    dirs = write_model_dirs(tmp_path, mislabeled)
+    files = {"forget_dataset": dirs["forget"], "retain_dataset": dirs["retain"]}
+    run_args = RunArguments(model_name_or_path=dirs["model"], sequential_requests=3, **files)
+    job, requests, golden = load_requests(run_args, seed=0, progress=False)
+    assert is_sequential(run_args) and golden is None and job.golden is None
+    assert [len(r) for r in requests] == [4, 4, 4]
+    rows = [row["text"] for r in requests for row in r]
+    assert sorted(rows) == sorted(row["text"] for row in job.forget) and len(set(rows)) == 12
+    assert not is_sequential(RunArguments(model_name_or_path=dirs["model"], **files))
+    with pytest.raises(ValueError, match="drop forget_dataset"):
+        load_requests(
+            RunArguments(scenario="tofu-llama", sequential_requests=2, **files), seed=0, progress=False
+        )

@@ -35,6 +35,11 @@ def load_requests(run_args: RunArguments, seed: int, progress: bool) -> tuple[Lo
     from .job import load_job, scenario_job
 
     k = run_args.sequential_requests
+    files = forget_files(run_args)
+    if run_args.scenario and files:
+        raise ValueError(
+            "a scenario brings its forget set: drop forget_dataset (sequential_requests cuts it)."
+        )
     if run_args.scenario:
         from ..scenarios.sequential import load_sequential
 
@@ -42,14 +47,13 @@ def load_requests(run_args: RunArguments, seed: int, progress: bool) -> tuple[Lo
         job = scenario_job(run_args, seed, progress)
         job.golden = seq.golden_model(k)
         return job, seq.requests, seq.golden_for
-    files = forget_files(run_args)
     goldens = [p.strip() for p in (run_args.golden_model_path or "").split(",") if p.strip()]
     if len(files) > 1 and k not in (0, len(files)):
         raise ValueError(
             f"sequential_requests={k} but forget_dataset lists {len(files)} files: drop one of the two."
         )
     first = copy.copy(run_args)
-    first.forget_dataset, first.golden_model_path = files[0], None
+    first.forget_dataset, first.golden_model_path = (files[0] if files else None), None
     job = load_job(first, seed=seed, progress=progress)
     requests = _file_requests(files, job, k, seed)
     if goldens and len(goldens) != len(requests):
