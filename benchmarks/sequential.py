@@ -73,6 +73,8 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         "Defaults: " + ", ".join(f"{key}={value}" for key, value in job.defaults.items()),
         "earlier: requests 1..i-1 together (none after request 1); union: requests 1..i; every golden value is "
         "the golden model of that point measured the same way.",
+        "One seed: the golden models of the four points differ by up to 0.12 in ROUGE-L on the same 18 questions "
+        "(request 1: 0.27, 0.34, 0.29, 0.38), so differences below ~0.1 on one request are within that spread.",
     ]
     return report.write()
 
