@@ -261,8 +261,10 @@ def _recipe_value(value, action):
 def cmd_run(argv: list[str]) -> int:
     run_args, config = parse_recipe(argv)
     from .pipeline import run
+    from .pipeline.sequential_run import is_sequential, run_sequential
 
-    report = run(run_args, config)
+    # several forget sets, one after another: a line per request, the table in the report's "sequential"
+    report = run_sequential(run_args, config) if is_sequential(run_args) else run(run_args, config)
     leave_process_group()  # after a failure the ranks may not meet again: only on success
     if report:
         print(json.dumps(report.get("metrics", {}), indent=2, default=str))
@@ -315,6 +317,14 @@ def cmd_eval(argv: list[str]) -> int:
         help="causal LMs: generate answers for ROUGE-L and model utility (on by default for tofu-llama)",
     )
     parser.add_argument("--max_new_tokens", type=int, help="generation budget per answer (default 200)")
+    parser.add_argument(
+        "--attacks",
+        help="comma-separated attacks (quantize_8bit, quantize_4bit, relearn_partial): forget metrics of attacked "
+        "copies of the model, golden and original (attack/* keys, docs/metrics.md)",
+    )
+    parser.add_argument(
+        "--attack_relearn_steps", type=int, default=25, help="relearn_partial: fine-tuning steps (default 25)"
+    )
     parser.add_argument(
         "--seed",
         type=int,

@@ -34,6 +34,10 @@ class ModelKind:
             ``"hidden_states"``.
         pipeline_tag: the Hub's pipeline tag of its model cards.
         auto_class: the ``transformers`` auto class that loads such a model.
+        attack_metrics: the ``evaluate_unlearning`` keys an attack (``hf_unlearn.metrics.attacks``) measures on
+            the attacked copies: the kind's primary forget metrics.
+        primary_forget_metrics: the keys ``attack/<name>/gap_to_golden`` is taken on, in order of preference
+            (the first one measured is used).
     """
 
     name: ClassVar[str] = ""
@@ -64,6 +68,10 @@ class ModelKind:
     default_rcd_target: ClassVar[str] = "loss"
     #: the kind's output layer can run chunk by chunk (``lm_loss_chunk_size``: a causal LM's head)
     chunked_head: ClassVar[bool] = False
+    #: the forget-set keys measured on attacked copies (``metrics.attacks``), and the primary one(s) whose gap to
+    #: golden is reported (the first one present)
+    attack_metrics: ClassVar[tuple[str, ...]] = ("forget/loss",)
+    primary_forget_metrics: ClassVar[tuple[str, ...]] = ("forget/loss",)
 
     # -- recognising -------------------------------------------------------------------------------
     def recognises(self, model: torch.nn.Module) -> bool:

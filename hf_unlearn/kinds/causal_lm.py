@@ -56,6 +56,9 @@ class CausalLMKind(TransformersKind):
     )
     #: a result with any of these keys is summarized the TOFU way
     tofu_markers = ("utility/model_utility", "forget_quality/truth_ratio_ks_pvalue")
+    # ROUGE-L needs generation=True; without it the gap is taken on the token accuracy
+    attack_metrics = ("forget/rouge_l_recall", "forget/token_accuracy", "forget/loss", "mia/min_k_auc")
+    primary_forget_metrics = ("forget/rouge_l_recall", "forget/token_accuracy")
 
     def forward(
         self, model: torch.nn.Module, batch: dict, head: Any = None, chunk_size: int = 0, **kwargs: Any

@@ -35,6 +35,8 @@ class ClassifierKind(TransformersKind):
     short_keys = ("forget/accuracy", "retain/accuracy", "rcd/ratio_to_golden")
     golden_on_every_split = True
     default_rcd_target = "accuracy"
+    attack_metrics = ("forget/accuracy", "forget/loss")
+    primary_forget_metrics = ("forget/accuracy",)
 
     def num_classes(self, model: torch.nn.Module) -> int:
         return int(unwrap_model(model).config.num_labels)

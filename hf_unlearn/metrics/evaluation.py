@@ -63,6 +63,7 @@ def evaluate_unlearning(
     utility_datasets: dict[str, Any] | None = None,
     attention_mask: str = "length",
     muse_datasets: dict[str, Any] | None = None,
+    attacks: list[Any] | None = None,
 ) -> dict[str, float]:
     """Evaluate an unlearned ``model``; returns a flat dict of floats (keys in ``docs/metrics.md``).
 
@@ -95,6 +96,11 @@ def evaluate_unlearning(
             ``evaluation_sets``): MUSE's own numbers, ``muse/verbmem_rouge``, ``muse/knowmem_*_rouge``,
             ``muse/min_k_auc`` and, with ``golden_model``, ``muse/privleak`` (``metrics.muse``); the
             forget-vs-test ``privleak`` is then left out.
+        attacks: attack names (``"quantize_8bit"``, ``"quantize_4bit"``, ``"relearn_partial"``) or
+            ``hf_unlearn.metrics.attacks.Attack`` objects: the forget metrics of attacked copies of the model, the
+            golden and the original model, ``attack/<name>/...`` (``metrics.attacks.evaluate``). The golden and
+            original models' attacked results are reused by later calls (same attack settings and data, unchanged
+            weights).
 
     None of the models is modified; their train/eval modes are restored.
     """
@@ -165,4 +171,22 @@ def evaluate_unlearning(
                 metrics[f"distance/l2_to_{key}"] = weight_distance(model, other)
             except ValueError as err:
                 logger.warning("distance/l2_to_%s left out: %s", key, err)
+    if attacks:
+        from .attacks import attack_metrics
+
+        metrics.update(
+            attack_metrics(
+                model,
+                attacks,
+                forget_dataset=forget_dataset,
+                test_dataset=test_dataset,
+                golden_model=golden_model,
+                original_model=original_model,
+                processing_class=processing_class,
+                batch_size=batch_size,
+                generation=generation,
+                max_new_tokens=max_new_tokens,
+                attention_mask=attention_mask,
+            )
+        )
     return metrics

@@ -32,12 +32,14 @@ from .report import (
     write_outputs,
     write_plots,
 )
+from .sequential import SequentialResult, request_seed, unlearn_sequentially
 
 __all__ = [
     "TRAINING_FIELDS",
     "unlearning_fields",
     "UTILITY_DROP",
     "LoadedJob",
+    "SequentialResult",
     "RunArguments",
     "build_report",
     "check_output_dir",
@@ -49,6 +51,7 @@ __all__ = [
     "load_job",
     "peft_config_of",
     "rcd_columns",
+    "request_seed",
     "resolve_label_corruption",
     "resume_checkpoint",
     "run",
@@ -56,6 +59,7 @@ __all__ = [
     "scenario_defaults",
     "scenario_job",
     "unlearn",
+    "unlearn_sequentially",
     "utility_flags",
     "write_outputs",
     "write_plots",

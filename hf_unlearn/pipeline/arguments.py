@@ -42,7 +42,9 @@ class RunArguments:
         None, "Local golden model directory (retrained without the forget set)."
     )
     forget_dataset: str | None = option(
-        None, "Forget set: a .json/.jsonl/.csv file or a datasets.save_to_disk folder."
+        None,
+        "Forget set: a .json/.jsonl/.csv file or a datasets.save_to_disk folder (comma-separated: one per request, "
+        "unlearned one after another).",
     )
     retain_dataset: str | None = option(None, "Retain set, same formats.")
     test_dataset: str | None = option(None, "Held-out set for test metrics and the MIA.")
@@ -61,6 +63,12 @@ class RunArguments:
     )
     forget_class: int = option(0, "CIFAR's class-wise protocol (data_subset=class): the class to forget.")
     scenario_cache_dir: str = option("outputs/scenarios", "Where scenario original/golden models are cached.")
+    sequential_requests: int = option(
+        0,
+        "Unlearning requests that keep coming: cut the forget set into this many requests (a scenario's by person, "
+        "with the golden model of each prefix), unlearned one after another; a comma-separated forget_dataset "
+        "(and golden_model_path) list gives one file per request instead. 0: one request.",
+    )
     lora_r: int = option(0, "LoRA rank; 0 trains the full weights.")
     lora_alpha: int = option(16, "LoRA alpha.")
     lora_dropout: float = option(0.0, "LoRA dropout.")
@@ -85,6 +93,15 @@ class RunArguments:
         "RCD: what must recover, 'loss' or 'accuracy' (default: loss for causal LMs, accuracy for "
         "classifiers).",
     )
+    attacks: str | None = option(
+        None,
+        "Attacks as evaluation, comma-separated (quantize_8bit, quantize_4bit, relearn_partial): the forget metrics "
+        "of attacked copies of each model, against the golden model under the same attack (attack/* keys).",
+    )
+    attack_relearn_steps: int = option(
+        25,
+        "relearn_partial: fine-tuning steps on half the forget set (learning rate and batch size: the RCD ones).",
+    )
     eval_attention_mask: str = option(
         "length",
         "Metrics of causal LMs: 'length' masks padding only; 'pad_token' masks every token equal to the pad id, "
@@ -98,3 +115,11 @@ class RunArguments:
     trust_remote_code: bool = option(
         False, "Allow custom model code from the model directory (off by default)."
     )
+
+    def __post_init__(self) -> None:
+        if self.attacks:  # unknown names fail before anything is trained
+            from ..metrics.attacks import parse_attacks
+
+            parse_attacks(self.attacks)
+        if self.attack_relearn_steps < 1:
+            raise ValueError(f"attack_relearn_steps must be >= 1, got {self.attack_relearn_steps}.")

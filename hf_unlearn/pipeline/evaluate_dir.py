@@ -37,6 +37,8 @@ def evaluate_directory(args: Any) -> dict:
         relearn=relearn and job.original is not None,
         generation=True if args.generation else None,
         max_new_tokens=args.max_new_tokens,
+        attacks=getattr(args, "attacks", None),
+        attack_relearn_steps=getattr(args, "attack_relearn_steps", 25),
         **(relearn_protocol(args) if relearn and job.original is not None else {}),
     )
     corruption = label_corruption(args)

@@ -22,7 +22,7 @@ def evaluate_models(
     metrics, relearn = {}, {}
     protocol = {field: getattr(run_args, option) for option, field in RELEARN_FIELDS.items()}
     relearn_config = RelearnConfig(**protocol, seed=seed, progress_bar=progress)
-    options = evaluation_options(job, run_args)
+    options = evaluation_options(job, run_args, seed)
     for name, model in models.items():
         row = {}
         if run_args.evaluate:
@@ -124,8 +124,9 @@ def heldout_reference(job: LoadedJob, seed: int = 0) -> Any:
     return corrupt_labels(rows, num_classes_of(job.original), seed=seed, key="label")
 
 
-def evaluation_options(job: LoadedJob, run_args: RunArguments) -> dict:
-    """``evaluate_unlearning`` keyword arguments: the scenario's, overridden by those the user set."""
+def evaluation_options(job: LoadedJob, run_args: RunArguments, seed: int = 0) -> dict:
+    """``evaluate_unlearning`` keyword arguments: the scenario's, overridden by those the user set (``seed``:
+    the attacks')."""
     options = dict(job.evaluation)
     if run_args.generation is not None:
         options["generation"] = run_args.generation
@@ -133,4 +134,27 @@ def evaluation_options(job: LoadedJob, run_args: RunArguments) -> dict:
         options["max_new_tokens"] = run_args.max_new_tokens
     if run_args.eval_attention_mask != "length":
         options["attention_mask"] = run_args.eval_attention_mask
+    if run_args.attacks:
+        options["attacks"] = run_attacks(run_args, seed)
     return options
+
+
+def run_attacks(run_args: RunArguments, seed: int = 0) -> list:
+    """The ``Attack`` objects of ``run_args.attacks``: ``relearn_partial`` with the run's RCD learning rate and
+    batch size and ``attack_relearn_steps`` steps, seeded with the run's seed; the others at their defaults."""
+    from ..metrics.attacks import RelearnPartialAttack, get_attack, parse_attacks
+
+    attacks = []
+    for name in parse_attacks(run_args.attacks):
+        if name == "relearn_partial":
+            attacks.append(
+                RelearnPartialAttack(
+                    max_steps=run_args.attack_relearn_steps,
+                    learning_rate=run_args.relearn_learning_rate,
+                    batch_size=run_args.relearn_batch_size,
+                    seed=seed,
+                )
+            )
+        else:
+            attacks.append(get_attack(name))
+    return attacks

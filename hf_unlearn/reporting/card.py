@@ -125,6 +125,7 @@ def _template_fields(report: dict) -> dict:
     from .citations import bibtex
     from .headline import DEFINITIONS, headline_keys
     from .palette import ordered
+    from .robustness import robustness_tables
 
     rows = report.get("metrics", {})
     rows = {name: rows[name] for name in ordered(list(rows))}
@@ -134,7 +135,11 @@ def _template_fields(report: dict) -> dict:
         "summary_table": _markdown_table(rows, headline),
         "rows_text": _rows_text(list(rows)),
         "definitions": [(key, DEFINITIONS[key]) for key in headline if key in DEFINITIONS],
-        "results_table": _transposed_table(rows, [k for k in keys if not _repeats_golden(k, rows)]),
+        # the attack/* keys are in the Robustness tables
+        "results_table": _transposed_table(
+            rows, [k for k in keys if not _repeats_golden(k, rows) and not k.startswith("attack/")]
+        ),
+        "robustness": robustness_tables(rows, _fmt),
         "model_name": report.get("model_name", f"unlearned-{report.get('method', 'model')}"),
         "method": report.get("method"),
         "base": _base_text(report),

@@ -221,6 +221,7 @@ class AuthorsScenario(TinyCausalLMBuilder):
     )
     recipe = TrainRecipe(learning_rate=3e-3, epochs=20, batch_size=32, warmup_ratio=0.05)
     unlearning_defaults = suggested_unlearning(learning_rate=3e-4, max_steps=200, batch_size=16)
+    group_column = "person"  # sequential requests keep a person's questions together
 
     def make_tokenizer(self, seed: int):
         from ..tiny import train_tokenizer

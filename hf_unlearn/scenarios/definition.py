@@ -69,6 +69,9 @@ class ScenarioBuilder:
     #: ``"random"`` when the forget set is corrupted labels: golden-free references (the held-out RCD) then use
     #: held-out examples with seeded wrong labels, unseen data with the same corruption.
     heldout_label_corruption: str = "none"
+    #: The forget set's column whose rows belong together (one person's questions): sequential requests
+    #: (``scenarios.sequential``) split the forget set by it; ``None``: by row.
+    group_column: str | None = None
     #: Bump when the data generator or preprocessing changes, so that caches rebuild.
     version: int = 1
 

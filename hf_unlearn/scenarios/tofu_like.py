@@ -120,6 +120,7 @@ class TofuLlamaScenario(TinyCausalLMBuilder):
     architecture = "llama"
     vocab_size, max_length, hidden_size, num_layers = VOCAB_SIZE, MAX_LENGTH, HIDDEN_SIZE, NUM_LAYERS
     data_config = {"n_perturbed": N_PERTURBED}
+    group_column = "person"  # sequential requests keep a person's questions together
     description = (
         "TOFU in miniature (fully synthetic): 120 made-up people (syllable names, birthplace, birth year, "
         "profession, favourite colour, instrument, first book), six chat-format questions each "
