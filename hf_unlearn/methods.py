@@ -117,7 +117,7 @@ class UnlearningMethod:
         """The task strings of the registered model kinds the method runs on (e.g. for choosing methods)."""
         from .kinds import model_kinds
 
-        return sorted({kind.task for kind in model_kinds() if cls.supports(kind)})
+        return sorted({kind.task for kind in model_kinds() if kind.task and cls.supports(kind)})
 
     def compute(self, inputs: StepInputs) -> MethodOutput:
         retain_nll = self.kind.loss_of(inputs.retain.logits, inputs.retain.labels)
