@@ -255,3 +255,21 @@ def test_import_hf_unlearn_leaves_diffusers_alone_and_a_diffusers_model_finds_it
     done = subprocess.run([sys.executable, "-c", code], env=worker_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ClassConditionalUNetKind" in done.stdout and "'library_name': 'diffusers'" in done.stdout
+
+
+def test_held_out_stopping_runs_on_the_unet(tmp_path, digits):
+    """The held-out rule compares the forget set's denoising losses with unseen images of the same class."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    zeros = [(x.reshape(8, 8) * 15.9).astype(np.uint8) for x, y in zip(data.data, data.target) if y == 0]
+    heldout = [{"image": image, "label": 0} for image in zeros[12:20]]  # digits[0] holds the first 12
+    forget, retain = digits
+    config = make_config(tmp_path, method="grad_diff", learning_rate=1e-3, max_steps=4, stopping="heldout")
+    config.stopping_eval_steps = 2
+    trainer = DiffusionUnlearningTrainer(
+        tiny_unet(), config, forget_dataset=forget, retain_dataset=retain, eval_dataset=heldout
+    )
+    trainer.train()
+    history = trainer.stopping.record.history
+    assert [entry["step"] for entry in history][0] == 0 and len(history) >= 2
