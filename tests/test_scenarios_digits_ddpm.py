@@ -95,3 +95,29 @@ def test_full_scenario_original_generates_the_class_golden_does_not(tmp_path):
     assert original["forget/generation_accuracy"] - golden["forget/generation_accuracy"] >= 0.5
     for row in (original, golden):
         assert row["retain/generation_accuracy"] >= 0.7
+
+
+def test_quickstart_on_a_small_digits_ddpm(tmp_path, monkeypatch):
+    import hf_unlearn.scenarios as scenarios
+    from hf_unlearn.quickstart import quickstart
+
+    builder = small_builder()
+    builder.unlearning_defaults = {**builder.unlearning_defaults, "max_steps": 2}
+    builder.relearning = {"relearn_learning_rate": 1e-3, "relearn_max_steps": 2}
+    monkeypatch.setattr(scenarios, "get_builder", lambda name: builder)
+    out = tmp_path / "qs"
+    result = quickstart(str(out), scenario="digits-ddpm", methods=["ft", "esd"], progress=False)
+    assert list(result["metrics"]) == ["original", "golden", "ft", "esd"]
+    for row in result["metrics"].values():
+        for key in (
+            "forget/generation_accuracy",
+            "retain/generation_accuracy",
+            "quality/frechet_distance",
+            "mia/auc",
+        ):
+            assert 0 <= row[key] < float("inf"), key
+    assert result["metrics"]["esd"]["time/ratio_to_retraining"] > 0
+    assert "forget/generation_accuracy" in result["table"] and "| esd |" in result["table"]
+    for name in ("original", "golden", "ft", "esd"):
+        assert (out / f"samples_{name}.png").stat().st_size > 0
+    assert (out / "esd" / "config.json").exists() and (out / "summary.md").exists()

@@ -79,6 +79,11 @@ class ScenarioBuilder:
         """Keyword arguments of ``scenario_class`` beyond ``Scenario``'s fields."""
         return {}
 
+    def custom_quickstart(self):
+        """``hf-unlearn quickstart``'s own function for this scenario (called as
+        ``f(output_dir, scenario, methods, seed=, overwrite=, progress=)``), or None (default): the shared one."""
+        return None
+
     def build_models(self, config: dict, seed: int, progress: bool, original_dir: str, golden_dir: str):
         """Train and save the original and golden models itself, returning ``(meta, tokenizer, data)`` as the
         shared build does (a kind whose models the shared training loop does not train, e.g. diffusion); None

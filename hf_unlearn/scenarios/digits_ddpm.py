@@ -131,7 +131,7 @@ class DigitsDDPM(ScenarioBuilder):
     def __init__(
         self,
         recipe: TrainRecipe | None = None,
-        block_out_channels: tuple[int, ...] = (32, 64),
+        block_out_channels: tuple[int, ...] = (16, 32),
         judge_epochs: int = 15,
         num_samples_per_class: int = 50,
         num_inference_steps: int = 25,
@@ -225,6 +225,11 @@ class DigitsDDPM(ScenarioBuilder):
             "retain_classes": tuple(c for c in range(N_CLASSES) if c != FORGET_CLASS),
             "generation": dict(self.generation),
         }
+
+    def custom_quickstart(self):
+        from ..diffusion.quickstart import diffusion_quickstart
+
+        return diffusion_quickstart
 
     def build_models(self, config: dict, seed: int, progress: bool, original_dir: str, golden_dir: str):
         """Train and save the original and golden UNets and the judge; returns ``(meta, tokenizer, data)``."""
