@@ -103,6 +103,10 @@ def _unlearn(sc: Any, method: str, output_dir: str, seed: int) -> tuple[Any, flo
         noise_scheduler=sc.noise_scheduler(),
         diffusion_args=sc.diffusion_args(),
     )
+    from transformers import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)  # the log dicts stay in the log history, off the terminal
+    trainer.remove_callback(ProgressCallback)
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
@@ -118,7 +122,8 @@ class _Evaluator:
         self.sc, self.seed, self.relearning = sc, seed, relearning
         self.judge, self.scheduler, self.args = sc.judge_model(), sc.noise_scheduler(), sc.diffusion_args()
         self.original = sc.original_model()
-        self.heldout = sc.test.filter(lambda row: row["label"] in sc.forget_classes)
+        labels = sc.test["label"]
+        self.heldout = sc.test.select([i for i, y in enumerate(labels) if y in sc.forget_classes])
         self.golden_rcd = None
         self._losses = None
 
