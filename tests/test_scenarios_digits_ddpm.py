@@ -86,7 +86,6 @@ def test_ddpm_training_is_seeded():
 
 @pytest.mark.slow
 def test_full_scenario_original_generates_the_class_golden_does_not(tmp_path):
-    torch.set_num_threads(2)
     scenario = build_scenario(get_builder("digits-ddpm"), str(tmp_path), seed=0)
     original, golden = scenario.metrics["original"], scenario.metrics["golden"]
     assert scenario.metrics["judge"]["test_accuracy"] >= 0.95
