@@ -41,10 +41,11 @@ def cmd_quickstart(argv: list[str]) -> int:
     parser.add_argument("--scenario", default="polarity-minilm")
     parser.add_argument(
         "--methods",
-        default="ft,mask+ft,dr,ieu",
-        help="comma-separated rows: a method at the scenario's defaults (dr, ieu, npo, ...), except 'ft': naive "
-        "fine-tuning (no influence removal, no stopping); 'mask+ft' (or 'rbm+ft', 'mask+npo', ...) resets the "
-        "weights the forget set moves first",
+        default=None,
+        help="comma-separated rows (default ft,mask+ft,dr,ieu; on digits-ddpm ft,ga,grad_diff,rl,salun,esd,ieu): a "
+        "method at the scenario's defaults (dr, ieu, npo, ...), except 'ft': naive fine-tuning (no influence "
+        "removal, no stopping); 'mask+ft' (or 'rbm+ft', 'mask+npo', ...) resets the weights the forget set moves "
+        "first",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite_output_dir", action="store_true")
@@ -55,7 +56,7 @@ def cmd_quickstart(argv: list[str]) -> int:
     result = quickstart(
         output_dir=args.output_dir,
         scenario=args.scenario,
-        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None,
         seed=args.seed,
         overwrite=args.overwrite_output_dir,
         progress=not args.no_progress,

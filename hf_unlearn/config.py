@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
 
-from .methods import METHODS, SETTINGS
+from .methods import METHODS, SETTINGS, load_optional_method, method_names
 from .methods.settings import check_at_least_zero, check_choice, check_fraction
 
 logger = logging.getLogger(__name__)
@@ -38,8 +38,8 @@ class UnlearningConfig(TrainingArguments, *SETTINGS):
             "'rl' (random labels), 'salun' (random labels on a forget-saliency mask of the weights), 'dr' "
             "(discriminative regularization), 'ieu' (influence eliminating unlearning), or the LM methods "
             "'simnpo', 'idk_nll', 'idk_dpo', 'wga', 'satimp', 'undial' and 'rmu' (simnpo and undial also "
-            "for classifiers).",
-            "choices": sorted(METHODS),
+            "for classifiers); for diffusion models also 'esd' (hf_unlearn.diffusion).",
+            "choices": method_names(),
         },
     )
     forget_weight: float = field(
@@ -192,6 +192,7 @@ class UnlearningConfig(TrainingArguments, *SETTINGS):
         super().__post_init__()
 
     def _validate_unlearning_fields(self) -> None:
+        load_optional_method(self.method)
         check_choice("method", self.method, sorted(METHODS))
         self._check_numbers()
         check_choice("influence_removal", self.influence_removal, INFLUENCE_REMOVALS)

@@ -76,13 +76,15 @@ def quickstart(
     With ``progress``, prints one line per stage (the Trainer's logs still go to ``report_to`` and to each
     trainer's log history, not to the terminal)."""
     from .config import UnlearningConfig
+    from .scenarios import get_builder
 
+    custom = get_builder(scenario).custom_quickstart()  # a kind the shared pipeline does not run (diffusion)
+    if custom is not None:
+        return custom(output_dir, scenario, methods, seed=seed, overwrite=overwrite, progress=progress)
     rows = [parse_row(spec)[0] for spec in methods or DEFAULT_METHODS]  # bad names fail before any work
     check_output_dir(output_dir, overwrite)
     say = _stage_printer(progress)
     start = time.perf_counter()
-    from .scenarios import get_builder
-
     run_args = RunArguments(
         scenario=scenario,
         scenario_cache_dir=os.path.join(output_dir, "scenarios"),

@@ -12,6 +12,7 @@ from .testing.tiny import (
     tiny_decoder,
     tiny_image_classifier,
     tiny_image_processor,
+    tiny_unet,
     train_tokenizer,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "tiny_decoder",
     "tiny_image_classifier",
     "tiny_image_processor",
+    "tiny_unet",
     "train_tokenizer",
 ]

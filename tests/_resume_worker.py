@@ -20,7 +20,7 @@ from transformers import TrainerCallback  # noqa: E402
 
 from hf_unlearn import UnlearningConfig, UnlearningTrainer  # noqa: E402
 from hf_unlearn.testing.fixtures import digits_task, fictitious_qa_task, mislabeled_task  # noqa: E402
-from hf_unlearn.tiny import tiny_causal_lm, tiny_classifier, tiny_image_classifier  # noqa: E402
+from hf_unlearn.tiny import tiny_causal_lm, tiny_classifier, tiny_image_classifier, tiny_unet  # noqa: E402
 
 MAX_STEPS, SAVE_STEPS = 4, 2
 #: the task and model builder of each test model of conftest.KIND_TEST_MODELS
@@ -29,6 +29,7 @@ TASKS = {
     "causal_lm": (fictitious_qa_task, tiny_causal_lm),
     "resnet": (digits_task, lambda processor, seed: tiny_image_classifier("resnet", seed=seed)),
     "vit": (digits_task, lambda processor, seed: tiny_image_classifier("vit", seed=seed)),
+    "ddpm": (digits_task, lambda processor, seed: tiny_unet(num_classes=10, seed=seed)),
 }
 
 

@@ -94,6 +94,7 @@ KIND_TEST_MODELS = {
     "text_classifier": ("classifier",),
     "image_classifier": ("resnet", "vit"),
     "causal_lm": ("causal_lm",),
+    "class_conditional_unet": ("ddpm",),
 }
 
 
@@ -106,6 +107,7 @@ def registered_methods() -> list[str]:
 
 def kind_of_test_model(test_model: str):
     """The registered ``ModelKind`` a test model of ``KIND_TEST_MODELS`` stands for."""
+    import hf_unlearn.diffusion  # noqa: F401 (registers the diffusion kinds)
     from hf_unlearn.kinds import model_kinds
 
     return next(kind for kind in model_kinds() if test_model in KIND_TEST_MODELS.get(kind.name, ()))
@@ -121,6 +123,7 @@ def method_defined_for(method: str, test_model: str) -> bool:
 def method_kind_matrix(one_model_per_kind: bool = False) -> list[tuple[str, str]]:
     """``(method, test model)`` for every registered method and every test model of every registered kind the
     method runs on (``one_model_per_kind``: the first test model of each kind only)."""
+    import hf_unlearn.diffusion  # noqa: F401 (registers the diffusion kinds)
     from hf_unlearn.kinds import model_kinds
 
     models = [

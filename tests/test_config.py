@@ -136,3 +136,21 @@ def test_every_field_a_method_reads_is_a_config_field():
     names = {f.name for f in dataclasses.fields(UnlearningConfig)}
     settings = method_settings()
     assert set(settings) <= names and settings["npo_beta"] == ["idk_dpo", "npo"]
+
+
+def test_a_method_of_an_optional_package_is_loaded_when_named():
+    """``esd`` is registered by hf_unlearn.diffusion: naming it in a config imports the package (a fresh process,
+    so nothing imported it before)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom hf_unlearn import UnlearningConfig\n"
+        "assert 'hf_unlearn.diffusion' not in sys.modules\n"
+        "c = UnlearningConfig(output_dir='out', method='esd', report_to=[])\n"
+        "assert 'hf_unlearn.diffusion' in sys.modules and c.method == 'esd'\n"
+        "from hf_unlearn.methods import get_method\nprint(get_method('esd').__name__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ErasingStableDiffusion"

@@ -59,7 +59,9 @@ def test_the_cli_runs_the_quickstart_default_rows(monkeypatch):
     fake = lambda **kwargs: asked.update(kwargs) or {"table": "", "seconds": 0.0}  # noqa: E731
     monkeypatch.setattr(hf_unlearn.quickstart, "quickstart", fake)
     assert cmd_quickstart(["--no_progress"]) == 0
-    assert asked["methods"] == list(DEFAULT_METHODS)
+    assert asked["methods"] is None  # the scenario's default rows (DEFAULT_METHODS; digits-ddpm has its own)
+    cmd_quickstart(["--no_progress", "--methods", "ft, dr"])
+    assert asked["methods"] == ["ft", "dr"]
 
 
 def test_quickstart_runs_ft_naive_and_mask_ft_with_the_reset(tmp_path, monkeypatch):

@@ -8,7 +8,13 @@ from conftest import make_config, method_kind_matrix
 
 from hf_unlearn import UnlearningTrainer
 from hf_unlearn.data import build_preparer
-from hf_unlearn.tiny import IMAGE_ARCHITECTURES, tiny_causal_lm, tiny_classifier, tiny_image_classifier
+from hf_unlearn.tiny import (
+    IMAGE_ARCHITECTURES,
+    tiny_causal_lm,
+    tiny_classifier,
+    tiny_image_classifier,
+    tiny_unet,
+)
 
 
 def _lora(kind):
@@ -16,6 +22,8 @@ def _lora(kind):
 
     if kind == "classifier":
         return LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"])
+    if kind == "ddpm":  # the UNet's attention projections (the diffusion kind's LoRA defaults)
+        return LoraConfig(r=4, lora_alpha=8, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
     if (
         kind in IMAGE_ARCHITECTURES
     ):  # the classifier head trains too, as PEFT's image-classification guide has it
@@ -32,6 +40,8 @@ def _setup(kind, mislabeled, qa, digits=None):
         return tiny_classifier(mislabeled.tokenizer), mislabeled
     if kind in IMAGE_ARCHITECTURES:
         return tiny_image_classifier(kind), digits
+    if kind == "ddpm":  # a class-conditional UNet denoising the same 8x8 digits
+        return tiny_unet(num_classes=10), digits
     return tiny_causal_lm(qa.tokenizer), qa
 
 

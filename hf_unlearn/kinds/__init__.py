@@ -21,8 +21,11 @@ from .base import (
 )
 from .causal_lm import CAUSAL_LM, CausalLMKind
 from .classification import CLASSIFICATION, ClassifierKind, ImageClassifierKind, TextClassifierKind
+from .diffusers_stand_in import DiffusersStandIn
 
-# asked in reverse order of registration: causal LMs, then image, then text classifiers
+# asked in reverse order of registration: causal LMs, then image, then text classifiers, then diffusers models
+# (whose stand-in imports hf_unlearn.diffusion, which registers the diffusion kinds in front)
+register_model_kind(DiffusersStandIn)
 register_model_kind(TextClassifierKind)
 register_model_kind(ImageClassifierKind)
 register_model_kind(CausalLMKind)

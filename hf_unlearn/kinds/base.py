@@ -11,11 +11,33 @@ ask the kind instead of comparing task strings. A new kind is a ``ModelKind`` su
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from ..data.common import unwrap_model
+
+
+@dataclass(frozen=True)
+class ForwardContext:
+    """What the trainer tells a kind about a training step's forward pass (``ModelKind.training_forward``),
+    for kinds that draw randomness inside it (a diffusion model's noise and timesteps): drawn as a pure
+    function of this context, the draws come back bit for bit when a run resumes. Kinds without such draws
+    ignore it.
+
+    Attributes:
+        seed: the run's seed (``UnlearningConfig.seed``).
+        step: the optimizer step being computed (``state.global_step``, 0 for the first).
+        parts: ``(part name, rows)`` of the batch in order (``("retain", 8), ("forget", 8)``): the batch holds
+            the parts' rows one after the other.
+        frozen: the pass is the frozen original's (``UnlearningMethod.frozen_part``), without gradient.
+    """
+
+    seed: int
+    step: int
+    parts: tuple[tuple[str, int], ...]
+    frozen: bool = False
 
 
 class ModelKind:
@@ -78,6 +100,11 @@ class ModelKind:
         """Whether ``model`` (already unwrapped from PEFT / DDP / compile) is of this kind."""
         raise NotImplementedError
 
+    def resolve(self, model: torch.nn.Module) -> ModelKind:
+        """The kind that serves ``model`` once recognised: ``self``, or, for a stand-in registered so that an
+        optional package is imported only when its models appear, the kind that package registers."""
+        return self
+
     def recognises_architecture(self, architecture: str) -> bool:
         """Whether a recorded architecture class name (a report's ``"architecture"``) is of this kind."""
         return False
@@ -120,6 +147,15 @@ class ModelKind:
         ``outputs`` the model's own return value (hidden states when asked with ``output_hidden_states``)."""
         outputs = model(**self.model_inputs(batch), **kwargs)
         return outputs.logits, outputs
+
+    def training_forward(
+        self, model: torch.nn.Module, batch: dict, context: ForwardContext, **kwargs: Any
+    ) -> tuple[Any, Any]:
+        """``forward`` in a training step (the trainer's step and frozen passes): ``context`` says which step,
+        seed and parts, so that a kind drawing randomness in its forward draws it from them (resume bit-exact).
+        Default: ``forward``, ignoring ``context``. Evaluation passes (per-example losses for stopping, the
+        cap, MIA, RCD) call ``forward``: their draws, if any, must be fixed per example."""
+        return self.forward(model, batch, **kwargs)
 
     def loss_of(self, predictions: Any, labels: torch.Tensor) -> torch.Tensor:
         """Per-example losses ``l(x, y)`` -> ``[B]`` from ``forward``'s predictions and the batch's labels."""
@@ -202,8 +238,9 @@ class ModelKind:
         return {"pipeline_tag": self.pipeline_tag, "library_name": "peft" if adapter else self.library_name}
 
     def lora_defaults(self) -> dict[str, Any]:
-        """The ``LoraConfig`` fields this kind needs besides the rank, alpha, dropout and target modules
-        (``task_type``, ``modules_to_save``)."""
+        """The ``LoraConfig`` fields this kind needs besides the rank, alpha and dropout (``task_type``,
+        ``modules_to_save``; ``target_modules`` where PEFT has no default for the architecture, used unless
+        the user names them)."""
         return {}
 
 
@@ -245,7 +282,7 @@ def get_model_kind(model: torch.nn.Module) -> ModelKind:
     inner = unwrap_model(model)
     for kind in _KINDS:
         if kind.recognises(inner):
-            return kind
+            return kind.resolve(inner)
     raise ValueError(
         f"Unsupported model class {type(inner).__name__}: hf_unlearn works with *ForSequenceClassification, "
         "*ForImageClassification and *ForCausalLM (or *LMHeadModel) models, and the kinds registered with "

@@ -25,6 +25,8 @@ from .base import (
     StepInputs,
     UnlearningMethod,
     get_method,
+    load_optional_method,
+    method_names,
     register_method,
 )
 from .settings import SETTINGS, register_settings
@@ -38,6 +40,8 @@ __all__ = [
     "StepInputs",
     "UnlearningMethod",
     "get_method",
+    "load_optional_method",
+    "method_names",
     "register_method",
     "register_settings",
 ]

@@ -66,9 +66,36 @@ def register_method(name: str) -> Callable[[type], type]:
     return wrap
 
 
+#: methods that optional packages register, by name: ``(module that registers them, pip extra it needs)``;
+#: naming one imports its module (``load_optional_method``)
+OPTIONAL_METHODS = {"esd": ("hf_unlearn.diffusion", "diffusion")}
+
+
+def method_names() -> list[str]:
+    """Every method name a config may give: the registered ones and the optional packages'."""
+    return sorted({*METHODS, *OPTIONAL_METHODS})
+
+
+def load_optional_method(name: str) -> None:
+    """Import the optional package that registers method ``name`` (``OPTIONAL_METHODS``), if not registered yet;
+    a one-line ``ValueError`` naming the extra to install when the package cannot be imported."""
+    if name in METHODS or name not in OPTIONAL_METHODS:
+        return
+    import importlib
+
+    module, extra = OPTIONAL_METHODS[name]
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        raise ValueError(
+            f'method {name!r} comes with {module}, which needs `pip install "hf-unlearn[{extra}]"` ({err}).'
+        ) from None
+
+
 def get_method(name: str) -> type[UnlearningMethod]:
+    load_optional_method(name)
     if name not in METHODS:
-        raise ValueError(f"Unknown unlearning method {name!r}; choose one of {sorted(METHODS)}.")
+        raise ValueError(f"Unknown unlearning method {name!r}; choose one of {method_names()}.")
     return METHODS[name]
 
 
@@ -119,7 +146,7 @@ class UnlearningMethod:
         """The task strings of the registered model kinds the method runs on (e.g. for choosing methods)."""
         from ..kinds import model_kinds
 
-        return sorted({kind.task for kind in model_kinds() if cls.supports(kind)})
+        return sorted({kind.task for kind in model_kinds() if kind.task and cls.supports(kind)})
 
     def compute(self, inputs: StepInputs) -> MethodOutput:
         retain_nll = self.kind.loss_of(inputs.retain.logits, inputs.retain.labels)

@@ -60,7 +60,7 @@ def collect_stats(
             per_model, for_kl = [], []
             for i, model in enumerate(models):
                 logits = predictions_of(kind, model, batch)
-                labels = batch["labels"].to(logits.device)
+                labels = batch["labels"].to(model_device(model))
                 if keep:  # else a filler pass: a sharded model needs every process in every forward
                     per_model.append(_batch_stats(kind, logits, labels))
                 if keep and kl_to_second and i < 2:

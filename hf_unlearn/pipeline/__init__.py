@@ -121,12 +121,13 @@ def peft_config_of(run_args: RunArguments, kind: Any):
     from ..kinds import ModelKind, get_model_kind
 
     kind = kind if isinstance(kind, ModelKind) else get_model_kind(kind)
+    defaults = kind.lora_defaults()
     return LoraConfig(
         r=run_args.lora_r,
         lora_alpha=run_args.lora_alpha,
         lora_dropout=run_args.lora_dropout,
-        target_modules=run_args.lora_target_modules,
-        **kind.lora_defaults(),
+        target_modules=run_args.lora_target_modules or defaults.pop("target_modules", None),
+        **defaults,
     )
 
 

@@ -18,6 +18,8 @@ sc.forget, sc.retain, sc.test, sc.tokenizer, sc.sizes, sc.train_seconds, sc.unle
 * ``digits-random10``, ``digits-random50``, ``digits-class``: the image-unlearning protocols (random forgetting
   of 10% / 50%, class-wise forgetting) on scikit-learn's 1,797 real handwritten digits with a small ResNet
   (no extra).
+* ``digits-ddpm``: class forgetting from a class-conditional DDPM (diffusers) on the same digits, judged by a
+  classifier trained on them (needs ``pip install "hf-unlearn[diffusion]"``).
 
 The original model is trained on forget + retain, the golden model from the same initial weights with the
 same recipe on retain only; both are cached under ``output_dir/<name>/{original,golden}``.
@@ -44,12 +46,13 @@ __all__ = [
 def _builders() -> dict[str, type[ScenarioBuilder]]:
     from .authors import AuthorsScenario
     from .digits import DigitsClass, DigitsRandom10, DigitsRandom50
+    from .digits_ddpm import DigitsDDPM
     from .news import NewsScenario
     from .polarity import PolarityScenario
     from .tofu_like import TofuLlamaScenario
 
     builders = (PolarityScenario, NewsScenario, AuthorsScenario, TofuLlamaScenario)
-    builders += (DigitsRandom10, DigitsRandom50, DigitsClass)
+    builders += (DigitsRandom10, DigitsRandom50, DigitsClass, DigitsDDPM)
     return {cls.name: cls for cls in builders}
 
 

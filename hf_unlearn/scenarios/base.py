@@ -152,7 +152,8 @@ def _rebuild(builder: ScenarioBuilder, root: str, config: dict, seed: int, progr
         os.remove(meta_path)  # an interrupted rebuild must not leave a valid-looking cache behind
     if progress:
         logger.warning("Building scenario %s (original and golden models) under %s", builder.name, root)
-    meta, tokenizer, data = _build(builder, config, seed, progress, *_model_dirs(root))
+    built = builder.build_models(config, seed, progress, *_model_dirs(root))  # a builder's own (diffusion)
+    meta, tokenizer, data = built or _build(builder, config, seed, progress, *_model_dirs(root))
     with open(meta_path + ".tmp", "w") as f:
         json.dump(meta, f, indent=2)
     os.replace(meta_path + ".tmp", meta_path)
@@ -170,7 +171,7 @@ def _scenario(
     from_cache: bool,
 ) -> Scenario:
     original_dir, golden_dir = _model_dirs(root)
-    return Scenario(
+    return (builder.scenario_class or Scenario)(
         name=builder.name,
         task=builder.task,
         description=builder.description,
@@ -191,6 +192,7 @@ def _scenario(
         config=config,
         from_cache=from_cache,
         _load=builder.load_model,
+        **builder.scenario_fields(),
     )
 
 

@@ -74,6 +74,24 @@ class ScenarioBuilder:
     group_column: str | None = None
     #: Bump when the data generator or preprocessing changes, so that caches rebuild.
     version: int = 1
+    #: The ``Scenario`` subclass this builder's ``load_scenario`` returns (None: ``Scenario``), with the extra
+    #: fields of ``scenario_fields``.
+    scenario_class: type | None = None
+
+    def scenario_fields(self) -> dict:
+        """Keyword arguments of ``scenario_class`` beyond ``Scenario``'s fields."""
+        return {}
+
+    def custom_quickstart(self):
+        """``hf-unlearn quickstart``'s own function for this scenario (called as
+        ``f(output_dir, scenario, methods, seed=, overwrite=, progress=)``), or None (default): the shared one."""
+        return None
+
+    def build_models(self, config: dict, seed: int, progress: bool, original_dir: str, golden_dir: str):
+        """Train and save the original and golden models itself, returning ``(meta, tokenizer, data)`` as the
+        shared build does (a kind whose models the shared training loop does not train, e.g. diffusion); None
+        (default): the shared build (``make_tokenizer``, ``build_data``, ``init_model`` and ``recipe``)."""
+        return None
 
     def check_requirements(self) -> None:
         """Raise ``MissingExtraError`` when an optional package is missing."""

@@ -232,3 +232,24 @@ def tiny_image_processor(num_channels: int = 1, image_size: int | None = None):
         image_mean=[0.5] * num_channels,
         image_std=[0.5] * num_channels,
     )
+
+
+def tiny_unet(num_classes: int = 10, num_channels: int = 1, image_size: int = 8, seed: int = 0):
+    """A small class-conditional ``diffusers.UNet2DModel`` built from config (``num_class_embeds`` =
+    ``num_classes``; channels (8, 16), one attention block), for ``hf_unlearn.diffusion``. Needs ``diffusers``
+    (``pip install "hf-unlearn[diffusion]"``)."""
+    import torch
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=image_size,
+        in_channels=num_channels,
+        out_channels=num_channels,
+        block_out_channels=(8, 16),
+        norm_num_groups=8,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        num_class_embeds=num_classes,
+    )

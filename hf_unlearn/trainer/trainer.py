@@ -30,6 +30,7 @@ from ..data import (
     with_default_alternatives,
 )
 from ..kinds import get_model_kind, lm_head
+from ..kinds.base import ForwardContext
 from ..methods import Part, StepInputs, get_method
 from ..weights import decay_noise
 from ..weights import sharded as sharded_masks
@@ -249,18 +250,20 @@ class UnlearningTrainer(SetupMixin, PerExampleLossesMixin, Trainer):
         )
         return frozen
 
-    def _frozen_outputs(self, inputs: dict[str, torch.Tensor]) -> Part:
+    def _frozen_outputs(self, inputs: dict[str, torch.Tensor], part: str) -> Part:
         """The frozen original's outputs on one part of the batch (``method.frozen_part``), no gradient; its
         chunked logits run the head adapters-disabled (PEFT) or the frozen copy's, also without gradient."""
         kwargs = {"output_hidden_states": self.method.needs_hidden_states}
         peft = self.frozen_model is None
         model = self.model if peft else self.frozen_model
+        context = self._context(((part, inputs["labels"].shape[0]),), frozen=True)
         with torch.no_grad(), self.model.disable_adapter() if peft else nullcontext():
-            logits, outputs = self._forward(model, inputs, **kwargs)
+            logits, outputs = self._forward(model, inputs, context=context, **kwargs)
         if isinstance(logits, lm_head.ChunkedLogits):
             frozen = logits.head.frozen(self.model.disable_adapter if peft else None)
             logits = replace(logits, head=frozen)
-        return Part(logits=logits, labels=inputs["labels"], hidden_states=outputs.hidden_states)
+        hidden_states = outputs.hidden_states if self.method.needs_hidden_states else None
+        return Part(logits=logits, labels=inputs["labels"], hidden_states=hidden_states)
 
     def _head_cache(self) -> lm_head.HeadCache | None:
         """The LM heads the losses run chunk by chunk (None: full logits for classifiers, with
@@ -279,15 +282,23 @@ class UnlearningTrainer(SetupMixin, PerExampleLossesMixin, Trainer):
         batch: dict[str, torch.Tensor],
         head_of: torch.nn.Module | None = None,
         full_logits: bool = False,
+        context: ForwardContext | None = None,
         **kwargs: Any,
     ) -> tuple[losses.Logits, Any]:
         """``(logits, outputs)`` of ``model`` on ``batch`` (its model inputs are used), by the model kind:
         ``ChunkedLogits`` when the LM head of ``head_of`` (default ``model``; the unwrapped model when ``model``
-        is DDP's) runs chunked, else the full logits (a kind's own predictions for other kinds)."""
+        is DDP's) runs chunked, else the full logits (a kind's own predictions for other kinds). ``context``:
+        a training step's (``ModelKind.training_forward``); None for evaluation passes."""
         head = None if full_logits or self.lm_heads is None else self.lm_heads(head_of or model)
-        if head is None:
+        if head is not None:
+            kwargs.update(head=head, chunk_size=self.args.lm_loss_chunk_size)
+        if context is None:
             return self.kind.forward(model, batch, **kwargs)
-        return self.kind.forward(model, batch, head=head, chunk_size=self.args.lm_loss_chunk_size, **kwargs)
+        return self.kind.training_forward(model, batch, context, **kwargs)
+
+    def _context(self, parts: tuple[tuple[str, int], ...], frozen: bool = False) -> ForwardContext:
+        """The ``ForwardContext`` of the step being computed."""
+        return ForwardContext(self.args.seed, self.state.global_step, parts, frozen)
 
     def _prepare_for_training(self, *args: Any, **kwargs: Any):
         model, dataloader = super()._prepare_for_training(*args, **kwargs)
@@ -336,10 +347,15 @@ class UnlearningTrainer(SetupMixin, PerExampleLossesMixin, Trainer):
             for key in self.kind.model_inputs(inputs["forget"])
         }
         hidden = self.method.needs_hidden_states
-        logits, outputs = self._forward(
-            model, batch, head_of=self.model, full_logits=return_outputs, output_hidden_states=hidden
-        )
         sizes = [inputs[n]["labels"].shape[0] for n in names]
+        logits, outputs = self._forward(
+            model,
+            batch,
+            head_of=self.model,
+            full_logits=return_outputs,
+            context=self._context(tuple(zip(names, sizes))),
+            output_hidden_states=hidden,
+        )
         chunks = logits.split(sizes)
         states = (
             list(zip(*(h.split(sizes) for h in outputs.hidden_states))) if hidden else [None] * len(names)
@@ -364,7 +380,7 @@ class UnlearningTrainer(SetupMixin, PerExampleLossesMixin, Trainer):
             step=self.state.global_step,
             ref_logprob=of_batch(self.ref_logprob),
             ref_alt_logprob=of_batch(self.ref_alt_logprob),
-            frozen=self._frozen_outputs(inputs[part]) if (part := self.method.frozen_part) else None,
+            frozen=self._frozen_outputs(inputs[part], part) if (part := self.method.frozen_part) else None,
             forget_active=self.forget_active,
             forget_target=of_batch(self.forget_targets),
         )

@@ -1,0 +1,199 @@
+"""``hf-unlearn quickstart --scenario digits-ddpm``: unlearn the forgotten digit from the scenario's DDPM with
+several methods and compare them with the original and golden models in one table, with a grid of samples per
+class for every model."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+#: The rows of the diffusion quickstart: naive fine-tuning, the ascent family, SalUn's relabelling and mask, ESD.
+DEFAULT_DIFFUSION_METHODS = ("ft", "ga", "grad_diff", "rl", "salun", "esd", "ieu")
+#: The table's columns.
+TABLE_KEYS = (
+    "forget/generation_accuracy",
+    "retain/generation_accuracy",
+    "quality/frechet_distance",
+    "mia/auc",
+    "rcd/ratio_to_golden",
+    "seconds",
+    "time/ratio_to_retraining",
+)
+
+
+def diffusion_quickstart(
+    output_dir: str = "outputs/quickstart",
+    scenario: str = "digits-ddpm",
+    methods: list[str] | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    relearning: bool = True,
+) -> dict:
+    """Returns ``{"metrics", "table", "seconds"}`` and writes under ``output_dir``: ``summary.md``,
+    ``summary.json``, ``samples_<row>.png`` (one row of samples per class, the same noise for every model) and one
+    folder per method with the unlearned UNet. ``methods``: ``DiffusionUnlearningTrainer`` methods at the
+    scenario's suggested settings (default ``DEFAULT_DIFFUSION_METHODS``)."""
+    from ..methods import METHODS
+    from ..pipeline import check_output_dir
+    from ..quickstart import _stage_printer, comparison_table
+    from ..scenarios import load_scenario
+
+    methods = list(methods or DEFAULT_DIFFUSION_METHODS)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"quickstart: unknown method(s) {unknown}; choose from {sorted(METHODS)}.")
+    check_output_dir(output_dir, overwrite)
+    os.makedirs(output_dir, exist_ok=True)
+    say = _stage_printer(progress)
+    start = time.perf_counter()
+    say(
+        f"scenario {scenario}: loading the original and golden DDPMs and the judge (trained once, then cached)"
+    )
+    sc = load_scenario(scenario, os.path.join(output_dir, "scenarios"), seed=seed, progress=progress)
+    ev = _Evaluator(sc, seed, relearning)
+    metrics: dict[str, dict] = {}
+    for name, model in (("original", sc.original_model()), ("golden", sc.golden_model())):
+        metrics[name] = ev.evaluate(name, model, output_dir)
+        say(f"{name}: evaluated ({_summary(metrics[name])})")
+    for method in methods:
+        trainer, seconds = _unlearn(sc, method, os.path.join(output_dir, method), seed)
+        metrics[method] = ev.evaluate(method, trainer.model, output_dir)
+        metrics[method]["seconds"] = round(seconds, 2)
+        metrics[method]["time/ratio_to_retraining"] = round(seconds / sc.train_seconds["golden"], 4)
+        say(f"{method}: unlearned in {seconds:.0f} s, evaluated ({_summary(metrics[method])})")
+    table = comparison_table(metrics, list(TABLE_KEYS))
+    summary = {
+        "scenario": scenario,
+        "sizes": sc.sizes,
+        "metrics": metrics,
+        "reference_train_seconds": sc.train_seconds,
+        "seconds": time.perf_counter() - start,
+    }
+    with open(os.path.join(output_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2, default=str)
+    grids = "\n".join(f"![{name}](samples_{name}.png)" for name in metrics)
+    with open(os.path.join(output_dir, "summary.md"), "w") as f:
+        f.write(f"# hf-unlearn quickstart: {scenario}\n\n{sc.description}\n\n{table}\n\n{grids}\n")
+    say(f"wrote {output_dir}/summary.md, summary.json, samples_*.png and one folder per method")
+    return {"metrics": metrics, "table": table, "seconds": time.perf_counter() - start}
+
+
+def _unlearn(sc: Any, method: str, output_dir: str, seed: int) -> tuple[Any, float]:
+    """A ``DiffusionUnlearningTrainer`` run of ``method`` on the scenario's original; ``(trainer, seconds)``."""
+    from ..config import UnlearningConfig
+    from .trainer import DiffusionUnlearningTrainer
+
+    config = UnlearningConfig(
+        output_dir=output_dir,
+        seed=seed,
+        report_to=[],
+        save_strategy="no",
+        disable_tqdm=True,
+        method=method,
+        **sc.unlearning_defaults,
+    )
+    trainer = DiffusionUnlearningTrainer(
+        sc.original_model(),
+        config,
+        forget_dataset=sc.forget,
+        retain_dataset=sc.retain,
+        noise_scheduler=sc.noise_scheduler(),
+        diffusion_args=sc.diffusion_args(),
+    )
+    from transformers import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)  # the log dicts stay in the log history, off the terminal
+    trainer.remove_callback(ProgressCallback)
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    trainer.save_model(output_dir)
+    return trainer, seconds
+
+
+class _Evaluator:
+    """The quickstart's measurements of one model: generation metrics, the loss-threshold MIA (forget images
+    vs held-out images of the forgotten class, per-example denoising losses at fixed draws) and RCD."""
+
+    def __init__(self, sc: Any, seed: int, relearning: bool):
+        self.sc, self.seed, self.relearning = sc, seed, relearning
+        self.judge, self.scheduler, self.args = sc.judge_model(), sc.noise_scheduler(), sc.diffusion_args()
+        self.original = sc.original_model()
+        labels = sc.test["label"]
+        self.heldout = sc.test.select([i for i, y in enumerate(labels) if y in sc.forget_classes])
+        self.golden_rcd = None
+        self._losses = None
+
+    def _loss_trainer(self):
+        """A trainer used only for its per-example losses (the kind's fixed evaluation draws)."""
+        if self._losses is None:
+            self._losses = _unlearn_stub(self.sc, self.original)
+        return self._losses
+
+    def evaluate(self, name: str, model: Any, output_dir: str) -> dict:
+        from ..metrics.mia import membership_auc
+        from .args import configure_unet
+
+        configure_unet(model, self.scheduler, self.args)
+        row = self.sc.evaluate_generation(model, judge=self.judge)
+        trainer = self._loss_trainer()
+        forget = trainer.per_example_losses(self.sc.forget, model=model).numpy()
+        heldout = trainer.per_example_losses(self.heldout, model=model).numpy()
+        row["forget/loss"] = float(forget.mean())
+        row["mia/auc"] = membership_auc(-forget, -heldout)  # lower loss => member
+        if self.relearning:
+            row.update(self._rcd(name, model))
+        self.sc.save_grid(model, os.path.join(output_dir, f"samples_{name}.png"), seed=self.seed, title=name)
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+
+    def _rcd(self, name: str, model: Any) -> dict:
+        from ..metrics import RelearnConfig, relearning_convergence_delay
+
+        protocol = self.sc_relearning()
+        config = RelearnConfig(
+            learning_rate=protocol.get("relearn_learning_rate", 1e-3),
+            max_steps=protocol.get("relearn_max_steps", 100),
+            target="loss",
+            seed=self.seed,
+            progress_bar=False,
+        )
+        if name == "golden":
+            self.golden_rcd = relearning_convergence_delay(
+                model, self.sc.forget, original_model=self.original, config=config
+            )
+            return {"rcd/steps": self.golden_rcd.steps, "rcd/ratio_to_golden": 1.0}
+        result = relearning_convergence_delay(
+            model, self.sc.forget, original_model=self.original, golden_result=self.golden_rcd, config=config
+        )
+        return {"rcd/steps": result.steps, "rcd/ratio_to_golden": result.ratio_to_golden}
+
+    def sc_relearning(self) -> dict:
+        from ..scenarios import get_builder
+
+        return get_builder(self.sc.name).relearning
+
+
+def _unlearn_stub(sc: Any, model: Any):
+    """A ``DiffusionUnlearningTrainer`` over the scenario's data that is never trained."""
+    import tempfile
+
+    from ..config import UnlearningConfig
+    from .trainer import DiffusionUnlearningTrainer
+
+    config = UnlearningConfig(output_dir=tempfile.mkdtemp(), report_to=[], disable_tqdm=True, max_steps=1)
+    return DiffusionUnlearningTrainer(
+        model,
+        config,
+        forget_dataset=sc.forget,
+        retain_dataset=sc.retain,
+        noise_scheduler=sc.noise_scheduler(),
+        diffusion_args=sc.diffusion_args(),
+    )
+
+
+def _summary(row: dict) -> str:
+    keys = ("forget/generation_accuracy", "retain/generation_accuracy", "quality/frechet_distance")
+    return ", ".join(f"{k} {row[k]:.3f}" for k in keys if isinstance(row.get(k), float))
