@@ -37,6 +37,9 @@ class DiffusionArguments:
             (default): a seeded random other class per example and step.
         num_classes: the number of real classes; None: ``num_class_embeds``, less the null class when it is
             the last embedding.
+        anchor_prompt: text-to-image pipelines, ``rl`` / ``salun``: the prompt whose (detached) prediction the
+            forget prompt's prediction is trained towards (Concept Ablation's anchor concept, e.g. ``"a dog"``
+            to map ``"a golden retriever"`` away). None (default): the empty prompt, the unconditional branch.
     """
 
     min_timestep: int = 0
@@ -46,6 +49,7 @@ class DiffusionArguments:
     null_class: int | None = None
     anchor_class: int | None = None
     num_classes: int | None = field(default=None)
+    anchor_prompt: str | None = None
 
     def to_json_string(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -86,6 +90,17 @@ def configure_unet(
 
         noise_scheduler = DDPMScheduler()
     args = diffusion_args or DiffusionArguments()
+    setup = DiffusionSetup(
+        noise_scheduler, args, timestep_range(noise_scheduler, args), _classes(args, int(embeds))
+    )
+    object.__setattr__(
+        inner, SETUP_ATTRIBUTE, setup
+    )  # not a submodule nor a parameter: kept out of state dicts
+    return setup
+
+
+def timestep_range(noise_scheduler: Any, args: DiffusionArguments) -> tuple[int, int]:
+    """``[low, high)`` of the training timesteps, checked against the scheduler (and its prediction type)."""
     total = int(noise_scheduler.config.num_train_timesteps)
     high = total if args.max_timestep is None else args.max_timestep
     if not 0 <= args.min_timestep < high <= total:
@@ -96,11 +111,7 @@ def configure_unet(
     prediction = getattr(noise_scheduler.config, "prediction_type", "epsilon")
     if prediction not in ("epsilon", "v_prediction", "sample"):
         raise ValueError(f"unsupported prediction_type {prediction!r}: use epsilon, v_prediction or sample.")
-    setup = DiffusionSetup(noise_scheduler, args, (args.min_timestep, high), _classes(args, int(embeds)))
-    object.__setattr__(
-        inner, SETUP_ATTRIBUTE, setup
-    )  # not a submodule nor a parameter: kept out of state dicts
-    return setup
+    return args.min_timestep, high
 
 
 def _classes(args: DiffusionArguments, embeds: int) -> tuple[int, ...]:

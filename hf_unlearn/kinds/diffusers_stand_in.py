@@ -22,5 +22,6 @@ class DiffusersStandIn(ModelKind):
                 return kind.resolve(model)
         raise ValueError(
             f"hf_unlearn.diffusion does not serve {type(model).__name__} models: it unlearns from a "
-            "class-conditional diffusers.UNet2DModel (num_class_embeds set)."
+            "class-conditional diffusers.UNet2DModel (num_class_embeds set) and from the UNet2DConditionModel "
+            "of a text-to-image pipeline (DiffusionUnlearningTrainer(pipe, ...))."
         )

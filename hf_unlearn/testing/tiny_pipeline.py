@@ -1,0 +1,98 @@
+"""A tiny text-to-image ``StableDiffusionPipeline`` built from config, for tests and examples of
+``hf_unlearn.diffusion``: a ``UNet2DConditionModel`` on 8x8x4 latents, an ``AutoencoderKL`` for 16x16 RGB
+images, a 2-layer ``CLIPTextModel`` and a ``CLIPTokenizer`` over letters and digits (its ``vocab.json`` and
+``merges.txt`` written here), and a ``DDPMScheduler``. Needs ``diffusers`` (``pip install "hf-unlearn[diffusion]"``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+import tempfile
+from typing import Any
+
+HIDDEN_SIZE = 32
+MAX_TOKENS = 12
+
+
+def tiny_clip_tokenizer(folder: str | None = None) -> Any:
+    """A ``CLIPTokenizer`` whose vocabulary is the lowercase letters and digits (alone and word-final) and no
+    merges, ``model_max_length`` ``MAX_TOKENS``; its files are written to ``folder`` (a temporary one if None)."""
+    from transformers import CLIPTokenizer
+
+    folder = folder or tempfile.mkdtemp(prefix="tiny-clip-tokenizer-")
+    os.makedirs(folder, exist_ok=True)
+    symbols = string.ascii_lowercase + string.digits
+    tokens = ["<|startoftext|>", "<|endoftext|>", *symbols, *(f"{s}</w>" for s in symbols)]
+    vocab, merges = os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")
+    with open(vocab, "w") as f:
+        json.dump({token: i for i, token in enumerate(tokens)}, f)
+    with open(merges, "w") as f:
+        f.write("#version: 0.2\n")
+    return CLIPTokenizer(vocab, merges, model_max_length=MAX_TOKENS)
+
+
+def tiny_sd_pipeline(seed: int = 0) -> Any:
+    """A tiny ``StableDiffusionPipeline`` (no safety checker) built from config with weights seeded by ``seed``:
+    UNet ``cross_attention_dim`` = the text encoder's hidden size, 4 latent channels, 8x8 latents of 16x16
+    images."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = tiny_clip_tokenizer()
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=8,
+        attention_head_dim=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=HIDDEN_SIZE,
+    )
+    vae = AutoencoderKL(
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=8,
+        latent_channels=4,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+    )
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN_SIZE,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=MAX_TOKENS,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    text_encoder = CLIPTextModel(text_config)
+    scheduler = DDPMScheduler(num_train_timesteps=100, steps_offset=1, clip_sample=False)
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def save_tiny_sd_pipeline(folder: str, seed: int = 0) -> str:
+    """``tiny_sd_pipeline(seed)`` saved to ``folder`` (safetensors); returns ``folder``, ready for
+    ``StableDiffusionPipeline.from_pretrained(folder)``."""
+    tiny_sd_pipeline(seed).save_pretrained(folder, safe_serialization=True)
+    return folder
