@@ -177,7 +177,10 @@ class PromptPreparer:
         out = [zero] * len(rows)
         if with_image:
             pixels = torch.stack(
-                [self.images._fit(_image_tensor(rows[i]["image"], name, i) * 2 - 1, name, i) for i in with_image]
+                [
+                    self.images._fit(_image_tensor(rows[i]["image"], name, i) * 2 - 1, name, i)
+                    for i in with_image
+                ]
             )
             for i, latent in zip(with_image, self.setup.encode_images(pixels)):
                 out[i] = latent

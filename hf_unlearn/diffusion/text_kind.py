@@ -100,7 +100,9 @@ class TextConditionedUNetKind(ModelKind):
             out.unconditional = self._predict(model, out, setup.empty)
         return out, None
 
-    def _denoise(self, model: torch.nn.Module, batch: dict, setup: PipelineSetup, keys: list) -> PromptDenoising:
+    def _denoise(
+        self, model: torch.nn.Module, batch: dict, setup: PipelineSetup, keys: list
+    ) -> PromptDenoising:
         x0 = batch["latents"]
         noise, timesteps = _draw(keys, x0.shape[1:], setup.timesteps)
         noise, timesteps = noise.to(x0), timesteps.to(x0.device)

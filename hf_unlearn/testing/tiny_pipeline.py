@@ -96,3 +96,40 @@ def save_tiny_sd_pipeline(folder: str, seed: int = 0) -> str:
     ``StableDiffusionPipeline.from_pretrained(folder)``."""
     tiny_sd_pipeline(seed).save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def tiny_pipeline_unet(processor: Any = None, seed: int = 0) -> Any:
+    """The UNet of ``tiny_sd_pipeline(seed)``, configured (``configure_pipeline``) so that
+    ``UnlearningTrainer(unet, ...)`` prepares prompt rows through its pipeline's frozen VAE and text encoder.
+    ``processor`` is ignored (the signature of the other tiny builders)."""
+    from ..diffusion import configure_pipeline
+
+    pipe = tiny_sd_pipeline(seed)
+    configure_pipeline(pipe)
+    return pipe.unet
+
+
+def concept_task(seed: int = 0, n_forget: int = 6, n_retain: int = 12) -> Any:
+    """A concept-erasure task for ``tiny_sd_pipeline``: forget rows ``{"prompt"}`` (two phrasings of "a cat", no
+    images), retain rows ``{"prompt", "image"}`` (four other prompts, each with seeded 16x16 RGB uint8 images
+    of a coloured square on a plain ground), test rows like the retain ones."""
+    import numpy as np
+
+    from .fixtures import TextTask
+
+    rng = np.random.default_rng(seed)
+    kept = ["a dog", "a red car", "a tree", "a bird"]
+
+    def image(k: int) -> np.ndarray:
+        out = np.full((16, 16, 3), int(rng.integers(0, 256)), dtype=np.uint8)
+        top, left = rng.integers(0, 8, size=2)
+        out[top : top + 8, left : left + 8] = (
+            np.array([60, 120, 180, 240])[k] + rng.integers(0, 15, 3)
+        ) % 256
+        return out
+
+    def rows(n: int) -> list[dict]:
+        return [{"prompt": kept[i % 4], "image": image(i % 4)} for i in range(n)]
+
+    forget = [{"prompt": ("a cat", "a photo of a cat")[i % 2]} for i in range(n_forget)]
+    return TextTask(retain=rows(n_retain), forget=forget, test=rows(n_retain // 2), info={"seed": seed})
