@@ -20,6 +20,7 @@ from transformers import TrainerCallback  # noqa: E402
 
 from hf_unlearn import UnlearningConfig, UnlearningTrainer  # noqa: E402
 from hf_unlearn.testing.fixtures import digits_task, fictitious_qa_task, mislabeled_task  # noqa: E402
+from hf_unlearn.testing.tiny_pipeline import concept_task, tiny_pipeline_unet  # noqa: E402
 from hf_unlearn.tiny import tiny_causal_lm, tiny_classifier, tiny_image_classifier, tiny_unet  # noqa: E402
 
 MAX_STEPS, SAVE_STEPS = 4, 2
@@ -30,6 +31,7 @@ TASKS = {
     "resnet": (digits_task, lambda processor, seed: tiny_image_classifier("resnet", seed=seed)),
     "vit": (digits_task, lambda processor, seed: tiny_image_classifier("vit", seed=seed)),
     "ddpm": (digits_task, lambda processor, seed: tiny_unet(num_classes=10, seed=seed)),
+    "sd": (concept_task, tiny_pipeline_unet),  # a text-to-image pipeline's UNet, prompt rows
 }
 
 

@@ -95,6 +95,7 @@ KIND_TEST_MODELS = {
     "image_classifier": ("resnet", "vit"),
     "causal_lm": ("causal_lm",),
     "class_conditional_unet": ("ddpm",),
+    "text_conditioned_unet": ("sd",),
 }
 
 

@@ -22,7 +22,7 @@ def _lora(kind):
 
     if kind == "classifier":
         return LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"])
-    if kind == "ddpm":  # the UNet's attention projections (the diffusion kind's LoRA defaults)
+    if kind in ("ddpm", "sd"):  # the UNet's attention projections (the diffusion kinds' LoRA defaults)
         return LoraConfig(r=4, lora_alpha=8, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
     if (
         kind in IMAGE_ARCHITECTURES
@@ -42,6 +42,10 @@ def _setup(kind, mislabeled, qa, digits=None):
         return tiny_image_classifier(kind), digits
     if kind == "ddpm":  # a class-conditional UNet denoising the same 8x8 digits
         return tiny_unet(num_classes=10), digits
+    if kind == "sd":  # a text-to-image pipeline's UNet (configured with its pipeline): prompt rows
+        from hf_unlearn.testing.tiny_pipeline import concept_task, tiny_pipeline_unet
+
+        return tiny_pipeline_unet(), concept_task()
     return tiny_causal_lm(qa.tokenizer), qa
 
 
