@@ -146,20 +146,30 @@ class _StopAfter(TrainerCallback):
             control.should_training_stop = True
 
 
-def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, folder, task):
-    common = dict(max_steps=4, save_strategy="steps", save_steps=2)
-    full = trainer_for(tmp_path / "full", folder, task, "esd", **common)
+@pytest.mark.parametrize(("method", "use_lora"), [("esd", False), ("rl", True)], ids=["esd-full", "rl-lora"])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, folder, task, method, use_lora):
+    from peft import LoraConfig
+
+    def trainer(where):
+        lora = LoraConfig(r=4, lora_alpha=8, **KIND.lora_defaults()) if use_lora else None
+        common = dict(max_steps=4, save_strategy="steps", save_steps=2, learning_rate=1e-2)
+        return trainer_for(where, folder, task, method, peft_config=lora, **common)
+
+    full = trainer(tmp_path / "full")
     full.train()
-    stopped = trainer_for(tmp_path / "part", folder, task, "esd", **common)
+    stopped = trainer(tmp_path / "part")
     stopped.add_callback(_StopAfter(2))
     stopped.train()
     checkpoint = tmp_path / "part" / "out" / "checkpoint-2"
     assert (checkpoint / "unet" / "diffusion_pytorch_model.safetensors").is_file()
-    resumed = trainer_for(tmp_path / "part", folder, task, "esd", **common)
+    assert (checkpoint / "adapter_model.safetensors").is_file() == use_lora
+    resumed = trainer(tmp_path / "part")
     resumed.train(resume_from_checkpoint=str(checkpoint))
     expected, got = full.model.state_dict(), resumed.model.state_dict()
     assert [k for k in expected if not torch.equal(expected[k], got[k])] == []
-    assert not torch.equal(expected["conv_in.weight"], load(folder).unet.state_dict()["conv_in.weight"])
+    start = load(folder).unet.state_dict()
+    assert any(not torch.equal(v, start[k]) for k, v in full.model.merge_and_unload().state_dict().items()) \
+        if use_lora else not torch.equal(expected["conv_in.weight"], start["conv_in.weight"])  # fmt: skip
 
 
 @pytest.mark.parametrize("use_lora", [False, True], ids=["full", "lora"])
@@ -192,3 +202,19 @@ def test_clear_errors_for_rows_without_a_prompt_and_for_a_unet_without_its_pipel
             DiffusionUnlearningTrainer(load(folder), config, forget_dataset=rows, retain_dataset=task.retain)
     with pytest.raises(ValueError, match="unlearned with its pipeline: DiffusionUnlearningTrainer\\(pipe"):
         UnlearningTrainer(load(folder).unet, config, forget_dataset=task.forget, retain_dataset=task.retain)
+
+
+def test_evaluate_unlearning_measures_a_pipeline_unet_through_its_kind(folder, task):
+    """Per-split denoising losses, the loss attack and forget quality against a golden UNet, fixed per example."""
+    from hf_unlearn.diffusion import configure_pipeline
+    from hf_unlearn.metrics import evaluate_unlearning
+    from hf_unlearn.testing.tiny_pipeline import tiny_sd_pipeline
+
+    model, golden = load(folder), tiny_sd_pipeline(seed=1)
+    configure_pipeline(model), configure_pipeline(golden)
+    kwargs = dict(forget_dataset=task.forget, retain_dataset=task.retain, test_dataset=task.test)
+    first = evaluate_unlearning(model.unet, golden_model=golden.unet, **kwargs)
+    assert first == evaluate_unlearning(model.unet, golden_model=golden.unet, **kwargs)
+    for key in ("forget/loss", "retain/loss", "test/loss", "mia/auc", "golden/forget/loss"):
+        assert key in first and math.isfinite(first[key]), key
+    assert first["forget/loss"] != first["golden/forget/loss"]

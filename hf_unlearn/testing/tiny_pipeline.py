@@ -18,10 +18,13 @@ MAX_TOKENS = 12
 
 def tiny_clip_tokenizer(folder: str | None = None) -> Any:
     """A ``CLIPTokenizer`` whose vocabulary is the lowercase letters and digits (alone and word-final) and no
-    merges, ``model_max_length`` ``MAX_TOKENS``; its files are written to ``folder`` (a temporary one if None)."""
+    merges, ``model_max_length`` ``MAX_TOKENS``; its ``vocab.json`` and ``merges.txt`` are written to ``folder``
+    (None: a temporary folder, removed once the tokenizer has read them)."""
     from transformers import CLIPTokenizer
 
-    folder = folder or tempfile.mkdtemp(prefix="tiny-clip-tokenizer-")
+    if folder is None:
+        with tempfile.TemporaryDirectory(prefix="tiny-clip-tokenizer-") as temporary:
+            return tiny_clip_tokenizer(temporary)
     os.makedirs(folder, exist_ok=True)
     symbols = string.ascii_lowercase + string.digits
     tokens = ["<|startoftext|>", "<|endoftext|>", *symbols, *(f"{s}</w>" for s in symbols)]
