@@ -211,7 +211,8 @@ def test_evaluate_unlearning_measures_a_pipeline_unet_through_its_kind(folder, t
     from hf_unlearn.testing.tiny_pipeline import tiny_sd_pipeline
 
     model, golden = load(folder), tiny_sd_pipeline(seed=1)
-    configure_pipeline(model), configure_pipeline(golden)
+    configure_pipeline(model)
+    configure_pipeline(golden)
     kwargs = dict(forget_dataset=task.forget, retain_dataset=task.retain, test_dataset=task.test)
     first = evaluate_unlearning(model.unet, golden_model=golden.unet, **kwargs)
     assert first == evaluate_unlearning(model.unet, golden_model=golden.unet, **kwargs)
