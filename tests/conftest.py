@@ -100,7 +100,9 @@ KIND_TEST_MODELS = {
 
 
 def registered_methods() -> list[str]:
-    """Every registered unlearning method (``hf_unlearn.methods.METHODS``), sorted."""
+    """Every registered unlearning method (``hf_unlearn.methods.METHODS``, the diffusion package's included),
+    sorted."""
+    import hf_unlearn.diffusion  # noqa: F401 (registers its kinds and methods)
     from hf_unlearn.methods import METHODS
 
     return sorted(METHODS)
@@ -119,6 +121,51 @@ def method_defined_for(method: str, test_model: str) -> bool:
     from hf_unlearn.methods import get_method
 
     return get_method(method).supports(kind_of_test_model(test_model))
+
+
+def build_test_model(test_model: str, mislabeled, qa, digits):
+    """``(model, task)`` of a test model of ``KIND_TEST_MODELS``: a fresh tiny model and the synthetic task it
+    trains on (``task.forget``, ``task.retain``, ``task.tokenizer``)."""
+    from hf_unlearn.tiny import (
+        IMAGE_ARCHITECTURES,
+        tiny_causal_lm,
+        tiny_classifier,
+        tiny_image_classifier,
+        tiny_unet,
+    )
+
+    if test_model == "classifier":
+        return tiny_classifier(mislabeled.tokenizer), mislabeled
+    if test_model in IMAGE_ARCHITECTURES:
+        return tiny_image_classifier(test_model), digits
+    if test_model == "ddpm":  # a class-conditional UNet denoising the same 8x8 digits
+        return tiny_unet(num_classes=10), digits
+    if test_model == "sd":  # a text-to-image pipeline's UNet (configured with its pipeline): prompt rows
+        from hf_unlearn.testing.tiny_pipeline import concept_task, tiny_pipeline_unet
+
+        return tiny_pipeline_unet(), concept_task()
+    return tiny_causal_lm(qa.tokenizer), qa
+
+
+def lora_config_for(test_model: str):
+    """The ``LoraConfig`` a user would write for a test model of ``KIND_TEST_MODELS``."""
+    from peft import LoraConfig
+
+    from hf_unlearn.tiny import IMAGE_ARCHITECTURES
+
+    if test_model == "classifier":
+        return LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"])
+    if test_model in ("ddpm", "sd"):  # the UNet's attention projections (the diffusion kinds' LoRA defaults)
+        return LoraConfig(r=4, lora_alpha=8, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    if (
+        test_model in IMAGE_ARCHITECTURES
+    ):  # the classifier head trains too, as PEFT's image-classification guide
+        return LoraConfig(
+            r=4, lora_alpha=8, target_modules=IMAGE_ARCHITECTURES[test_model], modules_to_save=["classifier"]
+        )
+    return LoraConfig(
+        task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True
+    )
 
 
 def method_kind_matrix(one_model_per_kind: bool = False) -> list[tuple[str, str]]:

@@ -8,15 +8,14 @@ from functools import partial
 
 import pytest
 import torch
-from conftest import make_config, method_defined_for
+from conftest import make_config, method_kind_matrix
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from hf_unlearn import UnlearningTrainer, losses
 from hf_unlearn.kinds.lm_head import ChunkedLogits, LMHead, apply_steps
-from hf_unlearn.methods import METHODS
 from hf_unlearn.tiny import tiny_causal_lm, tiny_classifier, tiny_decoder
 
-LM_METHODS = [m for m in METHODS if method_defined_for(m, "causal_lm")]  # all 15, ft to rmu
+LM_METHODS = [m for m, model in method_kind_matrix() if model == "causal_lm"]  # all 15, ft to rmu
 STEPS = (
     ("mul", 1.5),
     ("softcap", 3.0),

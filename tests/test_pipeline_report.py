@@ -3,11 +3,10 @@ that are on, nothing else (``pipeline.unlearning_fields``); ``UnlearningMethod.h
 against what each method really reads during a step."""
 
 import pytest
-from conftest import make_config, method_defined_for
+from conftest import build_test_model, make_config, method_kind_matrix
 
 from hf_unlearn.methods import METHODS
 from hf_unlearn.pipeline import TRAINING_FIELDS, RunArguments, hyperparameters, unlearning_fields
-from hf_unlearn.tiny import tiny_causal_lm, tiny_classifier
 
 
 class _ReadRecorder:
@@ -21,13 +20,15 @@ class _ReadRecorder:
         return getattr(self._config, name)
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
-def test_a_method_reads_only_the_fields_it_declares(method, tmp_path, mislabeled, qa):
+# every registered method, on the first test model it runs on
+FIRST_MODEL = {method: model for method, model in reversed(method_kind_matrix(one_model_per_kind=True))}
+
+
+@pytest.mark.parametrize(("method", "test_model"), sorted(FIRST_MODEL.items()))
+def test_a_method_reads_only_the_fields_it_declares(method, test_model, tmp_path, mislabeled, qa, digits):
     from hf_unlearn import UnlearningTrainer
 
-    causal = not method_defined_for(method, "classifier")
-    task = qa if causal else mislabeled
-    model = (tiny_causal_lm if causal else tiny_classifier)(task.tokenizer, seed=0)
+    model, task = build_test_model(test_model, mislabeled, qa, digits)
     config = make_config(tmp_path, method=method, max_steps=2)
     trainer = UnlearningTrainer(
         model, config, forget_dataset=task.forget, retain_dataset=task.retain, processing_class=task.tokenizer

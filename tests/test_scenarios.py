@@ -56,6 +56,7 @@ def test_registry_and_unknown_name():
         "digits-random10",
         "digits-random50",
         "digits-class",
+        "digits-ddpm",
     ]
     descriptions = list_scenarios()
     assert set(descriptions) == set(scenario_names())

@@ -4,49 +4,14 @@ import statistics
 
 import pytest
 import torch
-from conftest import make_config, method_kind_matrix
+from conftest import build_test_model, lora_config_for, make_config, method_kind_matrix
 
 from hf_unlearn import UnlearningTrainer
 from hf_unlearn.data import build_preparer
 from hf_unlearn.tiny import (
-    IMAGE_ARCHITECTURES,
     tiny_causal_lm,
     tiny_classifier,
-    tiny_image_classifier,
-    tiny_unet,
 )
-
-
-def _lora(kind):
-    from peft import LoraConfig
-
-    if kind == "classifier":
-        return LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"])
-    if kind in ("ddpm", "sd"):  # the UNet's attention projections (the diffusion kinds' LoRA defaults)
-        return LoraConfig(r=4, lora_alpha=8, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
-    if (
-        kind in IMAGE_ARCHITECTURES
-    ):  # the classifier head trains too, as PEFT's image-classification guide has it
-        return LoraConfig(
-            r=4, lora_alpha=8, target_modules=IMAGE_ARCHITECTURES[kind], modules_to_save=["classifier"]
-        )
-    return LoraConfig(
-        task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True
-    )
-
-
-def _setup(kind, mislabeled, qa, digits=None):
-    if kind == "classifier":
-        return tiny_classifier(mislabeled.tokenizer), mislabeled
-    if kind in IMAGE_ARCHITECTURES:
-        return tiny_image_classifier(kind), digits
-    if kind == "ddpm":  # a class-conditional UNet denoising the same 8x8 digits
-        return tiny_unet(num_classes=10), digits
-    if kind == "sd":  # a text-to-image pipeline's UNet (configured with its pipeline): prompt rows
-        from hf_unlearn.testing.tiny_pipeline import concept_task, tiny_pipeline_unet
-
-        return tiny_pipeline_unet(), concept_task()
-    return tiny_causal_lm(qa.tokenizer), qa
 
 
 def _trainable(model):
@@ -58,7 +23,7 @@ def _trainable(model):
 def test_every_method_runs_with_finite_losses_and_changes_trainable_weights(
     tmp_path, mislabeled, qa, digits, method, kind, use_lora
 ):
-    model, task = _setup(kind, mislabeled, qa, digits)
+    model, task = build_test_model(kind, mislabeled, qa, digits)
     # Default settings: an untrained LM's forget NLL (~log V) must not leave the ascent term a no-op.
     args = make_config(tmp_path, method=method, learning_rate=1e-2)
     trainer = UnlearningTrainer(
@@ -67,7 +32,7 @@ def test_every_method_runs_with_finite_losses_and_changes_trainable_weights(
         forget_dataset=task.forget,
         retain_dataset=task.retain,
         processing_class=task.tokenizer,
-        peft_config=_lora(kind) if use_lora else None,
+        peft_config=lora_config_for(kind) if use_lora else None,
     )
     before = _trainable(trainer.model)
     if use_lora:

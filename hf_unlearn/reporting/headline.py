@@ -21,6 +21,8 @@ DEFINITIONS = {
     "(0.5: indistinguishable). Match the golden model's",
     "forget/loss": "mean per-example loss on the forget set (for a causal LM: the mean NLL of the answer tokens). "
     "Match the golden model's; lower means the model still fits the forget set",
+    "retain/loss": "mean per-example loss on the retain set: the utility to keep (near the original's)",
+    "test/loss": "mean per-example loss on held-out test data: generalization (near the golden model's)",
     "retain/token_accuracy": "share of the retain set's answer tokens predicted top-1: the utility to keep",
     "test/perplexity": "perplexity on held-out answers: the utility to keep (near the original's)",
     "forget_quality/ks_pvalue": "p-value of a two-sample Kolmogorov-Smirnov test between this model's and the "

@@ -20,7 +20,7 @@ COLORS = (
 #: The order methods get their colour in (the seed methods first, so they keep the most distinct ones).
 METHOD_ORDER = (
     "ieu", "dr", "grad_diff", "npo", "ga", "rl", "ft", "salun", "simnpo", "idk_nll", "idk_dpo", "wga",
-    "satimp", "undial", "rmu",
+    "satimp", "undial", "rmu", "esd",
 )  # fmt: skip
 
 
