@@ -10,21 +10,18 @@ evaluation passes (``forward``: the same draw at every call, so stopping, MIA an
 
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..kinds.base import ForwardContext, ModelKind
 from .args import DiffusionSetup, diffusion_setup
-from .data import TASK, DiffusionCollator, DiffusionPreparer
-
-_MIX = 1_000_003
+from .data import DiffusionCollator, DiffusionPreparer
+from .denoising import _MIX, DenoisingKind, SplitsLikeATensor, mse
 
 
 @dataclass
-class Denoising:
+class Denoising(SplitsLikeATensor):
     """A UNet's predictions on noisy examples (the kind's "logits"): what ``loss_of`` compares, and what
     ``rl`` / ``salun`` (the prediction under another class) and ``esd`` (the unconditional prediction of the
     frozen pass) need. ``split`` cuts it into the batch's parts like a tensor."""
@@ -39,28 +36,18 @@ class Denoising:
     setup: DiffusionSetup
     unconditional: torch.Tensor | None = None  # frozen passes only
 
-    def split(self, sizes: list[int]) -> list[Denoising]:
-        fields = ("prediction", "target", "noisy", "timesteps", "labels", "index", "unconditional")
-        pieces = {
-            name: [None] * len(sizes) if getattr(self, name) is None else getattr(self, name).split(sizes)
-            for name in fields
-        }
-        return [replace(self, **{name: pieces[name][i] for name in fields}) for i in range(len(sizes))]
+    _TENSORS = ("prediction", "target", "noisy", "timesteps", "labels", "index", "unconditional")
 
 
-class ClassConditionalUNetKind(ModelKind):
+class ClassConditionalUNetKind(DenoisingKind):
     """A class-conditional ``diffusers.UNet2DModel``: rows ``{"pixel_values", "labels", "index"}``, the denoising
     MSE per example, wrong targets (the prediction under another class) and guidance (the unconditional
     prediction: ``esd``). No logits: ``dr`` and the token methods refuse it."""
 
     name = "class_conditional_unet"
-    task = TASK
-    images = True
     input_keys = ("pixel_values", "labels", "index")
-    capabilities = frozenset({"wrong_targets", "guidance"})
     # the Hub has no class-conditional generation tag; diffusers' own DDPM/DiT cards use this one
     pipeline_tag = "unconditional-image-generation"
-    library_name = "diffusers"
 
     def recognises(self, model: torch.nn.Module) -> bool:
         cls = type(model)
@@ -84,49 +71,22 @@ class ClassConditionalUNetKind(ModelKind):
         return row["pixel_values"].numpy().tobytes(), row["labels"]
 
     # -- forward and losses --------------------------------------------------------------------------
-    def forward(self, model: torch.nn.Module, batch: dict, **kwargs: Any) -> tuple[Denoising, None]:
-        """Evaluation: each example's noise and timestep from ``(eval_seed, example index)``."""
-        setup = diffusion_setup(model)
-        keys = [(setup.args.eval_seed, int(i)) for i in batch["index"]]
-        return self._denoise(model, batch, setup, keys), None
+    def setup_of(self, model: torch.nn.Module) -> DiffusionSetup:
+        return diffusion_setup(model)
 
-    def training_forward(
-        self, model: torch.nn.Module, batch: dict, context: ForwardContext, **kwargs: Any
-    ) -> tuple[Denoising, None]:
-        """A training step: each example's noise and timestep from ``(seed, step, part, example index)``; a
-        frozen pass also gives the unconditional prediction (``esd``'s target)."""
-        setup = diffusion_setup(model)
-        parts = [name for name, rows in context.parts for _ in range(rows)]
-        if len(parts) != batch["index"].shape[0]:
-            raise ValueError(f"the step's parts {context.parts} do not add up to its {len(parts)} rows.")
-        keys = [
-            (context.seed, context.step, zlib.crc32(part.encode()), int(i))
-            for part, i in zip(parts, batch["index"])
-        ]
-        out = self._denoise(model, batch, setup, keys)
-        if context.frozen:
-            out.unconditional = self.unconditional(model, out)
-        return out, None
-
-    def _denoise(self, model: torch.nn.Module, batch: dict, setup: DiffusionSetup, keys: list) -> Denoising:
-        x0 = batch["pixel_values"]
-        noise, timesteps = _draw(keys, x0.shape[1:], setup.timesteps)
-        noise, timesteps = noise.to(x0), timesteps.to(x0.device)
-        scheduler = setup.scheduler
-        noisy = scheduler.add_noise(x0, noise, timesteps)
-        if setup.prediction_type == "epsilon":
-            target = noise
-        elif setup.prediction_type == "v_prediction":
-            target = scheduler.get_velocity(x0, noise, timesteps)
-        else:
-            target = x0
+    def predict(self, model: torch.nn.Module, batch: dict, noised: dict, setup: DiffusionSetup) -> Denoising:
         labels = batch["labels"]
-        prediction = model(noisy, timesteps, class_labels=labels).sample
-        return Denoising(prediction, target, noisy, timesteps, labels, batch["index"], model, setup)
-
-    def loss_of(self, predictions: Denoising, labels: torch.Tensor) -> torch.Tensor:
-        """The denoising MSE per example (mean over channels and pixels)."""
-        return _mse(predictions.prediction, predictions.target)
+        prediction = model(noised["noisy"], noised["timesteps"], class_labels=labels).sample
+        return Denoising(
+            prediction,
+            noised["target"],
+            noised["noisy"],
+            noised["timesteps"],
+            labels,
+            batch["index"],
+            model,
+            setup,
+        )
 
     def wrong_target_loss(self, part: Any, seed: int, step: int) -> torch.Tensor:
         """SalUn's random-label loss for DDPMs: the MSE between the prediction under the example's own class and
@@ -136,7 +96,7 @@ class ClassConditionalUNetKind(ModelKind):
         other = self.other_classes(pred, seed, step)
         with torch.no_grad():
             target = pred.model(pred.noisy, pred.timesteps, class_labels=other).sample
-        return _mse(pred.prediction, target)
+        return mse(pred.prediction, target)
 
     def other_classes(self, pred: Denoising, seed: int, step: int) -> torch.Tensor:
         """Per example a class other than its own: the anchor class, or a seeded random one."""
@@ -164,43 +124,5 @@ class ClassConditionalUNetKind(ModelKind):
         all_classes = model(noisy, pred.timesteps.repeat(count), class_labels=classes).sample
         return all_classes.view(count, *pred.prediction.shape).mean(0)
 
-    def guidance_loss(self, pred: Denoising, frozen: Denoising) -> torch.Tensor:
-        """ESD per example: the MSE between the prediction and the frozen original's negatively guided
-        ``eps_uncond - eta (eps_cond - eps_uncond)`` on the same ``x_t, t`` (``eta``: ``esd_eta``)."""
-        eta = pred.setup.args.esd_eta
-        target = frozen.unconditional - eta * (frozen.prediction - frozen.unconditional)
-        return _mse(pred.prediction, target.detach())
-
-    def loss_scale(self, model: torch.nn.Module) -> float:
-        """1.0: the loss of predicting zero, ``E[target^2]``, which is 1 for the unit-variance noise target and
-        at most 1 for the velocity or ``x_0`` of data in ``[-1, 1]``: the ascent cap's default lets the forget
-        images' loss rise by about what a UNet that knows nothing about them would score (the analogue of
-        ``log C``, the loss of a uniform guess, for classifiers)."""
-        return 1.0
-
     def num_classes(self, model: torch.nn.Module) -> int:
         return len(diffusion_setup(model).classes)
-
-    def lora_defaults(self) -> dict[str, Any]:
-        """No ``task_type`` (a plain module for PEFT); LoRA on the attention projections, as diffusers'
-        training scripts."""
-        return {"target_modules": ["to_q", "to_k", "to_v", "to_out.0"]}
-
-
-def _mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return (prediction.float() - target.float()).pow(2).flatten(1).mean(1)
-
-
-def _draw(keys: list[tuple[int, ...]], shape: torch.Size, timesteps: tuple[int, int]):
-    """Per key, a timestep in ``[low, high)`` and standard normal noise of ``shape``, from a CPU generator seeded
-    by the key alone (the same on every device and batch layout)."""
-    low, high = timesteps
-    noise, steps = [], []
-    for key in keys:
-        seed = 0
-        for value in key:
-            seed = (seed * _MIX + int(value)) % (2**63 - 1)
-        generator = torch.Generator().manual_seed(seed)
-        steps.append(torch.randint(low, high, (1,), generator=generator))
-        noise.append(torch.randn(tuple(shape), generator=generator))
-    return torch.stack(noise), torch.cat(steps)
