@@ -36,6 +36,8 @@ def train_ddpm(
     """
     from tqdm.auto import tqdm
 
+    from ..scenarios.training import optimizer_step
+
     if label_dropout and null_class is None:
         raise ValueError("train_ddpm: label_dropout needs a null_class to drop the labels to.")
     start = time.perf_counter()
@@ -63,15 +65,7 @@ def train_ddpm(
             noise = torch.randn(x0.shape, generator=generator)
             t = torch.randint(0, num_timesteps, (len(y),), generator=generator)
             loss = _denoising_loss(unet, noise_scheduler, x0, noise, t, y, device)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"{desc}: the training loss became {loss.item()}.")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), recipe.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            optimizer_step(loss, unet, optimizer, scheduler, recipe.max_grad_norm, bar, desc)
     bar.close()
     unet.eval()
     return time.perf_counter() - start

@@ -48,15 +48,7 @@ def train_model(
     for _ in range(recipe.epochs):
         for batch in loader:
             loss = kind.training_loss(model, kind.model_inputs(batch, device), batch["labels"].to(device))
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"{desc}: the training loss became {loss.item()}.")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            optimizer_step(loss, model, optimizer, scheduler, recipe.max_grad_norm, bar, desc)
     bar.close()
     for param in frozen:
         param.requires_grad_(True)
@@ -108,6 +100,21 @@ class LengthGroupedBatches:
             batches += [part[k : k + self.batch_size] for k in range(0, len(part), self.batch_size)]
         for b in torch.randperm(len(batches), generator=self.generator).tolist():
             yield batches[b]
+
+
+def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer, scheduler, max_grad_norm: float, bar,
+                   desc: str) -> None:  # fmt: skip
+    """One step of a scenario's training loop on ``loss`` (a non-finite loss stops the build), with the progress
+    bar ``bar`` updated."""
+    if not torch.isfinite(loss):
+        raise RuntimeError(f"{desc}: the training loss became {loss.item()}.")
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
 
 
 @torch.no_grad()
