@@ -140,3 +140,27 @@ def diffusion_setup(unet: torch.nn.Module) -> DiffusionSetup:
 
     setup = getattr(unwrap_model(unet), SETUP_ATTRIBUTE, None)
     return setup if setup is not None else configure_unet(unet)
+
+
+def saved_setup(path: str) -> tuple[Any, DiffusionArguments | None]:
+    """``(noise scheduler, DiffusionArguments)`` saved in folder ``path`` beside a UNet: the scheduler of
+    ``scheduler_config.json`` (its ``_class_name``, a ``diffusers`` scheduler) and ``diffusion_args.json``;
+    None for each one absent."""
+    import os
+
+    import diffusers
+
+    scheduler, args = None, None
+    config = os.path.join(path, "scheduler_config.json")
+    if os.path.isfile(config):
+        with open(config) as f:
+            name = json.load(f).get("_class_name", "DDPMScheduler")
+        cls = getattr(diffusers, str(name), None)
+        if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+            raise ValueError(f"{config}: {name!r} is not a diffusers scheduler.")
+        scheduler = cls.from_pretrained(path)
+    saved = os.path.join(path, ARGS_FILE)
+    if os.path.isfile(saved):
+        with open(saved) as f:
+            args = DiffusionArguments(**json.load(f))
+    return scheduler, args

@@ -40,6 +40,34 @@ class DenoisingKind(ModelKind):
     capabilities = frozenset({"wrong_targets", "guidance"})
     library_name = "diffusers"
     clean_key: ClassVar[str] = "pixel_values"
+    #: the ``diffusers`` class of the kind's models (a saved folder's ``config.json`` ``_class_name``)
+    diffusers_class: ClassVar[str] = ""
+
+    # -- recognising and loading -----------------------------------------------------------------------
+    def recognises(self, model: torch.nn.Module) -> bool:
+        cls = type(model)
+        return cls.__module__.startswith("diffusers.") and cls.__name__ == self.diffusers_class
+
+    def recognises_architecture(self, architecture: str) -> bool:
+        return architecture == self.diffusers_class
+
+    def recognises_folder(self, path: str) -> bool:
+        """A ``diffusers`` model folder whose ``config.json`` names the kind's class (``_class_name``)."""
+        return diffusers_class_name(path) == self.diffusers_class
+
+    def load(self, path: str, trust_remote_code: bool = False, **kwargs: Any) -> torch.nn.Module:
+        """The UNet saved in folder ``path`` (``save_pretrained``: safetensors only, local files only), in eval
+        mode, configured by ``configure_loaded``."""
+        import diffusers
+
+        model = getattr(diffusers, self.diffusers_class).from_pretrained(
+            path, use_safetensors=True, local_files_only=True, **kwargs
+        )
+        self.configure_loaded(model, path)
+        return model.eval()
+
+    def configure_loaded(self, model: torch.nn.Module, path: str) -> None:
+        """Attach what was saved beside the weights (the scheduler, the diffusion arguments); nothing here."""
 
     def setup_of(self, model: torch.nn.Module) -> Any:
         raise NotImplementedError
@@ -133,3 +161,20 @@ def draw(keys: list[tuple[int, ...]], shape: torch.Size, timesteps: tuple[int, i
         steps.append(torch.randint(low, high, (1,), generator=generator))
         noise.append(torch.randn(tuple(shape), generator=generator))
     return torch.stack(noise), torch.cat(steps)
+
+
+def diffusers_class_name(path: str) -> str | None:
+    """The ``_class_name`` of the ``diffusers`` model saved in folder ``path`` (its ``config.json``), None for a
+    folder without one (a ``transformers`` model, an unreadable config)."""
+    import json
+    import os
+
+    config = os.path.join(path, "config.json")
+    if not os.path.isfile(config):
+        return None
+    try:
+        with open(config) as f:
+            value = json.load(f).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ __all__ = [
     "generation_accuracy",
     "generation_metrics",
     "inception_fid",
+    "judged_suite_metrics",
     "sample_classes",
     "score_samples",
 ]
@@ -199,3 +201,44 @@ def generation_metrics(
         )
         out.update({prefix + key: value for key, value in metrics.items()})
     return out
+
+
+#: ``evaluate_unlearning``'s defaults for the judged generation metrics (``generation_samples`` per class,
+#: ``generation_steps`` DDIM steps)
+DEFAULT_GENERATION_SAMPLES = 50
+DEFAULT_GENERATION_STEPS = 25
+
+
+def judged_suite_metrics(inputs: Any, noise_scheduler: Any, seed: int) -> dict[str, float]:
+    """``generation_metrics`` inside ``evaluate_unlearning`` (``ModelKind.suite_metrics``; ``inputs`` a
+    ``SuiteInputs`` whose ``options`` hold ``judge_model``): the forgotten classes are the forget set's labels,
+    the kept ones the retain set's other labels, the real images the retain set's images of the kept classes;
+    ``golden_model`` sampled from the same noise. Models in eval mode (their modes restored); empty without a
+    judge."""
+    from ..metrics._passes import eval_mode
+
+    options = inputs.options
+    judge = options.get("judge_model")
+    if judge is None:
+        return {}
+    forgotten = sorted({int(row["labels"]) for row in inputs.rows["forget"]})
+    kept = sorted({int(row["labels"]) for row in inputs.rows["retain"]} - set(forgotten))
+    real = [row["pixel_values"] for row in inputs.rows["retain"] if int(row["labels"]) in kept]
+    with ExitStack() as stack:
+        for model in (inputs.model, inputs.golden_model, judge):
+            if model is not None:
+                stack.enter_context(eval_mode(model))
+        return generation_metrics(
+            inputs.model,
+            judge,
+            forget_classes=forgotten,
+            retain_classes=kept,
+            real_images=torch.stack(real).float() if len(real) > 1 else None,
+            num_samples_per_class=options.get("generation_samples", DEFAULT_GENERATION_SAMPLES),
+            noise_scheduler=noise_scheduler,
+            num_inference_steps=options.get("generation_steps", DEFAULT_GENERATION_STEPS),
+            seed=seed,
+            batch_size=inputs.batch_size,
+            judge_processor=options.get("judge_processor"),
+            golden_unet=inputs.golden_model,
+        )

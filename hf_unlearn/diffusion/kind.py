@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .args import DiffusionSetup, diffusion_setup
+from .args import DiffusionSetup, configure_unet, diffusion_setup, saved_setup
 from .data import DiffusionCollator, DiffusionPreparer
 from .denoising import _MIX, DenoisingKind, SplitsLikeATensor, mse
 
@@ -45,16 +45,48 @@ class ClassConditionalUNetKind(DenoisingKind):
     prediction: ``esd``). No logits: ``dr`` and the token methods refuse it."""
 
     name = "class_conditional_unet"
+    diffusers_class = "UNet2DModel"
     input_keys = ("pixel_values", "labels", "index")
     # the Hub has no class-conditional generation tag; diffusers' own DDPM/DiT cards use this one
     pipeline_tag = "unconditional-image-generation"
+    judged_generation = True
+    # what the samples show first (with a judge), then the denoising-loss keys every run has
+    headline_keys = (
+        "forget/generation_accuracy",
+        "retain/generation_accuracy",
+        "quality/frechet_distance",
+        "forget/loss",
+        "retain/loss",
+        "mia/auc",
+        "rcd/ratio_to_golden",
+        "rcd/ratio_to_heldout",
+    )
+    short_keys = ("forget/generation_accuracy", "retain/generation_accuracy", "quality/frechet_distance")
+    # a denoiser has no accuracy: relearning recovers the forget images' denoising loss
+    default_rcd_target = "loss"
 
-    def recognises(self, model: torch.nn.Module) -> bool:
-        cls = type(model)
-        return cls.__module__.startswith("diffusers.") and cls.__name__ == "UNet2DModel"
+    def headline(self, rows: Any = None, short: bool = False) -> list[str]:
+        """The generation keys first; without them in ``rows`` (no judge), the denoising-loss keys."""
+        keys = list(self.short_keys if short else self.headline_keys)
+        generation = set(self.short_keys)
+        if rows and not any(k in row for row in rows.values() for k in generation):
+            keys = [k for k in keys if k not in generation] or list(DenoisingKind.short_keys)
+        return keys
 
-    def recognises_architecture(self, architecture: str) -> bool:
-        return architecture == "UNet2DModel"
+    def suite_metrics(self, inputs: Any) -> dict[str, float]:
+        """With ``judge_model`` (``evaluate_unlearning``): the judged generation metrics of the model and the
+        golden model (``generation_metrics.judged_suite_metrics``), sampled with DDIM from the UNet's training
+        scheduler, seeded by ``DiffusionArguments.eval_seed``."""
+        from .generation_metrics import judged_suite_metrics
+
+        setup = diffusion_setup(inputs.model)
+        return judged_suite_metrics(inputs, setup.scheduler, setup.args.eval_seed)
+
+    def configure_loaded(self, model: torch.nn.Module, path: str) -> None:
+        """``configure_unet`` with the scheduler (``scheduler_config.json``) and ``DiffusionArguments``
+        (``diffusion_args.json``) saved beside the weights (``DiffusionUnlearningTrainer.save_model``), when
+        there; else the defaults."""
+        configure_unet(model, *saved_setup(path))
 
     def build_preparer(
         self, model: torch.nn.Module, tokenizer: Any = None, max_length: int | None = None, seed: int = 0

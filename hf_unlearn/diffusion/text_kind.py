@@ -43,16 +43,10 @@ class TextConditionedUNetKind(DenoisingKind):
     the anchor prompt) and guidance (the empty prompt's prediction: ``esd``). No logits: ``dr`` refuses it."""
 
     name = "text_conditioned_unet"
+    diffusers_class = "UNet2DConditionModel"
     input_keys = ("latents", "encoder_hidden_states", "labels", "index")
     clean_key = "latents"
     pipeline_tag = "text-to-image"
-
-    def recognises(self, model: torch.nn.Module) -> bool:
-        cls = type(model)
-        return cls.__module__.startswith("diffusers.") and cls.__name__ == "UNet2DConditionModel"
-
-    def recognises_architecture(self, architecture: str) -> bool:
-        return architecture == "UNet2DConditionModel"
 
     def build_preparer(
         self, model: torch.nn.Module, tokenizer: Any = None, max_length: int | None = None, seed: int = 0

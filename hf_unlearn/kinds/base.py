@@ -94,6 +94,9 @@ class ModelKind:
     #: golden is reported (the first one present)
     attack_metrics: ClassVar[tuple[str, ...]] = ("forget/loss",)
     primary_forget_metrics: ClassVar[tuple[str, ...]] = ("forget/loss",)
+    #: ``evaluate_unlearning(judge_model=...)`` samples the model and asks a judge classifier (generation
+    #: accuracy, Fréchet distance): class-conditional diffusion models
+    judged_generation: ClassVar[bool] = False
 
     # -- recognising -------------------------------------------------------------------------------
     def recognises(self, model: torch.nn.Module) -> bool:
@@ -220,12 +223,28 @@ class ModelKind:
         rows and statistics, the options of ``evaluate_unlearning``); none by default."""
         return {}
 
-    def check_evaluation_options(self, utility_datasets: Any = None, muse_datasets: Any = None) -> None:
+    def check_evaluation_options(
+        self, utility_datasets: Any = None, muse_datasets: Any = None, **options: Any
+    ) -> None:
         """Refuse ``evaluate_unlearning`` options the kind has no metrics for (TOFU's utility splits, MUSE's
-        sets: causal LMs only)."""
+        sets: causal LMs only; ``options``, the judge of generated samples: ``check_judge_options``)."""
         for name, given in (("utility_datasets", utility_datasets), ("muse_datasets", muse_datasets)):
             if given:
                 raise ValueError(f"{name} is for causal LMs, not {self.name} models.")
+        self.check_judge_options(**options)
+
+    def check_judge_options(self, **options: Any) -> None:
+        """Refuse the options of judged generation metrics (``judge_model``, ``judge_processor``,
+        ``generation_samples``, ``generation_steps``) unless the kind has them (``judged_generation``), and the
+        sampling options without a judge."""
+        given = [name for name, value in options.items() if value is not None]
+        if given and not self.judged_generation:
+            raise ValueError(
+                f"{', '.join(given)}: judged generation metrics are for class-conditional diffusion models, not "
+                f"{self.name} models; leave these options out."
+            )
+        if given and options.get("judge_model") is None:
+            raise ValueError(f"{', '.join(given)} needs judge_model (an image classifier over the classes).")
 
     def headline(self, rows: Any = None, short: bool = False) -> list[str]:
         """The keys that summarize a result of this kind (``rows``: the reported metrics, for kinds whose

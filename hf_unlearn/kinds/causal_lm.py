@@ -99,12 +99,15 @@ class CausalLMKind(TransformersKind):
             f"{prefix}/perplexity": math.exp(nll) if nll < 700 else math.inf,
         }
 
-    def check_evaluation_options(self, utility_datasets: Any = None, muse_datasets: Any = None) -> None:
+    def check_evaluation_options(
+        self, utility_datasets: Any = None, muse_datasets: Any = None, **options: Any
+    ) -> None:
         from ..metrics.muse import check_muse_datasets
         from ..metrics.suite import check_utility_names
 
         check_utility_names(utility_datasets)
         check_muse_datasets(muse_datasets)
+        self.check_judge_options(**options)
 
     def suite_metrics(self, inputs: Any) -> dict[str, float]:
         """Memorization, TOFU's probability and truth ratio, forget quality, model utility, the LM membership

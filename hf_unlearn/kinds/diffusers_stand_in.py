@@ -3,6 +3,8 @@ when such a model is given, and hands over to the kind that package registers.""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .base import ModelKind, model_kinds
@@ -13,6 +15,30 @@ class DiffusersStandIn(ModelKind):
 
     def recognises(self, model: torch.nn.Module) -> bool:
         return type(model).__module__.startswith("diffusers.")
+
+    def recognises_folder(self, path: str) -> bool:
+        """A folder whose ``config.json`` has diffusers' ``_class_name`` (read without importing diffusers)."""
+        import json
+        import os
+
+        config = os.path.join(path, "config.json")
+        try:
+            with open(config) as f:
+                return isinstance(json.load(f).get("_class_name"), str)
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def load(self, path: str, trust_remote_code: bool = False, **kwargs: Any) -> torch.nn.Module:
+        """The model of folder ``path``, loaded by the diffusion kind that recognises it."""
+        import hf_unlearn.diffusion  # noqa: F401 (registers the diffusion kinds)
+
+        for kind in model_kinds():
+            if kind is not self and kind.recognises_folder(path):
+                return kind.load(path, trust_remote_code=trust_remote_code, **kwargs)
+        raise ValueError(
+            f"{path!r} holds a diffusers model hf_unlearn does not load: it loads a saved UNet2DModel or "
+            "UNet2DConditionModel folder (config.json + diffusion_pytorch_model.safetensors)."
+        )
 
     def resolve(self, model: torch.nn.Module) -> ModelKind:
         import hf_unlearn.diffusion  # noqa: F401 (registers the diffusion kinds, asked before this one)

@@ -64,6 +64,10 @@ def evaluate_unlearning(
     attention_mask: str = "length",
     muse_datasets: dict[str, Any] | None = None,
     attacks: list[Any] | None = None,
+    judge_model: torch.nn.Module | None = None,
+    judge_processor: Any = None,
+    generation_samples: int | None = None,
+    generation_steps: int | None = None,
 ) -> dict[str, float]:
     """Evaluate an unlearned ``model``; returns a flat dict of floats (keys in ``docs/metrics.md``).
 
@@ -101,6 +105,18 @@ def evaluate_unlearning(
             golden and the original model, ``attack/<name>/...`` (``metrics.attacks.evaluate``). The golden and
             original models' attacked results are reused by later calls (same attack settings and data, unchanged
             weights).
+        judge_model: class-conditional diffusion models (``UNet2DModel``): a ``transformers`` image classifier over
+            the UNet's classes, trained on real images. The model (and ``golden_model``, from the same noise) then
+            samples ``generation_samples`` images of each forgotten class (the forget set's labels) and each kept
+            class (the retain set's other labels) with DDIM, seeded by ``DiffusionArguments.eval_seed``, and the
+            judge scores them: ``forget/generation_accuracy``, ``forget/ua``, ``forget/generation_probability``,
+            ``retain/generation_accuracy`` and ``quality/frechet_distance`` (on the judge's penultimate features
+            against the retain set's images: not Inception FID); ``golden/<key>`` with ``golden_model``. Refused
+            for other kinds.
+        judge_processor: the judge's image processor (input size, mean and std); None: ``[-1, 1]`` pixels as
+            they are.
+        generation_samples: samples per class for the judged generation metrics (default 50).
+        generation_steps: DDIM steps of those samples (default 25).
 
     None of the models is modified; their train/eval modes are restored.
     """
@@ -108,7 +124,13 @@ def evaluate_unlearning(
     kind = get_model_kind(model)
     if golden_model is not None and get_model_kind(golden_model) is not kind:
         raise ValueError("golden_model must be the same kind of model (classifier / causal LM) as model.")
-    kind.check_evaluation_options(utility_datasets, muse_datasets)
+    judged = {
+        "judge_model": judge_model,
+        "judge_processor": judge_processor,
+        "generation_samples": generation_samples,
+        "generation_steps": generation_steps,
+    }
+    kind.check_evaluation_options(utility_datasets, muse_datasets, **judged)
     splits = {"forget": forget_dataset, "retain": retain_dataset}
     if test_dataset is not None:
         splits["test"] = test_dataset
@@ -163,6 +185,7 @@ def evaluate_unlearning(
         utility_datasets=utility_datasets,
         muse_datasets=muse_datasets,
         attention_mask=attention_mask,
+        options={name: value for name, value in judged.items() if value is not None},
     )
     metrics.update(kind.suite_metrics(suite))
     for key, other in (("golden", golden_model), ("original", original_model)):

@@ -28,7 +28,9 @@ RESERVED_PREFIXES = (
 @dataclass
 class SuiteInputs:
     """The models, each split's canonical rows, raw data and per-example statistics (``SplitStats``, the model's
-    and, where measured, the golden model's), the metrics so far, and ``evaluate_unlearning``'s options."""
+    and, where measured, the golden model's), the metrics so far, and ``evaluate_unlearning``'s options
+    (``options``: those given of ``judge_model``, ``judge_processor``, ``generation_samples``,
+    ``generation_steps``, for kinds with ``judged_generation``)."""
 
     model: torch.nn.Module
     metrics: dict[str, float]

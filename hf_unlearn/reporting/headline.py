@@ -40,6 +40,14 @@ DEFINITIONS = {
     "over-unlearned",
     "forget/extraction_strength": "extraction strength (OpenUnlearning): the share of each forget answer the "
     "model reproduces, teacher-forced, after the shortest prefix it needs. Match the golden model's",
+    "forget/generation_accuracy": "share of samples generated under the forgotten class(es) that a judge classifier "
+    "assigns to that class. Match the golden model's, not 0 (a model that never saw the class still draws "
+    "something the judge may call it)",
+    "retain/generation_accuracy": "share of samples generated under the kept classes that the judge assigns to "
+    "their class: the generation utility to keep (near the original's)",
+    "quality/frechet_distance": "Fréchet distance between generated and real kept-class images on the judge's "
+    "penultimate features (not Inception FID: compare models on the same judge only). Lower is better; near "
+    "the original's",
     "rcd/steps": "relearning convergence delay: fine-tuning steps until the forget set is learned again "
     "(censored at the step budget)",
     "rcd/ratio_to_golden": "relearning steps over the golden model's (same protocol). 1 is ideal; near 0: the "

@@ -1,0 +1,141 @@
+"""Diffusion models through the evaluation seam: the judged generation metrics of ``evaluate_unlearning`` (through
+``ClassConditionalUNetKind.suite_metrics``), the options refused for other kinds, the kind's headline, and loading a
+saved UNet folder (``load_model``, ``hf-unlearn eval``)."""
+
+import json
+
+import pytest
+import torch
+
+from hf_unlearn.diffusion import DiffusionArguments, configure_unet, diffusion_setup
+from hf_unlearn.diffusion.generation_metrics import generation_metrics
+from hf_unlearn.kinds import get_model_kind
+from hf_unlearn.loading import load_model
+from hf_unlearn.metrics import evaluate_unlearning
+from hf_unlearn.reporting.headline import DEFINITIONS
+from hf_unlearn.tiny import tiny_image_classifier, tiny_unet
+
+GENERATION_KEYS = (
+    "forget/generation_accuracy",
+    "forget/ua",
+    "forget/generation_probability",
+    "retain/generation_accuracy",
+    "quality/frechet_distance",
+)
+
+
+def _rows(labels: list[int], seed: int) -> list[dict]:
+    g = torch.Generator().manual_seed(seed)
+    return [{"pixel_values": torch.rand(1, 8, 8, generator=g) * 2 - 1, "label": y} for y in labels]
+
+
+@pytest.fixture(scope="module")
+def task():
+    """A 3-class UNet (class 0 forgotten), a golden UNet, a judge, and the forget / retain rows."""
+    unet, golden = tiny_unet(num_classes=3, seed=0), tiny_unet(num_classes=3, seed=1)
+    for model in (unet, golden):
+        configure_unet(model, diffusion_args=DiffusionArguments(eval_seed=5))
+    judge = tiny_image_classifier(num_labels=3, image_size=8, seed=0).eval()
+    return unet, golden, judge, _rows([0] * 4, 0), _rows([1, 2] * 4, 1)
+
+
+def test_evaluate_unlearning_gives_the_generation_metrics_of_generation_metrics(task):
+    unet, golden, judge, forget, retain = task
+    unet.train()  # modes are restored
+    golden.eval()
+    metrics = evaluate_unlearning(
+        unet,
+        forget_dataset=forget,
+        retain_dataset=retain,
+        golden_model=golden,
+        judge_model=judge,
+        generation_samples=3,
+        generation_steps=2,
+        batch_size=8,
+    )
+    assert unet.training and not golden.training
+    direct = generation_metrics(
+        unet,
+        judge,
+        forget_classes=[0],  # the forget set's labels
+        retain_classes=[1, 2],  # the retain set's other labels
+        real_images=torch.stack([r["pixel_values"] for r in retain]),
+        num_samples_per_class=3,
+        noise_scheduler=diffusion_setup(unet).scheduler,
+        num_inference_steps=2,
+        seed=5,  # DiffusionArguments.eval_seed
+        batch_size=8,
+        golden_unet=golden,
+    )
+    assert set(direct) == {*GENERATION_KEYS, *(f"golden/{k}" for k in GENERATION_KEYS)}
+    assert {k: metrics[k] for k in direct} == direct
+    assert metrics["forget/ua"] == 1 - metrics["forget/generation_accuracy"]
+    assert metrics["quality/frechet_distance"] > 0
+    assert "forget/loss" in metrics and "golden/forget/loss" in metrics  # the shared keys are still there
+    again = evaluate_unlearning(
+        unet, forget_dataset=forget, retain_dataset=retain, judge_model=judge, generation_samples=3,
+        generation_steps=2, batch_size=8,
+    )  # fmt: skip
+    assert {k: again[k] for k in GENERATION_KEYS} == {k: metrics[k] for k in GENERATION_KEYS}  # seeded
+
+
+def test_the_generation_metrics_follow_the_forget_sets_labels(task):
+    unet, _, judge, forget, retain = task
+    relabelled = [{**r, "label": 2} for r in forget]
+    options = {"judge_model": judge, "generation_samples": 2, "generation_steps": 1, "batch_size": 8}
+    metrics = evaluate_unlearning(unet, forget_dataset=relabelled, retain_dataset=retain, **options)
+    direct = generation_metrics(
+        unet, judge, forget_classes=[2], retain_classes=[1], real_images=torch.stack(
+            [r["pixel_values"] for r in retain if r["label"] == 1]), num_samples_per_class=2,
+        noise_scheduler=diffusion_setup(unet).scheduler, num_inference_steps=1, seed=5, batch_size=8,
+    )  # fmt: skip
+    assert {k: metrics[k] for k in direct} == direct
+
+
+def test_without_a_judge_there_are_no_generation_keys_and_the_headline_falls_back(task):
+    unet, _, _, forget, retain = task
+    metrics = evaluate_unlearning(unet, forget_dataset=forget, retain_dataset=retain, batch_size=8)
+    assert not set(GENERATION_KEYS) & set(metrics)
+    kind = get_model_kind(unet)
+    assert kind.headline()[:3] == ["forget/generation_accuracy", "retain/generation_accuracy",
+                                   "quality/frechet_distance"]  # fmt: skip
+    assert kind.headline({"m": metrics}, short=True) == ["forget/loss", "retain/loss", "rcd/ratio_to_golden"]
+    assert (
+        kind.headline({"m": {"forget/generation_accuracy": 0.1}}, short=True)[0]
+        == "forget/generation_accuracy"
+    )
+    assert set(kind.headline()) <= set(DEFINITIONS)
+    assert kind.default_rcd_target == "loss"
+
+
+def test_judge_options_are_refused_where_there_is_no_judged_generation(task):
+    unet, _, judge, forget, retain = task
+    classifier = tiny_image_classifier(num_labels=3)
+    with pytest.raises(ValueError, match="judged generation metrics are for class-conditional diffusion"):
+        evaluate_unlearning(classifier, forget_dataset=forget, retain_dataset=retain, judge_model=judge)
+    with pytest.raises(ValueError, match="generation_samples needs judge_model"):
+        evaluate_unlearning(unet, forget_dataset=forget, retain_dataset=retain, generation_samples=3)
+
+
+def test_load_model_loads_a_saved_unet_folder_with_its_scheduler_and_arguments(tmp_path, task):
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    unet = task[0]
+    unet.save_pretrained(tmp_path, safe_serialization=True)
+    DDPMScheduler(num_train_timesteps=50, prediction_type="v_prediction").save_pretrained(tmp_path)
+    (tmp_path / "diffusion_args.json").write_text(json.dumps({"eval_seed": 7, "max_timestep": 40}))
+    loaded = load_model(str(tmp_path))
+    assert type(loaded) is UNet2DModel and not loaded.training
+    assert get_model_kind(loaded) is get_model_kind(unet)
+    for name, value in unet.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    setup = diffusion_setup(loaded)
+    assert (
+        setup.prediction_type == "v_prediction" and setup.timesteps == (0, 40) and setup.args.eval_seed == 7
+    )
+
+
+def test_load_model_refuses_a_unet_folder_without_safetensors(tmp_path, task):
+    task[0].save_pretrained(tmp_path, safe_serialization=False)
+    with pytest.raises(ValueError, match="no .safetensors weights"):
+        load_model(str(tmp_path))
