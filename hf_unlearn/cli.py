@@ -331,6 +331,12 @@ def cmd_eval(argv: list[str]) -> int:
         type=int,
         help="seed of the scenario and of RCD's relearning (default: the run's, from the model folder's report, else 0)",
     )
+    parser.add_argument(
+        "--judge",
+        help="class-conditional diffusion models: an image classifier folder (with its image processor) that judges "
+        "samples of the forgotten and kept classes (generation accuracy, Fréchet distance; docs/metrics.md)",
+    )
+    parser.add_argument("--generation_samples", type=int, help="--judge: samples per class (default 50)")
     args = parser.parse_args(argv)
     from .pipeline.evaluate_dir import evaluate_directory
 

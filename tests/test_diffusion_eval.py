@@ -139,3 +139,56 @@ def test_load_model_refuses_a_unet_folder_without_safetensors(tmp_path, task):
     task[0].save_pretrained(tmp_path, safe_serialization=False)
     with pytest.raises(ValueError, match="no .safetensors weights"):
         load_model(str(tmp_path))
+
+
+def test_the_digits_ddpm_quickstart_writes_a_report_and_a_card_per_row(tmp_path, monkeypatch):
+    from test_scenarios_digits_ddpm import small_builder
+
+    import hf_unlearn.scenarios as scenarios
+    from hf_unlearn.quickstart import quickstart
+
+    builder = small_builder()
+    builder.unlearning_defaults = {**builder.unlearning_defaults, "max_steps": 1}
+    builder.relearning = {"relearn_learning_rate": 1e-3, "relearn_max_steps": 2}
+    monkeypatch.setattr(scenarios, "get_builder", lambda name: builder)
+    out = tmp_path / "qs"
+    result = quickstart(str(out), scenario="digits-ddpm", methods=["ga"], progress=False)
+    folder = out / "ga"
+    report = json.loads((folder / "unlearning_report.json").read_text())
+    assert (
+        report["method"] == "ga" and report["task"] == "diffusion" and report["architecture"] == "UNet2DModel"
+    )
+    assert report["metrics"]["unlearned"] == result["metrics"]["ga"]
+    assert set(report["metrics"]) == {"original", "golden", "unlearned"}
+    assert report["relearning"]["unlearned"]["target"] == "loss"
+    assert report["forget_fingerprint"]["count"] == report["sizes"]["n_forget"] > 0
+    card = (folder / "README.md").read_text()
+    assert "pipeline_tag: unconditional-image-generation" in card and "library_name: diffusers" in card
+    for grid in ("samples_ga.png", "samples_golden.png", "samples_original.png"):
+        assert f"![{grid}]({grid})" in card and (folder / grid).stat().st_size > 0
+    assert "forget_generation_accuracy" in card  # the model-index
+    assert (
+        "| model | forget/generation_accuracy | retain/generation_accuracy | quality/frechet_distance |"
+        in card
+    )
+    assert (folder / "diffusion_pytorch_model.safetensors").exists()
+
+
+def test_hf_unlearn_eval_on_a_saved_unet_folder_with_a_judge(tmp_path, task, capsys):
+    from hf_unlearn.cli import main
+
+    unet, golden, judge, forget, retain = task
+    for name, model in (("model", unet), ("golden", golden), ("judge", judge)):
+        model.save_pretrained(tmp_path / name, safe_serialization=True)
+    for name, rows in (("forget", forget), ("retain", retain)):
+        lines = [json.dumps({"pixel_values": r["pixel_values"].tolist(), "label": r["label"]}) for r in rows]
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines))
+    argv = ["eval", "--model", str(tmp_path / "model"), "--golden", str(tmp_path / "golden"), "--forget_dataset",
+            str(tmp_path / "forget.jsonl"), "--retain_dataset", str(tmp_path / "retain.jsonl"), "--no_relearn",
+            "--judge", str(tmp_path / "judge"), "--generation_samples", "2", "--output", str(tmp_path / "m.json")]  # fmt: skip
+    assert main(argv) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert 0 <= metrics["forget/generation_accuracy"] <= 1 and metrics["forget/ua"] == 1 - metrics[
+        "forget/generation_accuracy"]  # fmt: skip
+    assert "golden/retain/generation_accuracy" in metrics and metrics["quality/frechet_distance"] > 0
+    assert metrics["forget/loss"] > 0

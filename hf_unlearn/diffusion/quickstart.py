@@ -34,7 +34,9 @@ def diffusion_quickstart(
 ) -> dict:
     """Returns ``{"metrics", "table", "seconds"}`` and writes under ``output_dir``: ``summary.md``,
     ``summary.json``, ``samples_<row>.png`` (one row of samples per class, the same noise for every model) and one
-    folder per method with the unlearned UNet. ``methods``: ``DiffusionUnlearningTrainer`` methods at the
+    folder per method with the unlearned UNet, its ``unlearning_report.json``, its model card ``README.md`` (the
+    shared reporting code: ``pipeline.build_report``, ``pipeline.write_outputs``) and the figures the card shows
+    (the relearning curves, the metrics, the sample grids of the method, golden and original). ``methods``: ``DiffusionUnlearningTrainer`` methods at the
     scenario's suggested settings (default ``DEFAULT_DIFFUSION_METHODS``)."""
     from ..methods import METHODS
     from ..pipeline import check_output_dir
@@ -54,15 +56,20 @@ def diffusion_quickstart(
     )
     sc = load_scenario(scenario, os.path.join(output_dir, "scenarios"), seed=seed, progress=progress)
     ev = _Evaluator(sc, seed, relearning)
-    metrics: dict[str, dict] = {}
-    for name, model in (("original", sc.original_model()), ("golden", sc.golden_model())):
-        metrics[name] = ev.evaluate(name, model, output_dir)
-        say(f"{name}: evaluated ({_summary(metrics[name])})")
+    references: dict[str, dict] = {}
+    for name, model in (
+        ("golden", sc.golden_model()),
+        ("original", sc.original_model()),
+    ):  # golden's RCD first
+        references[name] = ev.evaluate(name, model, output_dir)
+        say(f"{name}: evaluated ({_summary(references[name])})")
+    metrics = {name: references[name] for name in ("original", "golden")}
     for method in methods:
         trainer, seconds = _unlearn(sc, method, os.path.join(output_dir, method), seed)
         metrics[method] = ev.evaluate(method, trainer.model, output_dir)
         metrics[method]["seconds"] = round(seconds, 2)
         metrics[method]["time/ratio_to_retraining"] = round(seconds / sc.train_seconds["golden"], 4)
+        _write_row(sc, ev, trainer, metrics, method, seconds, output_dir)
         say(f"{method}: unlearned in {seconds:.0f} s, evaluated ({_summary(metrics[method])})")
     table = comparison_table(metrics, list(TABLE_KEYS))
     summary = {
@@ -77,8 +84,54 @@ def diffusion_quickstart(
     grids = "\n".join(f"![{name}](samples_{name}.png)" for name in metrics)
     with open(os.path.join(output_dir, "summary.md"), "w") as f:
         f.write(f"# hf-unlearn quickstart: {scenario}\n\n{sc.description}\n\n{table}\n\n{grids}\n")
-    say(f"wrote {output_dir}/summary.md, summary.json, samples_*.png and one folder per method")
+    say(
+        f"wrote {output_dir}/summary.md, summary.json, samples_*.png and one folder per method (model, report, "
+        "card)"
+    )
     return {"metrics": metrics, "table": table, "seconds": time.perf_counter() - start}
+
+
+def _write_row(
+    sc: Any, ev: Any, trainer: Any, metrics: dict, method: str, seconds: float, output_dir: str
+) -> dict:
+    """The method's folder gets what every scenario's rows get (``pipeline.build_report`` +
+    ``pipeline.write_outputs``: report JSON, model card, plots), with the sample grids of the method, golden and
+    original in the card's figures. Returns the report."""
+    import shutil
+
+    from ..pipeline import LoadedJob, RunArguments, build_report, write_outputs
+    from ..scenarios import get_builder
+
+    folder = os.path.join(output_dir, method)
+    job = LoadedJob(
+        model=trainer.model,
+        tokenizer=None,
+        forget=sc.forget,
+        retain=sc.retain,
+        test=sc.test,
+        original=ev.original,
+        task=sc.task,
+        info={
+            "scenario": sc.name,
+            "sizes": sc.sizes,
+            "train_seconds": sc.train_seconds,
+            "base_model": None,
+            "description": sc.description,
+        },
+    )
+    run_args = RunArguments(scenario=sc.name, **get_builder(sc.name).relearning)
+    per_run = {"original": metrics["original"], "golden": metrics["golden"], "unlearned": metrics[method]}
+    curves = {"unlearned": ev.rcd[method]} if method in ev.rcd else {}
+    report = build_report(job, trainer.args, run_args, per_run, curves, seconds, trainer)
+    grids = []
+    for name in (method, "golden", "original"):
+        grid = f"samples_{name}.png"
+        shutil.copyfile(os.path.join(output_dir, grid), os.path.join(folder, grid))
+        grids.append(grid)
+    report["plots"] = grids
+    relearn = {name: ev.rcd[key] for name, key in (("original", "original"), ("golden", "golden"),
+                                                    (method, method)) if key in ev.rcd}  # fmt: skip
+    return write_outputs(folder, report, relearn)
 
 
 def _unlearn(sc: Any, method: str, output_dir: str, seed: int) -> tuple[Any, float]:
@@ -125,6 +178,7 @@ class _Evaluator:
         labels = sc.test["label"]
         self.heldout = sc.test.select([i for i, y in enumerate(labels) if y in sc.forget_classes])
         self.golden_rcd = None
+        self.rcd: dict[str, Any] = {}  # RelearnResult of each model evaluated (the reports' relearning)
         self._losses = None
 
     def _loss_trainer(self):
@@ -161,14 +215,15 @@ class _Evaluator:
             progress_bar=False,
         )
         if name == "golden":
-            self.golden_rcd = relearning_convergence_delay(
+            self.golden_rcd = self.rcd[name] = relearning_convergence_delay(
                 model, self.sc.forget, original_model=self.original, config=config
             )
             return {"rcd/steps": self.golden_rcd.steps, "rcd/ratio_to_golden": 1.0}
-        result = relearning_convergence_delay(
+        result = self.rcd[name] = relearning_convergence_delay(
             model, self.sc.forget, original_model=self.original, golden_result=self.golden_rcd, config=config
         )
-        return {"rcd/steps": result.steps, "rcd/ratio_to_golden": result.ratio_to_golden}
+        out = {"rcd/steps": result.steps, "rcd/ratio_to_golden": result.ratio_to_golden}
+        return {k: v for k, v in out.items() if v is not None}  # missing, not None (the original's ratio)
 
     def sc_relearning(self) -> dict:
         from ..scenarios import get_builder

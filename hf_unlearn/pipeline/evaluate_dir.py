@@ -44,8 +44,24 @@ def evaluate_directory(args: Any) -> dict:
     corruption = label_corruption(args)
     if corruption is not None:
         job.heldout_label_corruption = corruption
+    job.evaluation.update(judge_options(args))
     metrics, _ = evaluate_models(job, {"model": model}, run_args, seed=args.seed)
     return metrics["model"]
+
+
+def judge_options(args: Any) -> dict:
+    """``evaluate_unlearning``'s judge options of ``--judge DIR`` (the classifier and, when saved with it, its image
+    processor) and ``--generation_samples``; empty without them."""
+    from ..loading import has_processor_files, load_model, load_tokenizer
+
+    options: dict = {}
+    if getattr(args, "judge", None):
+        options["judge_model"] = load_model(args.judge)
+        if has_processor_files(args.judge):
+            options["judge_processor"] = load_tokenizer(args.judge)
+    if getattr(args, "generation_samples", None) is not None:
+        options["generation_samples"] = args.generation_samples
+    return options
 
 
 def label_corruption(args: Any) -> str | None:
@@ -78,7 +94,8 @@ def _job(args: Any, model: Any):
         processor_dir = adapter_base(args.model, args.base_model)
     return LoadedJob(
         model=model,
-        tokenizer=load_tokenizer(processor_dir),
+        # a folder without a tokenizer or image processor (a diffusers UNet) has no processing class
+        tokenizer=load_tokenizer(processor_dir) if has_processor_files(processor_dir) else None,
         forget=load_dataset_file(args.forget_dataset),
         retain=load_dataset_file(args.retain_dataset),
         test=load_dataset_file(args.test_dataset) if args.test_dataset else None,

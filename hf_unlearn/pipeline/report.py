@@ -118,13 +118,13 @@ def build_report(
 
 
 def write_outputs(output_dir: str, report: dict, relearn: dict) -> dict:
-    """Plots, ``unlearning_report.json`` and the model card ``README.md``."""
+    """Plots, ``unlearning_report.json`` and the model card ``README.md``. Figures the report already lists
+    (``report["plots"]``: files in ``output_dir``, e.g. a diffusion model's sample grids) follow the plots."""
     from ..reporting import card as hub
 
-    report["plots"] = [
-        os.path.basename(p)
-        for p in write_plots(output_dir, report["metrics"], relearn, report["task"], report.get("method"))
-    ]
+    plots = write_plots(output_dir, report["metrics"], relearn, report["task"], report.get("method"))
+    written = [os.path.basename(p) for p in plots]
+    report["plots"] = written + [p for p in report.get("plots") or [] if p not in written]
     return hub.write_report(output_dir, report)
 
 

@@ -49,6 +49,10 @@ CARD_METRICS = [
     ("mia/min_k_plus_plus_auc", "mia_min_k_plus_plus_auc"),
     ("mia/zlib_auc", "mia_zlib_auc"),
     ("privleak", "privleak"),
+    # diffusion models (judged generation metrics, docs/metrics.md)
+    ("forget/generation_accuracy", "forget_generation_accuracy"),
+    ("retain/generation_accuracy", "retain_generation_accuracy"),
+    ("quality/frechet_distance", "frechet_distance_judge_features"),
     ("rcd/steps", "relearning_steps"),
     ("rcd/ratio_to_golden", "rcd_ratio_to_golden"),
     ("rcd/ratio_to_heldout", "rcd_ratio_to_heldout"),
@@ -343,6 +347,7 @@ def framework_versions() -> dict:
         "accelerate",
         "datasets",
         "huggingface_hub",
+        "diffusers",
     ):
         try:
             out[package] = version(package)

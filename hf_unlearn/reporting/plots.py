@@ -8,6 +8,8 @@ BAR_KEYS = (
     "retain/accuracy",
     "test/accuracy",
     "forget/token_accuracy",
+    "forget/generation_accuracy",
+    "retain/generation_accuracy",
     "retain/token_accuracy",
     "mia/auc",
     "mia/efficacy",
