@@ -221,3 +221,19 @@ def test_every_registered_kind_has_test_models_in_the_method_matrices():
     covered = {model for _, model in method_kind_matrix()}
     assert covered == {model for models in KIND_TEST_MODELS.values() for model in models}
     assert {m for m, _ in method_kind_matrix()} == set(METHODS)  # every method runs on some kind
+
+
+def test_a_report_of_an_optional_kind_finds_its_kind_in_a_fresh_process():
+    """A diffusion run's report (task "diffusion") can be turned into a card where hf_unlearn.diffusion was
+    never imported: the task imports the package that registers its kinds."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom hf_unlearn.kinds import kind_for_task\n"
+        "assert 'hf_unlearn.diffusion' not in sys.modules\n"
+        "print(kind_for_task('diffusion', 'UNet2DModel').name)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "class_conditional_unet"

@@ -318,10 +318,18 @@ def kind_for_folder(path: str) -> ModelKind:
     return kind_for_task("classification")
 
 
+#: tasks whose kinds an optional package registers: ``{task: module}``, imported when a report names the task
+OPTIONAL_KIND_MODULES = {"diffusion": "hf_unlearn.diffusion"}
+
+
 def kind_for_task(task: str | None, architecture: str | None = None) -> ModelKind:
     """The kind a recorded ``task`` string (and, when known, architecture class name) stands for: reports
     and configs keep the task string, not the model. ``task=None``: the kind of the architecture, else the
-    text classifier."""
+    text classifier. A task of an optional package (``OPTIONAL_KIND_MODULES``) imports it first."""
+    if task in OPTIONAL_KIND_MODULES and not any(kind.task == task for kind in _KINDS):
+        import importlib
+
+        importlib.import_module(OPTIONAL_KIND_MODULES[task])
     if task is None:
         found = [kind for kind in _KINDS if architecture and kind.recognises_architecture(architecture)]
         return found[0] if found else kind_for_task("classification")
