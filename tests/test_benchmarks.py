@@ -235,3 +235,28 @@ def test_rcd_cost_bare_relearning_runs_on_an_image_classifier():
     config = RelearnConfig(learning_rate=1e-2, max_steps=2, batch_size=4, seed=0, progress_bar=False)
     bare_relearn(model, task.forget, task.tokenizer, config)  # relearns a copy: the model is left as it was
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_robustness_seed_summary_takes_the_median_over_seeds_and_counts_the_seeds_undone():
+    from benchmarks import robustness
+
+    def result(seed: int) -> dict:
+        row = {"attack/none/forget/accuracy": 0.1, "attack/none/gap_to_golden": 0.0}
+        row |= {
+            "attack/quantize_4bit/forget/accuracy": 0.1 + 0.2 * seed,
+            "attack/quantize_4bit/gap_to_golden": 0.2 * seed,
+        }
+        row |= {
+            f"attack/quantize_4bit/{who}forget/accuracy": v
+            for who, v in (("golden/", 0.1), ("original/", 1.0))
+        }
+        golden = {"attack/none/forget/accuracy": 0.1, "attack/none/gap_to_golden": 0.0}
+        return {"primary_metric": "forget/accuracy", "n_forget": 16, "metrics": {"golden": golden, "m": row}}
+
+    summary = robustness.seed_summary({seed: result(seed) for seed in (0, 1, 2)})
+    gap = summary["models"]["m"]["quantize_4bit/gap"]
+    assert (gap["median"], gap["min"], gap["max"]) == pytest.approx((0.2, 0.0, 0.4))
+    assert (
+        summary["models"]["m"]["undone"]["quantize_4bit"] == 2
+    )  # seeds 1 and 2: past 1/16 of the forget set
+    assert "0.200 (0.000-0.400)" in robustness.seed_table(summary)
