@@ -260,3 +260,17 @@ def test_robustness_seed_summary_takes_the_median_over_seeds_and_counts_the_seed
         summary["models"]["m"]["undone"]["quantize_4bit"] == 2
     )  # seeds 1 and 2: past 1/16 of the forget set
     assert "0.200 (0.000-0.400)" in robustness.seed_table(summary)
+
+
+def test_sequential_seed_rows_give_each_request_the_median_over_seeds():
+    from benchmarks import sequential
+
+    def seed(value: float) -> dict:
+        rows = [{"request": i, "steps": 200, "current/forget/rouge_l_recall": value * i} for i in (1, 2)]
+        return {"rows": {"ieu": rows}}
+
+    rows = sequential.seed_rows({0: seed(0.1), 1: seed(0.2), 2: seed(0.3)})
+    assert [(r["request"], r["current forget ROUGE-L"], r["steps"]) for r in rows] == [
+        (1, "0.200 (0.100-0.300)", "200"),
+        (2, "0.400 (0.200-0.600)", "200"),
+    ]
