@@ -13,11 +13,13 @@ next to the seconds of the evaluation without attacks.
 Seeds (``--seeds 0,1,2``): each seed builds the scenario anew (original and golden trained with that seed) and
 unlearns with it; the tables give the median over seeds with the range (min-max), and per method and attack the
 number of seeds in which the forgetting was undone. The JSON keeps every seed's full result under
-``details[scenario]["per_seed"]``; the file is rewritten after every seed, so a stopped run keeps what it measured.
+``details[scenario]["per_seed"]``; the file is rewritten after every seed, so a stopped run keeps what it measured,
+and ``--merge`` continues from it (other scenarios and seeds kept).
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from dataclasses import replace
@@ -231,27 +233,51 @@ def run(
     threads: int | None = None,
     scenarios: list[str] | None = None,
     seeds: list[int] | None = None,
+    merge: bool = False,
 ) -> dict:
     """Measure ``scenarios`` (default ``SCENARIOS``) with each of ``seeds`` (default ``[0]``); the result file is
-    rewritten after every seed."""
+    rewritten after every seed. ``merge``: keep the seeds and scenarios of the existing result file that this run
+    does not measure (a run in parts)."""
     report = common.Report(NAME, quick, threads)
     methods = ["ft", "ieu"] if quick else METHODS
     seeds = seeds or [0]
-    tables: dict[str, list[dict]] = {}
+    previous = previous_seeds() if merge else {}
+    tables = {name: _scenario_tables(name, seed_summary(r), r) for name, r in previous.items()}
+    for name, per_seed in previous.items():
+        report.details[name] = {
+            "seeds": sorted(per_seed),
+            "summary": seed_summary(per_seed),
+            "per_seed": per_seed,
+        }
     for name in scenarios or SCENARIOS:
-        per_seed: dict[int, dict] = {}
+        per_seed = {s: r for s, r in previous.get(name, {}).items() if s not in seeds}
         for seed in seeds:
             for _, result in report.scenarios([name], lambda n, s=seed: measure(n, methods, s), keep=False):
                 per_seed[seed] = result
             if not per_seed:
                 break  # skipped: the note says why
+            per_seed = dict(sorted(per_seed.items()))
             summary = seed_summary(per_seed)
             report.details[name] = {"seeds": sorted(per_seed), "summary": summary, "per_seed": per_seed}
             tables[name] = _scenario_tables(name, summary, per_seed)
             report.tables = [t for ts in tables.values() for t in ts]
-            report.notes = _notes(seeds)
-            written = report.write()
-    return written if tables else report.write()
+            report.notes = _notes()
+            report.write()
+    report.tables, report.notes = [t for ts in tables.values() for t in ts], _notes()
+    return report.write()
+
+
+def previous_seeds() -> dict[str, dict[int, dict]]:
+    """The per-seed results of every scenario in the existing ``results/robustness.json`` (none without one)."""
+    path = common.RESULTS_DIR / f"{NAME}.json"
+    if not path.exists():
+        return {}
+    details = json.loads(path.read_text()).get("details", {})
+    return {
+        name: {int(seed): result for seed, result in entry["per_seed"].items()}
+        for name, entry in details.items()
+        if isinstance(entry, dict) and "per_seed" in entry
+    }
 
 
 def _scenario_tables(name: str, summary: dict, per_seed: dict[int, dict]) -> list[dict]:
@@ -271,10 +297,11 @@ def _scenario_tables(name: str, summary: dict, per_seed: dict[int, dict]) -> lis
     ]
 
 
-def _notes(seeds: list[int]) -> list[str]:
+def _notes() -> list[str]:
     return [
-        f"Seeds {', '.join(map(str, seeds))}: each seed trains the scenario's original and golden model anew and "
-        "unlearns with that seed; cells are the median over seeds with (min-max).",
+        "Seeds (in each table's title): each seed trains the scenario's original and golden model anew and "
+        "unlearns and attacks with that seed; cells are the median over seeds with (min-max). 'seconds' at the "
+        "top is the last run's wall time (a run with --merge adds to an earlier one's scenarios and seeds).",
         f"A method's forgetting is 'undone by' an attack in a seed when its gap to golden under the attack exceeds "
         f"its gap without it by more than the tolerance (relearn_partial: the gap on the same held-out half "
         f"without attack) and the attacked model lies on the attacked original's side of the attacked golden "
@@ -297,9 +324,12 @@ def main() -> None:
         "--scenarios", help=f"comma-separated scenario names (default: {','.join(SCENARIOS)})"
     )
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the existing result file's other seeds/scenarios"
+    )
     args = parser.parse_args()
     scenarios = args.scenarios.split(",") if args.scenarios else None
-    print(run(args.quick, args.threads, scenarios, [int(s) for s in args.seeds.split(",")]))
+    print(run(args.quick, args.threads, scenarios, [int(s) for s in args.seeds.split(",")], args.merge))
 
 
 if __name__ == "__main__":
