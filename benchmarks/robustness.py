@@ -4,7 +4,7 @@ defaults are measured without attack and under ``quantize_8bit``, ``quantize_4bi
 (``hf_unlearn.metrics.attacks``), each against the golden model under the same attack.
 
 Reported per model and attack: the kind's primary forget metric (digits: forget accuracy; tofu-llama: forget
-ROUGE-L recall of greedy answers; authors-qa: the same) and ``gap_to_golden``. A method's forgetting is *undone* by an attack when its
+ROUGE-L recall of greedy answers; authors-qa: forget token accuracy, its evaluation does not generate) and ``gap_to_golden``. A method's forgetting is *undone* by an attack when its
 gap under the attack exceeds its gap without it by more than ``TOLERANCE`` (for ``relearn_partial``: the gap on the
 same held-out half without attack) **and** the attacked model lies on the attacked original's side of the attacked
 golden model (a model that relearns *less* than golden is not "undone"). Cost: seconds of each attack (all models; golden and original attacked once)
@@ -105,8 +105,9 @@ def measure(name: str, methods: list[str], seed: int = 0) -> dict:
 
 def tolerance(key: str, attack: str, n_forget: int | None) -> float:
     """How much larger a gap may be under ``attack`` and still count as "survives": ``TOLERANCE``, or for an
-    accuracy one example of the measured set (the whole forget set; for ``relearn_partial`` its held-out half)."""
-    if n_forget and key.endswith("accuracy"):
+    example accuracy (``forget/accuracy``, classifiers) one example of the measured set (the whole forget set; for
+    ``relearn_partial`` its held-out half)."""
+    if n_forget and key == "forget/accuracy":
         measured = n_forget // 2 if attack == "relearn_partial" else n_forget
         return max(TOLERANCE, 1.0 / max(measured, 1) + 1e-9)
     return TOLERANCE
