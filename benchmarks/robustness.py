@@ -306,7 +306,7 @@ def _notes() -> list[str]:
         f"A method's forgetting is 'undone by' an attack in a seed when its gap to golden under the attack exceeds "
         f"its gap without it by more than the tolerance (relearn_partial: the gap on the same held-out half "
         f"without attack) and the attacked model lies on the attacked original's side of the attacked golden "
-        f"model. Tolerance: {TOLERANCE}, or for an accuracy one example of the measured set (polarity-minilm: "
+        f"model. Tolerance: {TOLERANCE}, or for a classifier's forget/accuracy one example of the measured set (polarity-minilm: "
         "1/16 of the forget set, 1/8 of relearn_partial's held-out half), the fixture's resolution.",
         "relearn_partial: the run's RCD learning rate and batch size (the scenario's), 25 steps on half the forget "
         "set (people kept together), measured on the other half. Evaluation without attacks: evaluate_unlearning "
