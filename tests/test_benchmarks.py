@@ -235,3 +235,62 @@ def test_rcd_cost_bare_relearning_runs_on_an_image_classifier():
     config = RelearnConfig(learning_rate=1e-2, max_steps=2, batch_size=4, seed=0, progress_bar=False)
     bare_relearn(model, task.forget, task.tokenizer, config)  # relearns a copy: the model is left as it was
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def _robustness_result(seed: int) -> dict:
+    row = {"attack/none/forget/accuracy": 0.1, "attack/none/gap_to_golden": 0.0}
+    row |= {
+        "attack/quantize_4bit/forget/accuracy": 0.1 + 0.2 * seed,
+        "attack/quantize_4bit/gap_to_golden": 0.2 * seed,
+    }
+    row |= {
+        f"attack/quantize_4bit/{who}forget/accuracy": v for who, v in (("golden/", 0.1), ("original/", 1.0))
+    }
+    golden = {"attack/none/forget/accuracy": 0.1, "attack/none/gap_to_golden": 0.0}
+    return {
+        "primary_metric": "forget/accuracy",
+        "n_forget": 16,
+        "n_models": 2,
+        "eval_seconds": 1.0,
+        "attack_seconds": {"quantize_4bit": 0.5},
+        "metrics": {"golden": golden, "m": row},
+    }
+
+
+def test_robustness_seed_summary_takes_the_median_over_seeds_and_counts_the_seeds_undone():
+    from benchmarks import robustness
+
+    summary = robustness.seed_summary({seed: _robustness_result(seed) for seed in (0, 1, 2)})
+    gap = summary["models"]["m"]["quantize_4bit/gap"]
+    assert (gap["median"], gap["min"], gap["max"]) == pytest.approx((0.2, 0.0, 0.4))
+    assert (
+        summary["models"]["m"]["undone"]["quantize_4bit"] == 2
+    )  # seeds 1 and 2: past 1/16 of the forget set
+    assert "0.200 (0.000-0.400)" in robustness.seed_table(summary)
+
+
+def test_robustness_merge_keeps_the_earlier_runs_seeds_and_scenarios(tmp_path, monkeypatch):
+    from benchmarks import result_files, robustness
+
+    monkeypatch.setattr(result_files, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(robustness, "measure", lambda name, methods, seed: _robustness_result(seed))
+    robustness.run(scenarios=["a", "b"], seeds=[0])
+    robustness.run(scenarios=["b"], seeds=[1, 2], merge=True)
+    details = json.loads((tmp_path / "robustness.json").read_text())["details"]
+    assert details["a"]["seeds"] == [0] and details["b"]["seeds"] == [0, 1, 2]
+    assert details["b"]["summary"]["models"]["m"]["undone"]["quantize_4bit"] == 2
+
+
+def test_sequential_seed_rows_give_each_request_the_median_over_seeds():
+    from benchmarks import sequential
+
+    def seed(value: float) -> dict:
+        rows = [{"request": i, "steps": 200, "current/forget/rouge_l_recall": value * i} for i in (1, 2)]
+        return {"rows": {"ieu": rows}}
+
+    rows = sequential.seed_rows({0: seed(0.1), 1: seed(0.2), 2: seed(0.3)})
+    assert [(r["request"], r["current forget ROUGE-L"], r["steps"]) for r in rows] == [
+        (1, "0.200 (0.100-0.300)", "200"),
+        (2, "0.400 (0.200-0.600)", "200"),
+    ]
