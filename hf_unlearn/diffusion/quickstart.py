@@ -100,6 +100,7 @@ def _write_row(
     import shutil
 
     from ..pipeline import LoadedJob, RunArguments, build_report, write_outputs
+    from ..pipeline.job import scenario_info
     from ..scenarios import get_builder
 
     folder = os.path.join(output_dir, method)
@@ -111,13 +112,7 @@ def _write_row(
         test=sc.test,
         original=ev.original,
         task=sc.task,
-        info={
-            "scenario": sc.name,
-            "sizes": sc.sizes,
-            "train_seconds": sc.train_seconds,
-            "base_model": None,
-            "description": sc.description,
-        },
+        info=scenario_info(sc),
     )
     run_args = RunArguments(scenario=sc.name, **get_builder(sc.name).relearning)
     per_run = {"original": metrics["original"], "golden": metrics["golden"], "unlearned": metrics[method]}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..data.collate import check_attention_mask
-from ..kinds import get_model_kind, kind_for_task
+from ..kinds import get_model_kind
 from ._passes import prepare
 from ._stats import MIN_K_FRACTION, SplitStats, _min_k_scores, collect_stats  # noqa: F401 (importable from here)
 from ._weights import weight_distance
@@ -32,12 +32,6 @@ def per_example_losses(
     token-mean NLL of the completion for causal LMs; the quantity MIA and KS statistics are built on."""
     rows, collator, kind = prepare(model, dataset, processing_class, "dataset")
     return collect_stats([model], rows, collator, kind, batch_size)[0].loss
-
-
-def summarize(prefix: str, stats: SplitStats, task: str) -> dict[str, float]:
-    """The per-split keys of the model kind of ``task`` (``ModelKind.summarize``): ``{prefix}/loss`` and
-    ``{prefix}/accuracy`` (classifiers) or ``{prefix}/token_accuracy`` and ``{prefix}/perplexity`` (causal LMs)."""
-    return kind_for_task(task).summarize(prefix, stats)
 
 
 def _mia(prefix: str, forget: SplitStats, test: SplitStats) -> dict[str, float]:

@@ -90,18 +90,23 @@ def scenario_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -
         golden=sc.golden_model(),
         original=sc.original_model(),
         task=sc.task,
-        info={
-            "scenario": sc.name,
-            "sizes": sc.sizes,
-            "train_seconds": sc.train_seconds,
-            "base_model": None,
-            "description": sc.description,
-        },
+        info=scenario_info(sc),
         make_model=sc.original_model,
         defaults=scenario_defaults(sc),
         evaluation=dict(sc.evaluation),
         heldout_label_corruption=sc.heldout_label_corruption,
     )
+
+
+def scenario_info(sc: Any) -> dict:
+    """What a job's report records of the built-in scenario ``sc`` it runs on."""
+    return {
+        "scenario": sc.name,
+        "sizes": sc.sizes,
+        "train_seconds": sc.train_seconds,
+        "base_model": None,
+        "description": sc.description,
+    }
 
 
 def resolve_label_corruption(job: LoadedJob, config: Any) -> str:

@@ -95,22 +95,10 @@ def build_digits_ddpm(builder, config: dict, seed: int, progress: bool, original
 
     start = time.perf_counter()
     metrics = {"judge": {"test_accuracy": round(judge_accuracy, 4)}}
-    scenario = builder.scenario_class(
-        name=builder.name,
-        task=builder.task,
-        description=builder.description,
-        tokenizer=None,
-        forget=data["forget"],
-        retain=data["retain"],
-        test=data["test"],
-        original_dir=original_dir,
-        golden_dir=golden_dir,
-        sizes={},
-        train_seconds={},
-        unlearning_defaults={},
-        config=config,
-        **builder.scenario_fields(),
-    )
+    from .base import _scenario  # the scenario object as a cached load makes it, to score the fresh models
+
+    root = os.path.dirname(original_dir)
+    scenario = _scenario(builder, root, config, seed, {"sizes": {}, "train_seconds": {}}, None, data, False)
     scores = scenario.evaluate_generation(original, golden_unet=golden, judge=judge, progress=progress)
     metrics["original"] = {k: round(v, 4) for k, v in scores.items() if not k.startswith("golden/")}
     metrics["golden"] = {
