@@ -336,7 +336,14 @@ def cmd_eval(argv: list[str]) -> int:
         help="class-conditional diffusion models: an image classifier folder (with its image processor) that judges "
         "samples of the forgotten and kept classes (generation accuracy, Fréchet distance; docs/metrics.md)",
     )
-    parser.add_argument("--generation_samples", type=int, help="--judge: samples per class (default 50)")
+    parser.add_argument(
+        "--clip",
+        help="text-to-image pipelines: a local CLIP folder (safetensors): zero-shot judge of the forget and kept "
+        "prompts' samples (without --judge) and CLIP score (docs/metrics.md)",
+    )
+    parser.add_argument(
+        "--generation_samples", type=int, help="--judge / --clip: samples per class or prompt (default 50)"
+    )
     args = parser.parse_args(argv)
     from .pipeline.evaluate_dir import evaluate_directory
 

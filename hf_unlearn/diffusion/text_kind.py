@@ -47,6 +47,18 @@ class TextConditionedUNetKind(DenoisingKind):
     input_keys = ("latents", "encoder_hidden_states", "labels", "index")
     clean_key = "latents"
     pipeline_tag = "text-to-image"
+    judged_generation = True
+    generation_options = (*DenoisingKind.generation_options, "clip_model", "clip_processor", "concepts")
+    judges = ("judge_model", "clip_model")
+
+    def suite_metrics(self, inputs: Any) -> dict[str, float]:
+        """With ``judge_model`` (an image classifier whose labels name the concepts) or ``clip_model`` (a local
+        CLIP: zero-shot judge and CLIP score) in ``evaluate_unlearning``: the generation metrics of the UNet and
+        the golden UNet on samples of the forget and kept prompts (``clip_metrics.text_suite_metrics``), seeded
+        by ``DiffusionArguments.eval_seed``."""
+        from .clip_metrics import text_suite_metrics
+
+        return text_suite_metrics(inputs, pipeline_setup(inputs.model).args.eval_seed)
 
     def build_preparer(
         self, model: torch.nn.Module, tokenizer: Any = None, max_length: int | None = None, seed: int = 0

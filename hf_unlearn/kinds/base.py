@@ -97,6 +97,15 @@ class ModelKind:
     #: ``evaluate_unlearning(judge_model=...)`` samples the model and asks a judge classifier (generation
     #: accuracy, Fréchet distance): class-conditional diffusion models
     judged_generation: ClassVar[bool] = False
+    #: the ``evaluate_unlearning`` options of the kind's judged generation metrics (kinds with
+    #: ``judged_generation``), and those of them of which one must be given for the others (the judges)
+    generation_options: ClassVar[tuple[str, ...]] = (
+        "judge_model",
+        "judge_processor",
+        "generation_samples",
+        "generation_steps",
+    )
+    judges: ClassVar[tuple[str, ...]] = ("judge_model",)
 
     # -- recognising -------------------------------------------------------------------------------
     def recognises(self, model: torch.nn.Module) -> bool:
@@ -235,16 +244,26 @@ class ModelKind:
 
     def check_judge_options(self, **options: Any) -> None:
         """Refuse the options of judged generation metrics (``judge_model``, ``judge_processor``,
-        ``generation_samples``, ``generation_steps``) unless the kind has them (``judged_generation``), and the
-        sampling options without a judge."""
+        ``generation_samples``, ``generation_steps``; ``clip_model``, ``clip_processor``, ``concepts`` for
+        text-to-image) unless the kind has them (``judged_generation``, ``generation_options``), and the other
+        options without one of the kind's ``judges``."""
         given = [name for name, value in options.items() if value is not None]
         if given and not self.judged_generation:
             raise ValueError(
-                f"{', '.join(given)}: judged generation metrics are for class-conditional diffusion models, not "
-                f"{self.name} models; leave these options out."
+                f"{', '.join(given)}: judged generation metrics are for class-conditional diffusion models and "
+                f"text-to-image pipelines, not {self.name} models; leave these options out."
             )
-        if given and options.get("judge_model") is None:
-            raise ValueError(f"{', '.join(given)} needs judge_model (an image classifier over the classes).")
+        foreign = [name for name in given if name not in self.generation_options]
+        if foreign:
+            raise ValueError(
+                f"{', '.join(foreign)}: not an option of {self.name} models' generation metrics (CLIP is for "
+                "text-to-image pipelines); leave it out."
+            )
+        if given and not any(options.get(name) is not None for name in self.judges):
+            raise ValueError(
+                f"{', '.join(given)} needs {' or '.join(self.judges)} (an image classifier over the classes"
+                f"{', or a local CLIP' if 'clip_model' in self.judges else ''})."
+            )
 
     def headline(self, rows: Any = None, short: bool = False) -> list[str]:
         """The keys that summarize a result of this kind (``rows``: the reported metrics, for kinds whose

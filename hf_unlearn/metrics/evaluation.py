@@ -62,6 +62,9 @@ def evaluate_unlearning(
     judge_processor: Any = None,
     generation_samples: int | None = None,
     generation_steps: int | None = None,
+    clip_model: Any = None,
+    clip_processor: Any = None,
+    concepts: list[str] | None = None,
 ) -> dict[str, float]:
     """Evaluate an unlearned ``model``; returns a flat dict of floats (keys in ``docs/metrics.md``).
 
@@ -105,12 +108,21 @@ def evaluate_unlearning(
             class (the retain set's other labels) with DDIM, seeded by ``DiffusionArguments.eval_seed``, and the
             judge scores them: ``forget/generation_accuracy``, ``forget/ua``, ``forget/generation_probability``,
             ``retain/generation_accuracy`` and ``quality/frechet_distance`` (on the judge's penultimate features
-            against the retain set's images: not Inception FID); ``golden/<key>`` with ``golden_model``. Refused
-            for other kinds.
+            against the retain set's images: not Inception FID); ``golden/<key>`` with ``golden_model``. Text-to-image
+            pipelines (their UNet): an image classifier whose ``id2label`` names the concepts judges
+            ``generation_samples`` samples of each forget and kept prompt (``diffusion.clip_metrics``). Refused for
+            other kinds.
         judge_processor: the judge's image processor (input size, mean and std); None: ``[-1, 1]`` pixels as
             they are.
-        generation_samples: samples per class for the judged generation metrics (default 50).
+        generation_samples: samples per class (per prompt) for the judged generation metrics (default 50).
         generation_steps: DDIM steps of those samples (default 25).
+        clip_model: text-to-image pipelines: a ``CLIPModel`` (with ``clip_processor``) or a local CLIP folder:
+            the zero-shot judge when no ``judge_model`` is given, and ``quality/clip_score`` (kept prompts) and
+            ``forget/clip_score``; with ``forget/generation_accuracy``, ``forget/ua``,
+            ``retain/generation_accuracy`` and ``golden/<key>`` (docs/metrics.md).
+        clip_processor: the ``CLIPProcessor`` of ``clip_model`` (its tokenizer, image size, mean and std).
+        concepts: CLIP's candidate labels (e.g. ``["cat", "dog", "car"]``): each prompt is labelled by the
+            concept it contains; None: every distinct forget and kept prompt (and the anchor prompt) is a label.
 
     None of the models is modified; their train/eval modes are restored.
     """
@@ -123,6 +135,9 @@ def evaluate_unlearning(
         "judge_processor": judge_processor,
         "generation_samples": generation_samples,
         "generation_steps": generation_steps,
+        "clip_model": clip_model,
+        "clip_processor": clip_processor,
+        "concepts": concepts,
     }
     kind.check_evaluation_options(utility_datasets, muse_datasets, **judged)
     splits = {"forget": forget_dataset, "retain": retain_dataset}

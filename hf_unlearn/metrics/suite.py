@@ -30,7 +30,8 @@ class SuiteInputs:
     """The models, each split's canonical rows, raw data and per-example statistics (``SplitStats``, the model's
     and, where measured, the golden model's), the metrics so far, and ``evaluate_unlearning``'s options
     (``options``: those given of ``judge_model``, ``judge_processor``, ``generation_samples``,
-    ``generation_steps``, for kinds with ``judged_generation``)."""
+    ``generation_steps``, and for text-to-image ``clip_model``, ``clip_processor``, ``concepts``: for kinds with
+    ``judged_generation``)."""
 
     model: torch.nn.Module
     metrics: dict[str, float]

@@ -51,7 +51,7 @@ def evaluate_directory(args: Any) -> dict:
 
 def judge_options(args: Any) -> dict:
     """``evaluate_unlearning``'s judge options of ``--judge DIR`` (the classifier and, when saved with it, its image
-    processor) and ``--generation_samples``; empty without them."""
+    processor), ``--clip DIR`` (text-to-image) and ``--generation_samples``; empty without them."""
     from ..loading import has_processor_files, load_model, load_tokenizer
 
     options: dict = {}
@@ -59,6 +59,8 @@ def judge_options(args: Any) -> dict:
         options["judge_model"] = load_model(args.judge)
         if has_processor_files(args.judge):
             options["judge_processor"] = load_tokenizer(args.judge)
+    if getattr(args, "clip", None):
+        options["clip_model"] = args.clip  # a folder: loaded by diffusion.clip_metrics.load_clip
     if getattr(args, "generation_samples", None) is not None:
         options["generation_samples"] = args.generation_samples
     return options

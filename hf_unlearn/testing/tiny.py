@@ -253,3 +253,35 @@ def tiny_unet(num_classes: int = 10, num_channels: int = 1, image_size: int = 8,
         up_block_types=("AttnUpBlock2D", "UpBlock2D"),
         num_class_embeds=num_classes,
     )
+
+
+def tiny_clip(image_size: int = 16, seed: int = 0):
+    """``(CLIPModel, CLIPProcessor)``: a small CLIP built from config (2-layer text and vision towers of width 32,
+    16-dimensional projections, ``image_size`` x ``image_size`` RGB inputs in 4x4 patches) with the letters-and-
+    digits ``CLIPTokenizer`` of ``hf_unlearn.testing.tiny_pipeline`` (built offline); for the CLIP judge and CLIP
+    score of ``hf_unlearn.diffusion.clip_metrics``. Untrained: its scores exercise the code, not the images."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPVisionConfig
+    from transformers import CLIPImageProcessorPil as CLIPImageProcessor
+
+    from .tiny_pipeline import MAX_TOKENS, tiny_clip_tokenizer
+
+    tokenizer = tiny_clip_tokenizer()
+    towers = {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2}
+    text = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=MAX_TOKENS,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **towers,
+    )
+    vision = CLIPVisionConfig(image_size=image_size, patch_size=4, **towers)
+    torch.manual_seed(seed)
+    model = CLIPModel(
+        CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16)
+    )
+    images = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    return model.eval(), CLIPProcessor(image_processor=images, tokenizer=tokenizer)
