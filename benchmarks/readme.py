@@ -20,6 +20,7 @@ ORDER = [
     "gpu",
     "sweep",
     "sweep_polarity",
+    "sd_mechanics",
 ]
 
 INTRO = """# Benchmarks

@@ -294,3 +294,26 @@ def test_sequential_seed_rows_give_each_request_the_median_over_seeds():
         (1, "0.200 (0.100-0.300)", "200"),
         (2, "0.400 (0.200-0.600)", "200"),
     ]
+
+
+def test_sd_mechanics_rows_take_medians_over_seeds_and_count_the_seeds_where_forget_rises_more():
+    import torch
+
+    from benchmarks.sd_mechanics import relative_change, table_row
+
+    def run(forget_after, kept_after, change=0.1, finite=True):
+        return {
+            "finite": finite,
+            "weight_change": change,
+            "before": {"forget": 1.0, "retain": 1.0, "test": 1.0},
+            "after": {"forget": forget_after, "retain": kept_after, "test": 1.0},
+        }
+
+    # forget up more than kept in seed 0 only; seed 1: both fall; seed 2: kept up more
+    row = table_row("ga (full)", {0: run(1.5, 1.1), 1: run(0.9, 0.8, finite=False), 2: run(1.2, 1.4, 0.3)})
+    assert row["forget rises more"] == "1/3" and row["finite losses"] == "2/3"
+    assert row["forget loss after"] == 1.2 and row["kept loss after"] == 1.1
+    assert row["forget up - kept up"] == pytest.approx(0.1)  # median of 0.4, 0.1, -0.2
+    assert row["weight change"] == "1.00e-01"
+    before = {"w": torch.tensor([3.0, 4.0])}
+    assert relative_change(before, {"w": torch.tensor([3.0, 4.5])}) == pytest.approx(0.1)
