@@ -186,3 +186,19 @@ def test_eval_cli_passes_clip_through():
         "clip_model": "/models/clip",
         "generation_samples": 3,
     }
+
+
+def test_the_headline_leads_with_the_generation_keys_when_measured():
+    from hf_unlearn.diffusion import TextConditionedUNetKind
+    from hf_unlearn.reporting.headline import DEFINITIONS
+
+    kind = TextConditionedUNetKind()
+    assert set(kind.headline()) <= set(DEFINITIONS) and "forget/clip_score" in DEFINITIONS
+    assert kind.headline({"m": {"forget/loss": 1.0}}, short=True) == [
+        "forget/loss",
+        "retain/loss",
+        "rcd/ratio_to_golden",
+    ]
+    clip_only = {"m": {"quality/clip_score": 20.0, "forget/generation_accuracy": 0.5}}
+    assert kind.headline(clip_only, short=True) == ["forget/generation_accuracy", "quality/clip_score"]
+    assert kind.headline({"m": {"forget/loss": 1.0}})[0] == "forget/loss"

@@ -50,6 +50,27 @@ class TextConditionedUNetKind(DenoisingKind):
     judged_generation = True
     generation_options = (*DenoisingKind.generation_options, "clip_model", "clip_processor", "concepts")
     judges = ("judge_model", "clip_model")
+    # what the samples show first (with a judge or CLIP), then the denoising-loss keys every run has
+    headline_keys = (
+        "forget/generation_accuracy",
+        "retain/generation_accuracy",
+        "quality/clip_score",
+        "forget/loss",
+        "retain/loss",
+        "mia/auc",
+        "rcd/ratio_to_golden",
+        "rcd/ratio_to_heldout",
+    )
+    short_keys = ("forget/generation_accuracy", "retain/generation_accuracy", "quality/clip_score")
+
+    def headline(self, rows: Any = None, short: bool = False) -> list[str]:
+        """The generation keys first; those missing from every row of ``rows`` (no judge, no CLIP) left out, the
+        denoising-loss keys when none is there."""
+        keys = list(self.short_keys if short else self.headline_keys)
+        if rows:
+            present = {k for row in rows.values() for k in row}
+            keys = [k for k in keys if k not in self.short_keys or k in present]
+        return keys or list(DenoisingKind.short_keys)
 
     def suite_metrics(self, inputs: Any) -> dict[str, float]:
         """With ``judge_model`` (an image classifier whose labels name the concepts) or ``clip_model`` (a local

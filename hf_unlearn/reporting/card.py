@@ -53,6 +53,8 @@ CARD_METRICS = [
     ("forget/generation_accuracy", "forget_generation_accuracy"),
     ("retain/generation_accuracy", "retain_generation_accuracy"),
     ("quality/frechet_distance", "frechet_distance_judge_features"),
+    ("quality/clip_score", "clip_score"),
+    ("forget/clip_score", "forget_clip_score"),
     ("rcd/steps", "relearning_steps"),
     ("rcd/ratio_to_golden", "rcd_ratio_to_golden"),
     ("rcd/ratio_to_heldout", "rcd_ratio_to_heldout"),

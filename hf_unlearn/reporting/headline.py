@@ -48,6 +48,10 @@ DEFINITIONS = {
     "quality/frechet_distance": "Fréchet distance between generated and real kept-class images on the judge's "
     "penultimate features (not Inception FID: compare models on the same judge only). Lower is better; near "
     "the original's",
+    "quality/clip_score": "CLIP score of samples of the kept prompts against their prompt, mean of 100 max(cos, 0) "
+    "of CLIP embeddings: the prompt following to keep (near the original's; compare on one CLIP only)",
+    "forget/clip_score": "CLIP score of samples of the forget prompts against their prompt: how much of the concept "
+    "the model still draws. Match the golden model's",
     "rcd/steps": "relearning convergence delay: fine-tuning steps until the forget set is learned again "
     "(censored at the step budget)",
     "rcd/ratio_to_golden": "relearning steps over the golden model's (same protocol). 1 is ideal; near 0: the "
