@@ -33,9 +33,13 @@ class Attack:
 
     Attributes:
         name: the name in the keys (``attack/<name>/...``), set by ``register_attack`` (or by the instance).
+        trains: the copy comes out of floating-point training, which need not be bit-identical on every process
+            (GPU kernels): under several processes, rank 0's copy is broadcast to the others before they
+            evaluate their shares, so the gathered metrics are of one model.
     """
 
     name: str = ""
+    trains: bool = False
 
     def split(self, forget_dataset: Any) -> tuple[Any, Any]:
         """``(attack_data, eval_data)``: the part of the forget set the attack may use (None: none) and the part
