@@ -47,7 +47,6 @@ def test_torchao_int8_keeps_the_forget_loss_of_our_8_bit_quantizer(qa, architect
     attacked = get_attack("torchao_int8").apply(model)
     theirs = loss(attacked)
     assert abs(theirs - ours) < 3e-3 * base and abs(theirs - base) < 3e-3 * base
-    assert abs(loss(get_attack("torchao_int4").apply(model)) - base) > abs(theirs - base)
     assert type(attacked.lm_head.weight).__name__ == "Int8Tensor"  # torchao's tensor, not float weights
     for name, value in model.state_dict().items():
         assert torch.equal(value, before[name]), name
