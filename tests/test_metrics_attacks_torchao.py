@@ -93,3 +93,27 @@ def test_without_torchao_the_error_names_the_extra(qa, monkeypatch):
         get_attack("torchao_int8").apply(model)
     with pytest.raises(ValueError, match="bits=8 or bits=4"):
         TorchaoQuantizeAttack(3)
+
+
+def test_a_lora_model_is_merged_on_a_copy_first(qa):
+    from conftest import lora_config_for
+    from peft import get_peft_model
+
+    model = get_peft_model(peaked(tiny_causal_lm(qa.tokenizer, seed=0)), lora_config_for("gpt2"))
+    with torch.no_grad():  # non-zero adapters, so that merging them matters
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    before = state_copy(model)
+    attacked = get_attack("torchao_int8").apply(model)
+    assert not any("lora" in name for name, _ in attacked.named_modules())
+
+    def loss(m):
+        return per_example_losses(m, qa.forget, qa.tokenizer).mean()
+
+    adapted, theirs = loss(model), loss(attacked)
+    with model.disable_adapter():
+        bare = loss(model)
+    assert abs(theirs - adapted) < 0.2 * abs(bare - adapted)  # the adapters are in the quantized weights
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
