@@ -320,7 +320,8 @@ def cmd_eval(argv: list[str]) -> int:
     parser.add_argument("--max_new_tokens", type=int, help="generation budget per answer (default 200)")
     parser.add_argument(
         "--attacks",
-        help="comma-separated attacks (quantize_8bit, quantize_4bit, relearn_partial): forget metrics of attacked "
+        help="comma-separated attacks (quantize_8bit, quantize_4bit, relearn_partial, torchao_int8, torchao_int4): "
+        "forget metrics of attacked "
         "copies of the model, golden and original (attack/* keys, docs/metrics.md)",
     )
     parser.add_argument(

@@ -12,6 +12,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   python -m pip install -q --upgrade pip
   torch_spec="torch==2.13.0"
   python -c "import torch" 2>/dev/null && torch_spec="torch"  # keep an already installed (e.g. CUDA) torch
-  python -m pip install -q "$torch_spec" -e ".[dev,examples,diffusion]"
+  python -m pip install -q "$torch_spec" -e ".[dev,examples,diffusion,quantization]"
   echo "$want" > "$stamp"
 fi

@@ -95,7 +95,8 @@ class RunArguments:
     )
     attacks: str | None = option(
         None,
-        "Attacks as evaluation, comma-separated (quantize_8bit, quantize_4bit, relearn_partial): the forget metrics "
+        "Attacks as evaluation, comma-separated (quantize_8bit, quantize_4bit, relearn_partial; torchao_int8, "
+        "torchao_int4 with the quantization extra): the forget metrics "
         "of attacked copies of each model, against the golden model under the same attack (attack/* keys).",
     )
     attack_relearn_steps: int = option(

@@ -117,6 +117,7 @@ def unlearn_sequentially(
     peft_config: Any = None,
     evaluate: bool = True,
     evaluation: dict | None = None,
+    relearning: Any = None,
     quiet: bool = True,
     on_request: Callable[[int, dict], None] | None = None,
 ) -> SequentialResult:
@@ -137,6 +138,9 @@ def unlearn_sequentially(
         peft_config: LoRA: each request trains a fresh adapter, merged into the weights before the next one.
         evaluate: compute the metrics after each request.
         evaluation: further ``evaluate_unlearning`` keyword arguments (``generation``, ``max_new_tokens``...).
+        relearning: a ``RelearnConfig``: after each request, the relearning convergence delay of that request's
+            forget set for the model and for that point's golden model (``current/rcd/*``,
+            ``current/golden/rcd/*``; the target is the original's loss or accuracy on it). None (default): none.
         quiet: keep the Trainer's progress bar and log lines off the terminal.
         on_request: called as ``on_request(i, metrics)`` after request ``i`` (1-based), e.g. to print a line.
 
@@ -145,7 +149,7 @@ def unlearn_sequentially(
         seconds and steps.
     """
     forget_sets = check_requests(forget_sets, model, processing_class)
-    if original_model is None and evaluate:
+    if original_model is None and (evaluate or relearning is not None):
         original_model = copy.deepcopy(model)
     result = SequentialResult(model=model)
     for i, forget in enumerate(forget_sets):
@@ -163,9 +167,11 @@ def unlearn_sequentially(
         result.seconds.append(time.perf_counter() - start)
         result.steps.append(steps)
         row = {"request": i + 1, "n_forget": len(forget), "steps": steps, "seconds": result.seconds[-1]}
+        so_far = forget_sets[: i + 1]
+        reference = (
+            golden_at(golden, so_far, len(forget_sets)) if evaluate or relearning is not None else None
+        )
         if evaluate:
-            so_far = forget_sets[: i + 1]
-            reference = golden_at(golden, so_far, len(forget_sets))
             row.update(
                 evaluate_request(
                     model,
@@ -178,6 +184,8 @@ def unlearn_sequentially(
                     evaluation or {},
                 )
             )
+        if relearning is not None:
+            row.update(request_rcd(model, forget, original_model, reference, processing_class, relearning))
         result.metrics.append(row)
         if on_request is not None:
             on_request(i + 1, row)
@@ -269,6 +277,36 @@ def evaluate_request(
     current = f"request_{len(requests_so_far)}/"
     row.update({"current/" + k[len(current) :]: v for k, v in list(row.items()) if k.startswith(current)})
     return row
+
+
+def request_rcd(
+    model: Any, forget: Any, original_model: Any, golden: Any, processing_class: Any, config: Any
+) -> dict:
+    """``current/rcd/*`` (and ``current/golden/rcd/*`` with a golden model): the relearning convergence delay of
+    the current request's forget set, model and golden relearned with the same protocol and seed (a model
+    without trainable weights, e.g. merged LoRA, relearns all of them, as the golden does)."""
+    from ..metrics import relearning_convergence_delay
+    from .evaluation import rcd_columns
+
+    result = relearning_convergence_delay(
+        _trainable(model),
+        forget,
+        original_model=original_model,
+        golden_model=_trainable(golden) if golden is not None else None,
+        processing_class=processing_class,
+        config=config,
+    )
+    row = {"current/" + k: v for k, v in rcd_columns("model", result).items()}
+    if result.golden is not None:
+        row.update({"current/golden/" + k: v for k, v in rcd_columns("golden", result.golden).items()})
+    return row
+
+
+def _trainable(model: Any) -> Any:
+    """``model``, or a copy with every weight trainable when none is (a merged LoRA model)."""
+    if any(p.requires_grad for p in model.parameters()):
+        return model
+    return copy.deepcopy(model).requires_grad_(True)
 
 
 def _rename(key: str, prefix: str) -> str:

@@ -1,6 +1,6 @@
 """``hf-unlearn run`` with unlearning requests that keep coming: a comma-separated ``forget_dataset`` list (one
 file per request, optionally one ``golden_model_path`` per request), or ``sequential_requests: k`` (a scenario's
-forget set cut into ``k`` requests, with the golden model of each prefix; another forget set cut by row).
+forget set cut into ``k`` requests, with the golden model of each prefix; another forget set cut by its group column (e.g. TOFU's ``author``) or by row).
 
 The requests run one after another (``unlearn_sequentially``); one line per request is printed, the report's
 ``sequential`` entry holds the per-request table, and its ``metrics`` are those of the final model against the
@@ -67,16 +67,19 @@ def load_requests(run_args: RunArguments, seed: int, progress: bool) -> tuple[Lo
 
 
 def _file_requests(files: list[str], job: LoadedJob, k: int, seed: int) -> list:
-    """One forget set per file, or ``job.forget`` cut by row into ``k`` requests (a single file)."""
+    """One forget set per file, or ``job.forget`` cut into ``k`` requests (a single file): by group when it has
+    a group column (the first of ``group``, ``person``, ``author``, e.g. TOFU's authors), else by row."""
     if len(files) > 1:
         from ..loading import load_dataset_file
 
         return [job.forget] + [load_dataset_file(path) for path in files[1:]]
     from ..data import to_dataset
+    from ..metrics.attacks.relearn import GROUP_COLUMNS
     from ..scenarios.sequential import split_requests
 
     forget = to_dataset(job.forget, "forget_dataset")
-    return [forget.select(rows) for rows in split_requests(forget, k, seed)]
+    group = next((c for c in GROUP_COLUMNS if c in forget.column_names), None)
+    return [forget.select(rows) for rows in split_requests(forget, k, seed, group)]
 
 
 def _golden_loader(paths: list[str], run_args: RunArguments):

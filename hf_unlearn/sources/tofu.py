@@ -18,6 +18,12 @@ What is read, as OpenUnlearning does (``configs/data/datasets/TOFU_*.yaml``, ``c
 * utility: ``real_authors_perturbed`` and ``world_facts_perturbed`` as ``extra["real_authors"]`` and
   ``extra["world_facts"]``; their truth ratio compares the perturbed answers with the *answer* itself (TOFU's
   ``base_answer_key: answer``; they have no paraphrase). Both are optional.
+
+TOFU's ``full`` set is 200 fictitious authors x 20 questions, each author's questions consecutive; ``retain{100-NN}``
+is its first rows and ``forget{NN}`` its last ones (forget01/05/10: the last 2/10/20 authors). When both splits
+hold a whole number of authors (multiples of 20 rows, as every public copy does), ``forget`` and ``retain`` get an
+``author`` column: the author's index in ``full`` (``row // 20``; forget rows counted after the retain rows), so
+that splits of the forget set (``relearn_partial``, sequential requests) keep an author's questions together.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ QA_KEYS = ("question", "answer")
 PERTURBED_KEYS = ("question", "answer", "paraphrased_answer", "perturbed_answer")
 UTILITY_KEYS = ("question", "answer", "perturbed_answer")
 DOWNLOAD = "hf download locuslab/TOFU --repo-type dataset --local-dir DIR"
+#: questions per fictitious author in TOFU's ``full`` set (consecutive rows)
+QUESTIONS_PER_AUTHOR = 20
+AUTHOR = "author"
 
 
 def tofu_split(name: str, columns: tuple[str, ...]) -> Split:
@@ -72,7 +81,8 @@ def load_tofu(
     Returns:
         ``forget`` (with ``paraphrased_completion`` / ``perturbed_completions``), ``retain`` (training split,
         prompt/completion only), ``test`` (holdout or ``None``), ``extra``: ``retain_eval`` (with the two
-        columns) and, when present, ``real_authors`` and ``world_facts``.
+        columns) and, when present, ``real_authors`` and ``world_facts``. ``forget`` and ``retain`` have an
+        ``author`` column when they hold whole authors (``add_authors``).
     """
     subset = subset or DEFAULT_SUBSET
     if subset not in SUBSETS:
@@ -91,12 +101,26 @@ def load_tofu(
             )
         },
     )
+    add_authors(data)
     for name in ("real_authors", "world_facts"):
         if raw[name] is not None:
             data.extra[name] = eval_dataset(fmt, raw[name], "answer", f"tofu {name}_perturbed")
             data.utility += (name,)
     data.info = _info(data, reader, subset, chat, system_prompt)
     return data
+
+
+def add_authors(data: BenchmarkData) -> bool:
+    """Add the ``author`` column (the author's index in TOFU's ``full`` set) to ``data.forget`` and
+    ``data.retain`` when both hold whole authors (multiples of ``QUESTIONS_PER_AUTHOR`` rows): retain row ``i``
+    is author ``i // 20``, forget row ``i`` author ``len(retain) // 20 + i // 20``. Returns whether it did."""
+    n_forget, n_retain = len(data.forget), len(data.retain)
+    if n_forget % QUESTIONS_PER_AUTHOR or n_retain % QUESTIONS_PER_AUTHOR:
+        return False
+    first = n_retain // QUESTIONS_PER_AUTHOR
+    data.retain = data.retain.add_column(AUTHOR, [i // QUESTIONS_PER_AUTHOR for i in range(n_retain)])
+    data.forget = data.forget.add_column(AUTHOR, [first + i // QUESTIONS_PER_AUTHOR for i in range(n_forget)])
+    return True
 
 
 def read_splits(reader: SplitReader, subset: str) -> dict[str, Any]:

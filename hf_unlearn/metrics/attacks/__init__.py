@@ -12,6 +12,8 @@ Built-in attacks (``docs/metrics.md``, "Attacks"):
   methods "forgot".
 * ``relearn_partial``: fine-tune a copy on a seeded half of the forget set for a small fixed budget, then measure
   the other half (Hu et al., arXiv 2406.13356): knowledge that comes back on examples never shown was hidden.
+* ``torchao_int8``, ``torchao_int4``: weight-only quantization by torchao (a real backend, optional extra
+  ``quantization``): the copy runs torchao's quantized weights.
 
 A new attack is an ``Attack`` subclass registered with ``register_attack(name)``.
 """
@@ -31,9 +33,13 @@ class Attack:
 
     Attributes:
         name: the name in the keys (``attack/<name>/...``), set by ``register_attack`` (or by the instance).
+        trains: the copy comes out of floating-point training, which need not be bit-identical on every process
+            (GPU kernels): under several processes, rank 0's copy is broadcast to the others before they
+            evaluate their shares, so the gathered metrics are of one model.
     """
 
     name: str = ""
+    trains: bool = False
 
     def split(self, forget_dataset: Any) -> tuple[Any, Any]:
         """``(attack_data, eval_data)``: the part of the forget set the attack may use (None: none) and the part
@@ -91,15 +97,18 @@ def parse_attacks(text: str | list[str] | None) -> list[str]:
 
 from . import quantize as _quantize  # noqa: E402,F401 (registers quantize_8bit, quantize_4bit)
 from . import relearn as _relearn  # noqa: E402,F401 (registers relearn_partial)
+from . import torchao_quant as _torchao_quant  # noqa: E402,F401 (registers torchao_int8, torchao_int4)
 from .evaluate import attack_metrics  # noqa: E402
 from .quantize import QuantizeAttack, fake_quantize, quantize_model  # noqa: E402
 from .relearn import RelearnPartialAttack, partial_split  # noqa: E402
+from .torchao_quant import TorchaoQuantizeAttack  # noqa: E402
 
 __all__ = [
     "ATTACKS",
     "Attack",
     "QuantizeAttack",
     "RelearnPartialAttack",
+    "TorchaoQuantizeAttack",
     "attack_metrics",
     "fake_quantize",
     "get_attack",

@@ -15,6 +15,10 @@ Keys, for each attack ``<name>`` and each key ``<k>`` of the kind's ``attack_met
 
 The golden and original results of an attack are computed once per model, forget set and settings, and reused
 when the same ``Attack`` objects evaluate further models (``hf-unlearn run`` evaluates three).
+
+Under several processes (``accelerate launch``, ``torchrun``) every process applies each attack to its own copy
+and evaluates its share of the forget set, and the shares are gathered (``metrics._passes``): one result, on
+every process. An attack that trains (``Attack.trains``: ``relearn_partial``) has rank 0's copy broadcast first.
 """
 
 from __future__ import annotations
@@ -147,6 +151,8 @@ class _Measure:
         if store is not None and data_key in store.get(model, {}):
             return store[model][data_key]
         attacked = attack.apply(model, attack_data, self.tokenizer)
+        if attack.trains:
+            _broadcast_from_main(attacked)
         values = self._metrics(attacked, rows, collator, test)
         del attacked
         if store is not None:
@@ -193,6 +199,21 @@ class _Measure:
         )
         recall = rouge_l(texts, references_of(rows, self.tokenizer))["recall"]
         return float(np.mean(recall)) if len(recall) else math.nan
+
+
+@torch.no_grad()
+def _broadcast_from_main(model: torch.nn.Module) -> None:
+    """Under several processes, overwrite every process's weights and buffers of ``model`` with rank 0's (every
+    process attacks its own copy, then evaluates its share of the forget set: the shares must be of one
+    model). Nothing without a process group."""
+    import torch.distributed as dist
+
+    from .._passes import process_rank_and_count
+
+    if process_rank_and_count()[1] == 1:
+        return
+    for tensor in [*model.parameters(), *model.buffers()]:
+        dist.broadcast(tensor.data, src=0)
 
 
 @torch.no_grad()

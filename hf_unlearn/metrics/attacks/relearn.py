@@ -82,6 +82,8 @@ class RelearnPartialAttack(Attack):
         progress_bar: show a tqdm bar over the steps.
     """
 
+    trains = True  # rank 0's fine-tuned copy is the one every process measures
+
     def __init__(
         self,
         max_steps: int = 25,
