@@ -6,7 +6,7 @@
 # scenario builds, ~3 min) are left to full-suite runs under each capability. Usage: bash scripts/efficacy_guard.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_env.sh
+HF_UNLEARN_EXTRAS=dev,examples,diffusion,quantization bash scripts/setup_env.sh
 . .venv/bin/activate
 native="$(python -c 'import torch; print(torch.backends.cpu.get_cpu_capability())')"
 if [ "$native" = "DEFAULT" ]; then

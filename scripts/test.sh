@@ -2,6 +2,6 @@
 # Installs (if needed) and runs the test suite: bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_env.sh
+HF_UNLEARN_EXTRAS=dev,examples,diffusion,quantization bash scripts/setup_env.sh
 . .venv/bin/activate
 python -m pytest -q "$@"
