@@ -92,6 +92,33 @@ def test_the_generation_metrics_follow_the_forget_sets_labels(task):
     assert {k: metrics[k] for k in direct} == direct
 
 
+def test_mia_compares_the_forget_images_with_held_out_images_of_their_class(task):
+    """``mia/auc``: forget (class 0) vs the test images of class 0 only, on the losses of the whole test set's
+    fixed draws (the draw follows the example's position in its dataset)."""
+    from hf_unlearn.metrics.evaluation import per_example_losses
+    from hf_unlearn.metrics.mia import membership_auc
+
+    unet, golden, _, forget, retain = task
+    test = _rows([0, 1, 0, 2, 0, 1, 0, 2], 7)
+    metrics = evaluate_unlearning(
+        unet,
+        forget_dataset=forget,
+        retain_dataset=retain,
+        test_dataset=test,
+        golden_model=golden,
+        batch_size=8,
+    )
+    for prefix, model in (("", unet), ("golden/", golden)):
+        f, t = per_example_losses(model, forget), per_example_losses(model, test)
+        same_class = t[[i for i, row in enumerate(test) if row["label"] == 0]]
+        assert metrics[f"{prefix}mia/auc"] == membership_auc(-f, -same_class)
+        assert membership_auc(-f, -same_class) != membership_auc(-f, -t)  # the other classes would change it
+    no_class = _rows([1, 2, 1, 2], 8)  # no held-out image of class 0: every test image, as for other kinds
+    metrics = evaluate_unlearning(unet, forget_dataset=forget, retain_dataset=retain, test_dataset=no_class)
+    f, t = per_example_losses(unet, forget), per_example_losses(unet, no_class)
+    assert metrics["mia/auc"] == membership_auc(-f, -t)
+
+
 def test_without_a_judge_there_are_no_generation_keys_and_the_headline_falls_back(task):
     unet, _, _, forget, retain = task
     metrics = evaluate_unlearning(unet, forget_dataset=forget, retain_dataset=retain, batch_size=8)
@@ -172,6 +199,31 @@ def test_the_digits_ddpm_quickstart_writes_a_report_and_a_card_per_row(tmp_path,
         in card
     )
     assert (folder / "diffusion_pytorch_model.safetensors").exists()
+    _the_quickstart_row_is_evaluate_unlearning(result["metrics"]["ga"], str(folder), str(out / "scenarios"))
+
+
+def _the_quickstart_row_is_evaluate_unlearning(row: dict, folder: str, scenarios: str) -> None:
+    """The quickstart's row of a saved model: ``evaluate_unlearning`` with the scenario's judge and the held-out
+    images of the forgotten class as its test set; its generation keys those of ``evaluate_generation`` and its
+    ``mia/auc`` the attack on forget vs those held-out images (the quickstart's definitions before it went
+    through ``evaluate_unlearning``)."""
+    from hf_unlearn.metrics.evaluation import per_example_losses
+    from hf_unlearn.metrics.mia import membership_auc
+    from hf_unlearn.scenarios import load_scenario
+
+    sc = load_scenario("digits-ddpm", scenarios, seed=0, progress=False)
+    model, judge = load_model(folder), sc.judge_model()
+    heldout = sc.test.select([i for i, y in enumerate(sc.test["label"]) if y in sc.forget_classes])
+    metrics = evaluate_unlearning(
+        model, forget_dataset=sc.forget, retain_dataset=sc.retain, test_dataset=heldout, judge_model=judge,
+        judge_processor=sc.judge_processor(), generation_samples=sc.generation["num_samples_per_class"],
+        generation_steps=sc.generation["num_inference_steps"], batch_size=128,
+    )  # fmt: skip
+    assert {k: row[k] for k in metrics} == {k: round(v, 4) for k, v in metrics.items()}
+    generation = sc.evaluate_generation(model, judge=judge)
+    assert {k: row[k] for k in generation} == {k: round(v, 4) for k, v in generation.items()}
+    forget, held = per_example_losses(model, sc.forget), per_example_losses(model, heldout)
+    assert row["mia/auc"] == round(membership_auc(-forget, -held), 4)
 
 
 def test_hf_unlearn_eval_on_a_saved_unet_folder_with_a_judge(tmp_path, task, capsys):

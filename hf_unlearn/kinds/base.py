@@ -218,6 +218,11 @@ class ModelKind:
 
         return {f"{prefix}/loss": float(np.mean(stats.loss))}
 
+    def membership_nonmembers(self, forget_rows: list[dict], test_rows: list[dict]) -> list[int] | None:
+        """The positions in ``test_rows`` of the non-members the membership attacks (``mia/*``) compare the forget
+        rows with; None: every test row."""
+        return None
+
     def suite_metrics(self, inputs: Any) -> dict[str, float]:
         """The kind's own metrics after the shared ones (``metrics.suite.SuiteInputs``: the models, the splits'
         rows and statistics, the options of ``evaluate_unlearning``); none by default."""
