@@ -92,6 +92,22 @@ class ClassConditionalUNetKind(DenoisingKind):
             return None
         return same
 
+    def relearn_scorer(self, target: str, rows: list[dict], config: Any, options: dict) -> Any:
+        """``target="generation_accuracy"``: the judged generation accuracy of the forget rows' classes
+        (``generation_metrics.forget_generation_scorer``)."""
+        if target != "generation_accuracy":
+            return super().relearn_scorer(target, rows, config, options)
+        from .generation_metrics import forget_generation_scorer
+
+        return forget_generation_scorer(
+            sorted({int(row["labels"]) for row in rows}),
+            options.get("judge_model"),
+            options.get("judge_processor"),
+            config.generation_samples,
+            config.generation_steps,
+            config.eval_batch_size,
+        )
+
     def suite_metrics(self, inputs: Any) -> dict[str, float]:
         """With ``judge_model`` (``evaluate_unlearning``): the judged generation metrics of the model and the
         golden model (``generation_metrics.judged_suite_metrics``), sampled with DDIM from the UNet's training
