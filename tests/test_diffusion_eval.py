@@ -244,3 +244,34 @@ def test_hf_unlearn_eval_on_a_saved_unet_folder_with_a_judge(tmp_path, task, cap
         "forget/generation_accuracy"]  # fmt: skip
     assert "golden/retain/generation_accuracy" in metrics and metrics["quality/frechet_distance"] > 0
     assert metrics["forget/loss"] > 0
+
+
+def test_a_judge_without_the_unets_null_class_scores_the_real_classes_and_refuses_the_null_one():
+    """A UNet with 4 class embeddings (classes 0-2 and the null class 3, as digits-ddpm's 11 for 10 digits) and a
+    judge over the 3 real classes: the metrics sample the data's classes only, the null class is not a class of
+    the rows, and generating it for the judge is refused with a clear error."""
+    from hf_unlearn.metrics import RelearnConfig, relearning_convergence_delay
+
+    unet = tiny_unet(num_classes=4, seed=0)
+    configure_unet(unet, diffusion_args=DiffusionArguments(null_class=3, eval_seed=5))
+    assert diffusion_setup(unet).classes == (0, 1, 2)
+    judge = tiny_image_classifier(num_labels=3, image_size=8, seed=0).eval()
+    forget, retain = _rows([0] * 4, 0), _rows([1, 2] * 4, 1)
+    options = {"judge_model": judge, "generation_samples": 3, "generation_steps": 2, "batch_size": 8}
+    metrics = evaluate_unlearning(unet, forget_dataset=forget, retain_dataset=retain, **options)
+    direct = generation_metrics(
+        unet, judge, forget_classes=[0], retain_classes=[1, 2], real_images=torch.stack(
+            [r["pixel_values"] for r in retain]), num_samples_per_class=3,
+        noise_scheduler=diffusion_setup(unet).scheduler, num_inference_steps=2, seed=5, batch_size=8,
+    )  # fmt: skip
+    assert {k: metrics[k] for k in GENERATION_KEYS} == {k: direct[k] for k in GENERATION_KEYS}
+    assert all(0 <= metrics[k] <= 1 for k in GENERATION_KEYS if "frechet" not in k)
+    with pytest.raises(ValueError, match="label 3 is not one of the UNet's classes"):
+        evaluate_unlearning(unet, forget_dataset=_rows([3], 0), retain_dataset=retain, **options)
+    with pytest.raises(ValueError, match="judge scores 3 classes but samples were generated under class 3"):
+        generation_metrics(unet, judge, forget_classes=[0], retain_classes=[1, 2, 3], num_samples_per_class=1,
+                           num_inference_steps=1)  # fmt: skip
+    config = RelearnConfig(max_steps=1, batch_size=4, target="generation_accuracy", generation_samples=2,
+                           generation_steps=1, progress_bar=False)  # fmt: skip
+    result = relearning_convergence_delay(unet, forget, original_model=unet, config=config, judge_model=judge)
+    assert result.steps == 0 and 0 <= result.reference["generation_accuracy"] <= 1
