@@ -32,6 +32,7 @@ CPU_BENCHMARKS = [
     "tofu_seeds",
     "data_prep",
     "lm_loss_memory",
+    "diffusion_step",
 ]
 ALL = CPU_BENCHMARKS + ["gpu", "sweep"]
 
