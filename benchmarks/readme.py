@@ -15,6 +15,7 @@ ORDER = [
     "quality",
     "tofu",
     "generation_cost",
+    "diffusion_step",
     "rcd_cost",
     "scaling",
     "gpu",

@@ -33,6 +33,7 @@ CPU_BENCHMARKS = [
     "data_prep",
     "lm_loss_memory",
     "sd_mechanics",
+    "diffusion_step",
 ]
 ALL = CPU_BENCHMARKS + ["gpu", "sweep"]
 

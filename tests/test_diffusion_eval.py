@@ -92,6 +92,33 @@ def test_the_generation_metrics_follow_the_forget_sets_labels(task):
     assert {k: metrics[k] for k in direct} == direct
 
 
+def test_mia_compares_the_forget_images_with_held_out_images_of_their_class(task):
+    """``mia/auc``: forget (class 0) vs the test images of class 0 only, on the losses of the whole test set's
+    fixed draws (the draw follows the example's position in its dataset)."""
+    from hf_unlearn.metrics.evaluation import per_example_losses
+    from hf_unlearn.metrics.mia import membership_auc
+
+    unet, golden, _, forget, retain = task
+    test = _rows([0, 1, 0, 2, 0, 1, 0, 2], 7)
+    metrics = evaluate_unlearning(
+        unet,
+        forget_dataset=forget,
+        retain_dataset=retain,
+        test_dataset=test,
+        golden_model=golden,
+        batch_size=8,
+    )
+    for prefix, model in (("", unet), ("golden/", golden)):
+        f, t = per_example_losses(model, forget), per_example_losses(model, test)
+        same_class = t[[i for i, row in enumerate(test) if row["label"] == 0]]
+        assert metrics[f"{prefix}mia/auc"] == membership_auc(-f, -same_class)
+        assert membership_auc(-f, -same_class) != membership_auc(-f, -t)  # the other classes would change it
+    no_class = _rows([1, 2, 1, 2], 8)  # no held-out image of class 0: every test image, as for other kinds
+    metrics = evaluate_unlearning(unet, forget_dataset=forget, retain_dataset=retain, test_dataset=no_class)
+    f, t = per_example_losses(unet, forget), per_example_losses(unet, no_class)
+    assert metrics["mia/auc"] == membership_auc(-f, -t)
+
+
 def test_without_a_judge_there_are_no_generation_keys_and_the_headline_falls_back(task):
     unet, _, _, forget, retain = task
     metrics = evaluate_unlearning(unet, forget_dataset=forget, retain_dataset=retain, batch_size=8)
@@ -172,6 +199,31 @@ def test_the_digits_ddpm_quickstart_writes_a_report_and_a_card_per_row(tmp_path,
         in card
     )
     assert (folder / "diffusion_pytorch_model.safetensors").exists()
+    _the_quickstart_row_is_evaluate_unlearning(result["metrics"]["ga"], str(folder), str(out / "scenarios"))
+
+
+def _the_quickstart_row_is_evaluate_unlearning(row: dict, folder: str, scenarios: str) -> None:
+    """The quickstart's row of a saved model: ``evaluate_unlearning`` with the scenario's judge and the held-out
+    images of the forgotten class as its test set; its generation keys those of ``evaluate_generation`` and its
+    ``mia/auc`` the attack on forget vs those held-out images (the quickstart's definitions before it went
+    through ``evaluate_unlearning``)."""
+    from hf_unlearn.metrics.evaluation import per_example_losses
+    from hf_unlearn.metrics.mia import membership_auc
+    from hf_unlearn.scenarios import load_scenario
+
+    sc = load_scenario("digits-ddpm", scenarios, seed=0, progress=False)
+    model, judge = load_model(folder), sc.judge_model()
+    heldout = sc.test.select([i for i, y in enumerate(sc.test["label"]) if y in sc.forget_classes])
+    metrics = evaluate_unlearning(
+        model, forget_dataset=sc.forget, retain_dataset=sc.retain, test_dataset=heldout, judge_model=judge,
+        judge_processor=sc.judge_processor(), generation_samples=sc.generation["num_samples_per_class"],
+        generation_steps=sc.generation["num_inference_steps"], batch_size=128,
+    )  # fmt: skip
+    assert {k: row[k] for k in metrics} == {k: round(v, 4) for k, v in metrics.items()}
+    generation = sc.evaluate_generation(model, judge=judge)
+    assert {k: row[k] for k in generation} == {k: round(v, 4) for k, v in generation.items()}
+    forget, held = per_example_losses(model, sc.forget), per_example_losses(model, heldout)
+    assert row["mia/auc"] == round(membership_auc(-forget, -held), 4)
 
 
 def test_hf_unlearn_eval_on_a_saved_unet_folder_with_a_judge(tmp_path, task, capsys):
@@ -192,3 +244,34 @@ def test_hf_unlearn_eval_on_a_saved_unet_folder_with_a_judge(tmp_path, task, cap
         "forget/generation_accuracy"]  # fmt: skip
     assert "golden/retain/generation_accuracy" in metrics and metrics["quality/frechet_distance"] > 0
     assert metrics["forget/loss"] > 0
+
+
+def test_a_judge_without_the_unets_null_class_scores_the_real_classes_and_refuses_the_null_one():
+    """A UNet with 4 class embeddings (classes 0-2 and the null class 3, as digits-ddpm's 11 for 10 digits) and a
+    judge over the 3 real classes: the metrics sample the data's classes only, the null class is not a class of
+    the rows, and generating it for the judge is refused with a clear error."""
+    from hf_unlearn.metrics import RelearnConfig, relearning_convergence_delay
+
+    unet = tiny_unet(num_classes=4, seed=0)
+    configure_unet(unet, diffusion_args=DiffusionArguments(null_class=3, eval_seed=5))
+    assert diffusion_setup(unet).classes == (0, 1, 2)
+    judge = tiny_image_classifier(num_labels=3, image_size=8, seed=0).eval()
+    forget, retain = _rows([0] * 4, 0), _rows([1, 2] * 4, 1)
+    options = {"judge_model": judge, "generation_samples": 3, "generation_steps": 2, "batch_size": 8}
+    metrics = evaluate_unlearning(unet, forget_dataset=forget, retain_dataset=retain, **options)
+    direct = generation_metrics(
+        unet, judge, forget_classes=[0], retain_classes=[1, 2], real_images=torch.stack(
+            [r["pixel_values"] for r in retain]), num_samples_per_class=3,
+        noise_scheduler=diffusion_setup(unet).scheduler, num_inference_steps=2, seed=5, batch_size=8,
+    )  # fmt: skip
+    assert {k: metrics[k] for k in GENERATION_KEYS} == {k: direct[k] for k in GENERATION_KEYS}
+    assert all(0 <= metrics[k] <= 1 for k in GENERATION_KEYS if "frechet" not in k)
+    with pytest.raises(ValueError, match="label 3 is not one of the UNet's classes"):
+        evaluate_unlearning(unet, forget_dataset=_rows([3], 0), retain_dataset=retain, **options)
+    with pytest.raises(ValueError, match="judge scores 3 classes but samples were generated under class 3"):
+        generation_metrics(unet, judge, forget_classes=[0], retain_classes=[1, 2, 3], num_samples_per_class=1,
+                           num_inference_steps=1)  # fmt: skip
+    config = RelearnConfig(max_steps=1, batch_size=4, target="generation_accuracy", generation_samples=2,
+                           generation_steps=1, progress_bar=False)  # fmt: skip
+    result = relearning_convergence_delay(unet, forget, original_model=unet, config=config, judge_model=judge)
+    assert result.steps == 0 and 0 <= result.reference["generation_accuracy"] <= 1

@@ -14,7 +14,7 @@ protocol, docs/metrics.md "Diffusion models"):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -26,6 +26,7 @@ from .sampling import class_labels_for, sample_images
 
 __all__ = [
     "frechet_distance",
+    "forget_generation_scorer",
     "frechet_distance_from_moments",
     "generation_accuracy",
     "generation_metrics",
@@ -115,6 +116,16 @@ def inception_fid(
     return float(fid.compute())
 
 
+def _check_judge_classes(probs: torch.Tensor, labels: torch.Tensor) -> None:
+    """Refuse samples of a class the judge has no output for (e.g. a UNet's null class)."""
+    if len(labels) and int(labels.max()) >= probs.shape[1]:
+        raise ValueError(
+            f"The judge scores {probs.shape[1]} classes but samples were generated under class "
+            f"{int(labels.max())}: leave it out of the generated classes (a null class is not a class), or pass a "
+            "judge over every generated class."
+        )
+
+
 def score_samples(
     judge: torch.nn.Module,
     images: torch.Tensor,
@@ -130,6 +141,7 @@ def score_samples(
     FID with ``inception``)."""
     labels = torch.as_tensor(labels, dtype=torch.long)
     probs, features = judge_images(judge, images, judge_processor)
+    _check_judge_classes(probs, labels)
     is_forget = torch.isin(labels, torch.as_tensor(list(forget_classes), dtype=torch.long))
     out: dict[str, float] = {}
     if is_forget.any():
@@ -201,6 +213,40 @@ def generation_metrics(
         )
         out.update({prefix + key: value for key, value in metrics.items()})
     return out
+
+
+def forget_generation_scorer(
+    classes: Sequence[int],
+    judge: torch.nn.Module | None,
+    judge_processor: Any,
+    num_samples_per_class: int,
+    num_inference_steps: int,
+    batch_size: int,
+) -> Callable[[torch.nn.Module], float]:
+    """RCD's ``target="generation_accuracy"``: a function of a UNet giving the share of its
+    ``num_samples_per_class`` samples of each of ``classes`` (DDIM from the UNet's training scheduler, initial
+    noise seeded by its ``DiffusionArguments.eval_seed``: the same at every call) that ``judge`` assigns to their
+    class."""
+    from ..metrics._passes import eval_mode
+    from .args import diffusion_setup
+
+    if judge is None:
+        raise ValueError(
+            "RCD target='generation_accuracy' needs judge_model= (an image classifier over the UNet's classes)."
+        )
+
+    def score(unet: torch.nn.Module) -> float:
+        setup = diffusion_setup(unet)
+        with eval_mode(unet):
+            images, labels = sample_classes(
+                unet, classes, num_samples_per_class, noise_scheduler=setup.scheduler,
+                num_inference_steps=num_inference_steps, seed=setup.args.eval_seed, batch_size=batch_size,
+            )  # fmt: skip
+        probs, _ = judge_images(judge, images, judge_processor)
+        _check_judge_classes(probs, labels)
+        return generation_accuracy(probs, labels)
+
+    return score
 
 
 #: ``evaluate_unlearning``'s defaults for the judged generation metrics (``generation_samples`` per class,

@@ -10,6 +10,7 @@ evaluation passes (``forward``: the same draw at every call, so stopping, MIA an
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ import torch
 from .args import DiffusionSetup, configure_unet, diffusion_setup, saved_setup
 from .data import DiffusionCollator, DiffusionPreparer
 from .denoising import _MIX, DenoisingKind, SplitsLikeATensor, mse
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,6 +75,38 @@ class ClassConditionalUNetKind(DenoisingKind):
         if rows and not any(k in row for row in rows.values() for k in generation):
             keys = [k for k in keys if k not in generation] or list(DenoisingKind.short_keys)
         return keys
+
+    def membership_nonmembers(self, forget_rows: list[dict], test_rows: list[dict]) -> list[int] | None:
+        """The test images of the forget set's classes: ``mia/auc`` asks whether the forget images are told from
+        held-out images *of the same class* by their denoising loss (against other classes it would measure how
+        well the UNet draws each class, not membership). None (every test row, with a warning) when the test
+        set has no image of those classes."""
+        forgotten = {int(row["labels"]) for row in forget_rows}
+        same = [i for i, row in enumerate(test_rows) if int(row["labels"]) in forgotten]
+        if not same:
+            logger.warning(
+                "mia/auc: the test set has no image of the forgotten class(es) %s; the attack compares the forget "
+                "images with every test image (other classes), which measures more than membership.",
+                sorted(forgotten),
+            )
+            return None
+        return same
+
+    def relearn_scorer(self, target: str, rows: list[dict], config: Any, options: dict) -> Any:
+        """``target="generation_accuracy"``: the judged generation accuracy of the forget rows' classes
+        (``generation_metrics.forget_generation_scorer``)."""
+        if target != "generation_accuracy":
+            return super().relearn_scorer(target, rows, config, options)
+        from .generation_metrics import forget_generation_scorer
+
+        return forget_generation_scorer(
+            sorted({int(row["labels"]) for row in rows}),
+            options.get("judge_model"),
+            options.get("judge_processor"),
+            config.generation_samples,
+            config.generation_steps,
+            config.eval_batch_size,
+        )
 
     def suite_metrics(self, inputs: Any) -> dict[str, float]:
         """With ``judge_model`` (``evaluate_unlearning``): the judged generation metrics of the model and the

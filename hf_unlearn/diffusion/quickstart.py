@@ -21,6 +21,8 @@ TABLE_KEYS = (
     "seconds",
     "time/ratio_to_retraining",
 )
+#: images per UNet call in the quickstart's evaluation (sampling and per-example losses)
+EVAL_BATCH_SIZE = 128
 
 
 def diffusion_quickstart(
@@ -163,36 +165,43 @@ def _unlearn(sc: Any, method: str, output_dir: str, seed: int) -> tuple[Any, flo
 
 
 class _Evaluator:
-    """The quickstart's measurements of one model: generation metrics, the loss-threshold MIA (forget images
-    vs held-out images of the forgotten class, per-example denoising losses at fixed draws) and RCD."""
+    """The quickstart's measurements of one model: ``evaluate_unlearning`` with the scenario's judge (the
+    generation metrics, the kind's ``suite_metrics``) and the held-out images of the forgotten class as its test
+    set (``mia/auc``: forget vs held-out images of that class, per-example denoising losses at fixed draws), then
+    RCD."""
 
     def __init__(self, sc: Any, seed: int, relearning: bool):
         self.sc, self.seed, self.relearning = sc, seed, relearning
         self.judge, self.scheduler, self.args = sc.judge_model(), sc.noise_scheduler(), sc.diffusion_args()
+        self.processor = sc.judge_processor()
         self.original = sc.original_model()
         labels = sc.test["label"]
         self.heldout = sc.test.select([i for i, y in enumerate(labels) if y in sc.forget_classes])
         self.golden_rcd = None
         self.rcd: dict[str, Any] = {}  # RelearnResult of each model evaluated (the reports' relearning)
-        self._losses = None
 
-    def _loss_trainer(self):
-        """A trainer used only for its per-example losses (the kind's fixed evaluation draws)."""
-        if self._losses is None:
-            self._losses = _unlearn_stub(self.sc, self.original)
-        return self._losses
-
-    def evaluate(self, name: str, model: Any, output_dir: str) -> dict:
-        from ..metrics.mia import membership_auc
+    def metrics(self, model: Any) -> dict[str, float]:
+        """``evaluate_unlearning`` of ``model`` (configured with the scenario's scheduler and arguments) at the
+        scenario's generation settings."""
+        from ..metrics import evaluate_unlearning
         from .args import configure_unet
 
         configure_unet(model, self.scheduler, self.args)
-        row = self.sc.evaluate_generation(model, judge=self.judge)
-        trainer = self._loss_trainer()
-        forget = trainer.per_example_losses(self.sc.forget, model=model).numpy()
-        heldout = trainer.per_example_losses(self.heldout, model=model).numpy()
-        row["forget/loss"] = float(forget.mean())
-        row["mia/auc"] = membership_auc(-forget, -heldout)  # lower loss => member
+        generation = self.sc.generation or {}
+        return evaluate_unlearning(
+            model,
+            forget_dataset=self.sc.forget,
+            retain_dataset=self.sc.retain,
+            test_dataset=self.heldout,
+            judge_model=self.judge,
+            judge_processor=self.processor,
+            generation_samples=generation.get("num_samples_per_class"),
+            generation_steps=generation.get("num_inference_steps"),
+            batch_size=EVAL_BATCH_SIZE,
+        )
+
+    def evaluate(self, name: str, model: Any, output_dir: str) -> dict:
+        row = self.metrics(model)
         if self.relearning:
             row.update(self._rcd(name, model))
         self.sc.save_grid(model, os.path.join(output_dir, f"samples_{name}.png"), seed=self.seed, title=name)
@@ -224,24 +233,6 @@ class _Evaluator:
         from ..scenarios import get_builder
 
         return get_builder(self.sc.name).relearning
-
-
-def _unlearn_stub(sc: Any, model: Any):
-    """A ``DiffusionUnlearningTrainer`` over the scenario's data that is never trained."""
-    import tempfile
-
-    from ..config import UnlearningConfig
-    from .trainer import DiffusionUnlearningTrainer
-
-    config = UnlearningConfig(output_dir=tempfile.mkdtemp(), report_to=[], disable_tqdm=True, max_steps=1)
-    return DiffusionUnlearningTrainer(
-        model,
-        config,
-        forget_dataset=sc.forget,
-        retain_dataset=sc.retain,
-        noise_scheduler=sc.noise_scheduler(),
-        diffusion_args=sc.diffusion_args(),
-    )
 
 
 def _summary(row: dict) -> str:

@@ -227,6 +227,19 @@ class ModelKind:
 
         return {f"{prefix}/loss": float(np.mean(stats.loss))}
 
+    def membership_nonmembers(self, forget_rows: list[dict], test_rows: list[dict]) -> list[int] | None:
+        """The positions in ``test_rows`` of the non-members the membership attacks (``mia/*``) compare the forget
+        rows with; None: every test row."""
+        return None
+
+    def relearn_scorer(self, target: str, rows: list[dict], config: Any, options: dict) -> Any:
+        """RCD's measurement of a target of the kind's own (beyond ``"accuracy"`` and ``"loss"``), as a function
+        ``model -> value`` (recovered when ``>= (1 - alpha)`` x the original's), for the forget ``rows``, the
+        ``RelearnConfig`` and ``options`` (``judge_model``, ``judge_processor``); no such target by default."""
+        raise ValueError(
+            f"RCD target {target!r} is not available for {self.name} models; use 'loss' or 'accuracy'."
+        )
+
     def suite_metrics(self, inputs: Any) -> dict[str, float]:
         """The kind's own metrics after the shared ones (``metrics.suite.SuiteInputs``: the models, the splits'
         rows and statistics, the options of ``evaluate_unlearning``); none by default."""

@@ -34,10 +34,12 @@ def per_example_losses(
     return collect_stats([model], rows, collator, kind, batch_size)[0].loss
 
 
-def _mia(prefix: str, forget: SplitStats, test: SplitStats) -> dict[str, float]:
-    out = {f"{prefix}mia/auc": membership_auc(-forget.loss, -test.loss)}  # lower loss => member
+def _mia(prefix: str, forget: SplitStats, test: SplitStats, nonmembers: list[int] | None) -> dict[str, float]:
+    """The attacks on forget (members) vs the test rows at ``nonmembers`` (None: all of them)."""
+    keep = slice(None) if nonmembers is None else np.asarray(nonmembers, dtype=np.int64)
+    out = {f"{prefix}mia/auc": membership_auc(-forget.loss, -test.loss[keep])}  # lower loss => member
     if forget.min_k is not None:
-        out[f"{prefix}mia/min_k_auc"] = membership_auc(forget.min_k, test.min_k)
+        out[f"{prefix}mia/min_k_auc"] = membership_auc(forget.min_k, test.min_k[keep])
     return out
 
 
@@ -72,7 +74,8 @@ def evaluate_unlearning(
         model: the unlearned model (classifier or causal LM, full weights or PEFT).
         forget_dataset: the forget set (any format ``UnlearningTrainer`` accepts).
         retain_dataset: the retain set (same formats).
-        test_dataset: held-out data: ``test/*`` metrics, and the non-members of the membership attacks.
+        test_dataset: held-out data: ``test/*`` metrics, and the non-members of the membership attacks (for
+            class-conditional diffusion models its images of the forget set's classes only: docs/metrics.md).
         original_model: the model before unlearning: ``distance/l2_to_original``.
         golden_model: a model trained without the forget set: ``golden/*`` reference values, the KS forget
             quality, ``forget/kl_to_golden`` and ``distance/l2_to_golden``.
@@ -162,13 +165,16 @@ def evaluate_unlearning(
         metrics.update(kind.summarize(name, results[0]))
         if with_golden:
             golden_stats[name] = results[1]
+    nonmembers = (
+        kind.membership_nonmembers(split_rows["forget"], split_rows["test"]) if "test" in stats else None
+    )
     if "test" in stats:
-        metrics.update(_mia("", stats["forget"], stats["test"]))
+        metrics.update(_mia("", stats["forget"], stats["test"], nonmembers))
     if golden_model is not None:
         for name, values in golden_stats.items():
             metrics.update(kind.summarize(f"golden/{name}", values))
         if "test" in golden_stats:
-            metrics.update(_mia("golden/", golden_stats["forget"], golden_stats["test"]))
+            metrics.update(_mia("golden/", golden_stats["forget"], golden_stats["test"], nonmembers))
         from scipy.stats import ks_2samp
 
         ks = ks_2samp(stats["forget"].loss, golden_stats["forget"].loss)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 OPTIMIZERS = ("adamw", "sgd")
-TARGETS = ("accuracy", "loss")
+TARGETS = ("accuracy", "loss", "generation_accuracy")
 
 
 @dataclass
@@ -36,7 +36,13 @@ class RelearnConfig:
         alpha: recovery margin: ``acc_f >= (1 - alpha) * acc_f(original)`` or
             ``loss_f <= (1 + alpha) * loss_f(original)``.
         target: ``"accuracy"``, ``"loss"``, or None for the default of the task (accuracy for classifiers, loss
-            for causal LMs, where top-1 token accuracy moves too little to judge).
+            for causal LMs, where top-1 token accuracy moves too little to judge, and for diffusion models).
+            ``"generation_accuracy"`` (class-conditional diffusion models, with ``judge_model``): the share of
+            ``generation_samples`` samples per forgotten class that the judge assigns to their class, recovered
+            when ``>= (1 - alpha)`` x the original's (docs/metrics.md).
+        generation_samples: ``"generation_accuracy"``: samples per forgotten class at every evaluation (the same
+            initial noise every time, seeded by the UNet's ``DiffusionArguments.eval_seed``).
+        generation_steps: ``"generation_accuracy"``: DDIM steps of those samples.
         max_grad_norm: gradient clipping (None disables it).
         eval_batch_size: batch size of the forget-set evaluations.
         max_length: truncate tokenized sequences to this length (default: the model's maximum).
@@ -54,6 +60,8 @@ class RelearnConfig:
     refine: bool = True
     alpha: float = 0.1
     target: str | None = None
+    generation_samples: int = 50
+    generation_steps: int = 25
     max_grad_norm: float | None = 1.0
     eval_batch_size: int = 64
     max_length: int | None = None
@@ -73,7 +81,14 @@ class RelearnConfig:
             raise ValueError(f"RelearnConfig.learning_rate must be > 0, got {self.learning_rate}.")
         if not 0 <= self.alpha < 1:
             raise ValueError(f"RelearnConfig.alpha must be in [0, 1), got {self.alpha}.")
-        for name in ("batch_size", "max_steps", "eval_every", "eval_batch_size"):
+        for name in (
+            "batch_size",
+            "max_steps",
+            "eval_every",
+            "eval_batch_size",
+            "generation_samples",
+            "generation_steps",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"RelearnConfig.{name} must be >= 1, got {getattr(self, name)}.")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
@@ -92,9 +107,9 @@ class RelearnResult:
         curve: one row per evaluation: ``step``, ``loss`` (mean per-example forget loss), ``accuracy`` (forget
             accuracy; token accuracy of the completions for causal LMs), ``distance`` (to the original) and
             ``path`` (path length so far).
-        target: ``"accuracy"`` or ``"loss"``.
+        target: ``"accuracy"``, ``"loss"`` or ``"generation_accuracy"`` (then each curve row has it too).
         threshold: the value of the target that counts as recovered.
-        reference: the original's forget-set ``loss`` and ``accuracy``.
+        reference: the original's forget-set ``loss`` and ``accuracy`` (and ``generation_accuracy``).
         ratio_to_golden: ``steps / golden.steps`` (see ``relearning_convergence_delay``), None without golden.
         golden: the golden model's own result, relearned with the same protocol and seed.
         ratio_to_heldout: ``steps / heldout.steps``, the golden-free ratio; None without ``heldout_dataset``, or

@@ -11,7 +11,9 @@ the number of epochs of fine-tuning on the forget set until its loss is back bel
    (those with ``requires_grad=True``: the LoRA adapters of a PEFT model).
 2. Evaluate the forget set before any update (step 0) and after every ``eval_every`` steps. The copy has
    *recovered* when ``acc_f >= (1 - alpha) * acc_f(original)`` (``target="accuracy"``, the default for
-   classifiers) or ``loss_f <= (1 + alpha) * loss_f(original)`` (``target="loss"``, the default for causal LMs).
+   classifiers) or ``loss_f <= (1 + alpha) * loss_f(original)`` (``target="loss"``, the default for causal LMs
+   and diffusion models); class-conditional diffusion models also take ``target="generation_accuracy"`` (a judge
+   classifier on samples of the forgotten classes, ``>= (1 - alpha)`` x the original's).
    ``steps`` is the first evaluated step at which it has; the original itself recovers in 0 steps.
 3. In weight space, track the distance to the original and the path length ``sum_t ||theta_{t+1} - theta_t||``
    until recovery (effective weights: LoRA adapters count as merged into their base weights, see
@@ -54,6 +56,8 @@ from .relearn_types import OPTIMIZERS, TARGETS, RelearnConfig, RelearnResult  # 
 
 logger = logging.getLogger(__name__)
 
+#: the targets measured on the forget set's own batches; others are the kind's (``ModelKind.relearn_scorer``)
+OWN_TARGETS = ("accuracy", "loss")
 LABEL_CORRUPTIONS = ("none", "random")  # as UnlearningConfig's (not imported: it would import transformers)
 
 
@@ -69,6 +73,8 @@ def relearning_convergence_delay(
     heldout_dataset: Any = None,
     heldout_result: RelearnResult | None = None,
     heldout_label_corruption: str = "none",
+    judge_model: torch.nn.Module | None = None,
+    judge_processor: Any = None,
 ) -> RelearnResult:
     """Relearning convergence delay of ``model`` on ``forget_dataset`` (see the module docstring).
 
@@ -95,6 +101,9 @@ def relearning_convergence_delay(
             (``hf_unlearn.stopping.corrupt_labels``, seed ``config.seed``) before the original learns them, as
             ``UnlearningConfig.heldout_label_corruption`` does for the stopping rule: the reference of a forget set
             of mislabeled classifier examples. ``"none"``: their own labels.
+        judge_model: ``config.target="generation_accuracy"`` (class-conditional diffusion models): the image
+            classifier that judges the samples of the forgotten classes at every evaluation.
+        judge_processor: that judge's image processor (None: ``[-1, 1]`` pixels as they are).
 
     ``ratio_to_golden`` is ``steps / golden.steps``. When the golden model already meets the target before any
     update (``golden.steps == 0``: the forget set is predicted from the retain set alone), the ratio is 1.0 if the
@@ -111,21 +120,30 @@ def relearning_convergence_delay(
         model, forget_dataset, processing_class, "forget_dataset", config.max_length
     )
     target = config.target or kind.default_rcd_target
+    score = None
+    if target in OWN_TARGETS:
+        if judge_model is not None or judge_processor is not None:
+            raise ValueError(
+                f"judge_model / judge_processor are for target='generation_accuracy', not {target!r}."
+            )
+    else:  # the kind's own target (relearn_scorer refuses it where the kind has none)
+        options = {"judge_model": judge_model, "judge_processor": judge_processor}
+        score = kind.relearn_scorer(target, rows, config, options)
     original_batches = make_batches(
         rows, collator, config.eval_batch_size, model_device(original_model), kind=kind
     )
-    reference = _forget_metrics(original_model, original_batches, len(rows))
+    reference = _forget_metrics(original_model, original_batches, len(rows), target, score)
     del original_batches
-    if target == "accuracy":
-        threshold = (1 - config.alpha) * reference["accuracy"]
-        if reference["accuracy"] == 0:
-            logger.warning(
-                "The original model has accuracy 0 on the forget set: every model recovers in 0 steps."
-            )
-    else:
+    if target == "loss":
         threshold = (1 + config.alpha) * reference["loss"]
+    else:
+        threshold = (1 - config.alpha) * reference[target]
+        if reference[target] == 0:
+            logger.warning(
+                "The original model has %s 0 on the forget set: every model recovers in 0 steps.", target
+            )
 
-    protocol = _Protocol(rows, collator, kind, target, threshold, reference, config)
+    protocol = _Protocol(rows, collator, kind, target, threshold, reference, config, score)
     result = protocol.run(model, original_model, "relearning")
     resolution = 1 if config.refine else config.eval_every
     if heldout_result is not None or heldout_dataset is not None:
@@ -176,8 +194,11 @@ def _ratio(steps: int, golden_steps: int, resolution: int) -> float:
 
 
 @torch.no_grad()
-def _forget_metrics(model: torch.nn.Module, batches: list, n_examples: int) -> dict:
-    """Mean per-example loss and (token) accuracy over the batches, with a single device synchronisation."""
+def _forget_metrics(
+    model: torch.nn.Module, batches: list, n_examples: int, target: str = "loss", score: Any = None
+) -> dict:
+    """Mean per-example loss and (token) accuracy over the batches, with a single device synchronisation; with
+    ``score`` (a kind's own target), also ``{target: score(model)}``."""
     device = model_device(model)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
@@ -191,8 +212,11 @@ def _forget_metrics(model: torch.nn.Module, batches: list, n_examples: int) -> d
             if scored is not None:
                 correct += scored[0].sum()
                 count += scored[1].sum()
-    loss_sum, correct, count = torch.stack([loss_sum.float(), correct.float(), count.float()]).tolist()
-    return {"loss": loss_sum / n_examples, "accuracy": correct / count if count else math.nan}
+        loss_sum, correct, count = torch.stack([loss_sum.float(), correct.float(), count.float()]).tolist()
+        out = {"loss": loss_sum / n_examples, "accuracy": correct / count if count else math.nan}
+        if score is not None:
+            out[target] = float(score(model))
+    return out
 
 
 class _BatchStream:
@@ -219,11 +243,12 @@ class _Protocol:
     threshold: float
     reference: dict
     config: RelearnConfig
+    score: Any = None  # the kind's own target: model -> value (``ModelKind.relearn_scorer``)
 
     def recovered(self, metrics: dict) -> bool:
-        if self.target == "accuracy":
-            return metrics["accuracy"] >= self.threshold
-        return metrics["loss"] <= self.threshold  # False for NaN
+        if self.target == "loss":
+            return metrics["loss"] <= self.threshold  # False for NaN
+        return metrics[self.target] >= self.threshold
 
     def run(self, model: torch.nn.Module, original: torch.nn.Module, desc: str) -> RelearnResult:
         config = self.config
@@ -240,12 +265,13 @@ class _Protocol:
         curve: list[dict] = []
 
         def evaluate(step: int) -> bool:
-            metrics = _forget_metrics(learner, eval_batches, len(self.rows))
+            metrics = _forget_metrics(learner, eval_batches, len(self.rows), self.target, self.score)
             curve.append(
                 {
                     "step": step,
                     "loss": metrics["loss"],
                     "accuracy": metrics["accuracy"],
+                    **({self.target: metrics[self.target]} if self.target not in OWN_TARGETS else {}),
                     "distance": tracker.distance(),
                     "path": tracker.path_length(),
                 }
