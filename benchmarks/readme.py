@@ -16,6 +16,7 @@ ORDER = [
     "tofu",
     "generation_cost",
     "diffusion_step",
+    "digits_ddpm",
     "rcd_cost",
     "scaling",
     "gpu",
