@@ -132,11 +132,12 @@ def peft_config_of(run_args: RunArguments, kind: Any):
 
 
 def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = False):
-    """Run ``UnlearningTrainer`` on the job; returns ``(trainer, seconds)``. ``quiet`` keeps the Trainer's
+    """Run the trainer of the job's model kind (``UnlearningTrainer``, or a kind's subclass such as
+    ``DiffusionUnlearningTrainer``, with the kind's extra arguments) on the job; returns ``(trainer, seconds)``. ``quiet`` keeps the Trainer's
     progress bar and log dicts off the terminal (they still reach ``report_to`` and the log history)."""
     from transformers import PrinterCallback, ProgressCallback
 
-    from ..trainer import UnlearningTrainer
+    from ..kinds import get_model_kind
 
     needs_heldout = config.forget_loss_cap_from_eval is not None or config.stopping != "none"
     if needs_heldout and job.test is None:
@@ -145,8 +146,9 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
             + missing_heldout(job)
         )
     resolve_label_corruption(job, config)  # the user's setting, else the scenario's: stopping and RCD alike
-    trainer = UnlearningTrainer(
-        job.model,
+    kind = get_model_kind(job.model)  # the kind's trainer and its extra arguments (a diffusion model's scheduler)
+    trainer = kind.trainer_class()(
+        job.model if job.trainer_input is None else job.trainer_input,
         config,
         forget_dataset=job.forget,
         retain_dataset=job.retain,
@@ -154,7 +156,9 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
         peft_config=peft_config_of(run_args, job.model),
         # the held-out set, needed only for the forget-loss cap and the stopping rule
         eval_dataset=job.test if needs_heldout else None,
+        **kind.trainer_kwargs(job.trainer_kwargs, run_args.diffusion),
     )
+    kind.align_references(job.model, (job.original, job.golden))  # measured as the trained model
     if quiet:
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)

@@ -160,6 +160,8 @@ def hyperparameters(config: Any, run_args: RunArguments, trainer: Any = None) ->
     lora = {k: v for k, v in asdict(run_args).items() if k.startswith("lora_")}
     if run_args.lora_r > 0:
         values["lora"] = lora
+    if getattr(run_args, "diffusion", None):  # the user's DiffusionArguments fields (all: diffusion_args.json)
+        values["diffusion"] = dict(run_args.diffusion)
     if trainer is not None:  # what ran, next to max_steps (a stopping rule can end a run early)
         values["steps_run"] = trainer.state.global_step
     return values
