@@ -184,7 +184,7 @@ def _image_paths(data: Any, folder: str) -> Any:
     import datasets
 
     feature = data.features.get("image")
-    if getattr(feature, "dtype", None) != "string":
+    if getattr(feature, "dtype", None) not in ("string", "large_string"):
         return data
 
     def resolve(row: dict) -> dict:

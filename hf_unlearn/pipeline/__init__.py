@@ -122,11 +122,12 @@ def peft_config_of(run_args: RunArguments, kind: Any):
 
     kind = kind if isinstance(kind, ModelKind) else get_model_kind(kind)
     defaults = kind.lora_defaults()
+    default_targets = defaults.pop("target_modules", None)  # the user's, when named, replace them
     return LoraConfig(
         r=run_args.lora_r,
         lora_alpha=run_args.lora_alpha,
         lora_dropout=run_args.lora_dropout,
-        target_modules=run_args.lora_target_modules or defaults.pop("target_modules", None),
+        target_modules=run_args.lora_target_modules or default_targets,
         **defaults,
     )
 
