@@ -56,7 +56,11 @@ def _check_pipeline_dir(path: str) -> None:
         os.path.relpath(f, path) for s in PICKLE_SUFFIXES for f in glob.glob(os.path.join(path, "*", f"*{s}"))
     ]
     if pickled or not glob.glob(os.path.join(path, "*", "*.safetensors")):
-        hint = f" It holds pickled weights ({', '.join(sorted(pickled))}), which are never loaded." if pickled else ""
+        hint = (
+            f" It holds pickled weights ({', '.join(sorted(pickled))}), which are never loaded."
+            if pickled
+            else ""
+        )
         raise ValueError(
             f"pipeline folder {path!r} needs safetensors weights in its component folders only.{hint} Save it "
             "with pipe.save_pretrained(..., safe_serialization=True)."
@@ -172,10 +176,14 @@ def _image_folder(path: str) -> Any:
     data = datasets.load_dataset("imagefolder", data_dir=path, split="train", drop_labels=False)
     names = data.features["label"].names if "label" in data.features else []
     if not names:
-        raise ValueError(f"image folder {path!r} has no class subfolders: put each class's images in <folder>/<class>/.")
+        raise ValueError(
+            f"image folder {path!r} has no class subfolders: put each class's images in <folder>/<class>/."
+        )
     if all(name.isdigit() for name in names):
         ids = [int(name) for name in names]
-        data = data.cast_column("label", datasets.Value("int64")).map(lambda row: {"label": ids[row["label"]]})
+        data = data.cast_column("label", datasets.Value("int64")).map(
+            lambda row: {"label": ids[row["label"]]}
+        )
     return data
 
 
@@ -193,7 +201,9 @@ def _image_paths(data: Any, folder: str) -> Any:
             return {"image": None}
         full = name if os.path.isabs(name) else os.path.join(folder, name)
         if not os.path.isfile(full):
-            raise ValueError(f"image {name!r} not found (paths in a data file are relative to its folder {folder!r}).")
+            raise ValueError(
+                f"image {name!r} not found (paths in a data file are relative to its folder {folder!r})."
+            )
         return {"image": full}
 
     return data.map(resolve).cast_column("image", datasets.Image())

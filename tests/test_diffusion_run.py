@@ -11,13 +11,12 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from PIL import Image
 from safetensors.torch import load_file
 
 from hf_unlearn.cli import main, parse_recipe
 from hf_unlearn.tiny import tiny_unet
-
-from conftest import ROOT
 
 RECIPES = ROOT / "recipes"
 DIFFUSION_RECIPES = ("digits-ddpm-baselines", "digits-ddpm-ieu", "sd-local-esd-lora", "sd-local-ieu-lora")
@@ -54,10 +53,14 @@ def unet_job(tmp_path):
     return {"model": str(tmp_path / "unet"), "golden": str(tmp_path / "golden"), **data}
 
 
-def unet_flags(job: dict, out) -> list[str]:
+def data_flags(job: dict) -> list[str]:
+    """The flags that point a digits-ddpm recipe at ``unet_job``'s folders instead of the scenario."""
     return ["--scenario", "", "--model_name_or_path", job["model"], "--golden_model_path", job["golden"],
-            "--forget_dataset", job["forget"], "--retain_dataset", job["retain"], "--test_dataset", job["test"],
-            "--output_dir", str(out), "--per_device_train_batch_size", "4", *FAST]  # fmt: skip
+            "--forget_dataset", job["forget"], "--retain_dataset", job["retain"], "--test_dataset", job["test"]]  # fmt: skip
+
+
+def unet_flags(job: dict, out) -> list[str]:
+    return [*data_flags(job), "--output_dir", str(out), "--per_device_train_batch_size", "4", *FAST]
 
 
 @pytest.mark.parametrize("name", DIFFUSION_RECIPES)
@@ -81,7 +84,9 @@ def test_a_unet_folder_with_image_folders_runs_the_digits_recipe(tmp_path, unet_
     diffusers folder with its scheduler and the user's DiffusionArguments, the report, a diffusers model card."""
     out = tmp_path / "out"
     recipe = str(RECIPES / "digits-ddpm-baselines.yaml")
-    assert main(["run", recipe, *unet_flags(unet_job, out), "--diffusion", "{esd_eta: 2.0, eval_seed: 4}"]) == 0
+    assert (
+        main(["run", recipe, *unet_flags(unet_job, out), "--diffusion", "{esd_eta: 2.0, eval_seed: 4}"]) == 0
+    )
     files = set(os.listdir(out))
     assert {"config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json", "diffusion_args.json",
             "unlearning_report.json", "README.md"} <= files  # fmt: skip
@@ -147,7 +152,10 @@ def test_the_stable_diffusion_recipes_run_on_a_tiny_pipeline_folder(tmp_path, na
     assert all(np.isfinite(unlearned[k]) for k in ("forget/loss", "retain/loss", "test/loss", "mia/auc"))
     card = (out / "README.md").read_text()
     assert "library_name: diffusers" in card and "pipeline_tag: text-to-image" in card
-    before, after = StableDiffusionPipeline.from_pretrained(folder), StableDiffusionPipeline.from_pretrained(out)
+    before, after = (
+        StableDiffusionPipeline.from_pretrained(folder),
+        StableDiffusionPipeline.from_pretrained(out),
+    )
     for part in ("vae", "text_encoder"):
         old, new = getattr(before, part).state_dict(), getattr(after, part).state_dict()
         assert all(torch.equal(old[k], new[k]) for k in old), part
@@ -158,8 +166,9 @@ def test_the_stable_diffusion_recipes_run_on_a_tiny_pipeline_folder(tmp_path, na
 def test_run_on_a_small_digits_ddpm_build_reports_the_generation_metrics(tmp_path, monkeypatch):
     """``hf-unlearn run recipes/digits-ddpm-ieu.yaml`` on a small build of the scenario: the scenario's scheduler,
     null class and judge reach the trainer and the evaluation (generation keys for every model)."""
-    import hf_unlearn.scenarios as scenarios
     from test_scenarios_digits_ddpm import small_builder
+
+    import hf_unlearn.scenarios as scenarios
 
     builder = small_builder()
     monkeypatch.setattr(scenarios, "get_builder", lambda name: builder)

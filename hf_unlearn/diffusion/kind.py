@@ -95,7 +95,9 @@ class ClassConditionalUNetKind(DenoisingKind):
         defaults) as its trainer's ``noise_scheduler`` and ``diffusion_args``."""
         model = self.load(path)
         setup = diffusion_setup(model)
-        return RunModel(model, trainer_kwargs={"noise_scheduler": setup.scheduler, "diffusion_args": setup.args})
+        return RunModel(
+            model, trainer_kwargs={"noise_scheduler": setup.scheduler, "diffusion_args": setup.args}
+        )
 
     def build_preparer(
         self, model: torch.nn.Module, tokenizer: Any = None, max_length: int | None = None, seed: int = 0

@@ -88,7 +88,9 @@ class TextConditionedUNetKind(DenoisingKind):
                 "pipeline; give the pipeline's folder (the one with model_index.json)."
             )
         pipe = load_pipeline(path)
-        return RunModel(pipe.unet, trainer_input=pipe, trainer_kwargs={"diffusion_args": saved_setup(path)[1]})
+        return RunModel(
+            pipe.unet, trainer_input=pipe, trainer_kwargs={"diffusion_args": saved_setup(path)[1]}
+        )
 
     def build_preparer(
         self, model: torch.nn.Module, tokenizer: Any = None, max_length: int | None = None, seed: int = 0

@@ -147,7 +147,8 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
             + missing_heldout(job)
         )
     resolve_label_corruption(job, config)  # the user's setting, else the scenario's: stopping and RCD alike
-    kind = get_model_kind(job.model)  # the kind's trainer and its extra arguments (a diffusion model's scheduler)
+    # the kind's trainer and its extra arguments (a diffusion model's scheduler and DiffusionArguments)
+    kind = get_model_kind(job.model)
     trainer = kind.trainer_class()(
         job.model if job.trainer_input is None else job.trainer_input,
         config,

@@ -40,7 +40,9 @@ def settings_mapping(value: Any, name: str) -> dict | None:
     if parsed in (None, ""):
         return None
     if not isinstance(parsed, dict):
-        raise ValueError(f"{name} must be a mapping of setting: value (e.g. '{{esd_eta: 2.0}}'), got {value!r}.")
+        raise ValueError(
+            f"{name} must be a mapping of setting: value (e.g. '{{esd_eta: 2.0}}'), got {value!r}."
+        )
     return parsed
 
 
