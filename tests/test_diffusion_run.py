@@ -224,3 +224,19 @@ def test_an_image_column_of_paths_is_read_relative_to_the_file(tmp_path):
     # an image folder's integer-named classes are the labels, whatever classes the folder holds
     folders = write_image_folders(tmp_path, {"forget": [3]})
     assert set(load_dataset_file(folders["forget"])["label"]) == {3}
+
+
+def test_a_pipeline_folder_without_the_safety_checkers_weights_loads_without_it(tmp_path):
+    """A Stable Diffusion download without the safety checker's weights (its config only) loads for training."""
+    from hf_unlearn.kinds import kind_for_folder
+    from hf_unlearn.testing.tiny_pipeline import save_tiny_sd_pipeline
+
+    folder = tmp_path / "sd"
+    save_tiny_sd_pipeline(str(folder))
+    index = json.loads((folder / "model_index.json").read_text())
+    index["safety_checker"] = ["stable_diffusion", "StableDiffusionSafetyChecker"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    (folder / "safety_checker").mkdir()
+    (folder / "safety_checker" / "config.json").write_text("{}")
+    loaded = kind_for_folder(str(folder)).load_run_model(str(folder))
+    assert loaded.trainer_input.safety_checker is None and loaded.model is loaded.trainer_input.unet

@@ -102,10 +102,22 @@ def is_pipeline_folder(path: str, unet_class: str = "UNet2DConditionModel") -> b
 def load_pipeline(path: str) -> Any:
     """The text-to-image pipeline saved in folder ``path`` (``DiffusionPipeline.from_pretrained``: local files,
     safetensors only, the pipeline class its ``model_index.json`` names from ``diffusers`` itself, no custom
-    code), its UNet in eval mode."""
+    code), its UNet in eval mode. A safety checker the index names without safetensors weights in its folder is
+    left out (training does not use it; the saved pipeline then has none)."""
+    import glob
+    import json
+    import os
+
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(path, use_safetensors=True, local_files_only=True)
+    with open(os.path.join(path, PIPELINE_INDEX)) as f:
+        components = json.load(f)
+    options = {}
+    checker = os.path.join(path, "safety_checker")
+    if "safety_checker" in components and not glob.glob(os.path.join(checker, "*.safetensors")):
+        # the safety checker filters generated images: training has no use for it; without its weights, none
+        options = {"safety_checker": None, "requires_safety_checker": False}
+    pipe = DiffusionPipeline.from_pretrained(path, use_safetensors=True, local_files_only=True, **options)
     if not is_pipeline(pipe):
         raise ValueError(
             f"{path!r} holds a {type(pipe).__name__}: hf_unlearn unlearns from a text-to-image pipeline with a "
