@@ -134,8 +134,9 @@ def peft_config_of(run_args: RunArguments, kind: Any):
 
 def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = False):
     """Run the trainer of the job's model kind (``UnlearningTrainer``, or a kind's subclass such as
-    ``DiffusionUnlearningTrainer``, with the kind's extra arguments) on the job; returns ``(trainer, seconds)``. ``quiet`` keeps the Trainer's
-    progress bar and log dicts off the terminal (they still reach ``report_to`` and the log history)."""
+    ``DiffusionUnlearningTrainer``, with the kind's extra arguments) on the job; returns ``(trainer, seconds)``.
+    ``quiet`` keeps the Trainer's progress bar and log dicts off the terminal (they still reach ``report_to`` and
+    the log history)."""
     from transformers import PrinterCallback, ProgressCallback
 
     from ..kinds import get_model_kind
