@@ -137,6 +137,9 @@ def parse_recipe(argv: list[str]):
         argv = argv[1:]
         parser.set_defaults(**recipe_defaults(recipe, parser, recipe_path))
     run_args, config = parser.parse_args_into_dataclasses(args=argv)
+    block = recipe.get("diffusion")
+    if isinstance(block, dict) and run_args.diffusion and run_args.diffusion != block:
+        run_args.diffusion = {**block, **run_args.diffusion}  # --diffusion updates the recipe's block
     return run_args, config
 
 

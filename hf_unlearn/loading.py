@@ -15,8 +15,11 @@ ADAPTER_CONFIG = "adapter_config.json"
 
 
 def is_adapter_dir(path: str) -> bool:
-    """Whether ``path`` is a PEFT adapter folder (``adapter_config.json``) rather than a full model."""
-    return os.path.isfile(os.path.join(path, ADAPTER_CONFIG))
+    """Whether ``path`` is a PEFT adapter folder (``adapter_config.json``) rather than a full model (a
+    ``diffusers`` pipeline folder is a full model: a LoRA run saves it with the adapters merged into its UNet,
+    and the adapters beside it only to resume from)."""
+    full_pipeline = os.path.isfile(os.path.join(path, PIPELINE_INDEX))
+    return os.path.isfile(os.path.join(path, ADAPTER_CONFIG)) and not full_pipeline
 
 
 def check_model_dir(path: str) -> None:
@@ -26,6 +29,8 @@ def check_model_dir(path: str) -> None:
         raise ValueError(
             f"Model directory {path!r} does not exist (hf-unlearn loads local directories only)."
         )
+    if os.path.isfile(os.path.join(path, PIPELINE_INDEX)):
+        return _check_pipeline_dir(path)
     if not is_adapter_dir(path) and not os.path.isfile(os.path.join(path, "config.json")):
         raise ValueError(f"{path!r} has no config.json: not a transformers model directory.")
     if not glob.glob(os.path.join(path, "*.safetensors")):
@@ -38,6 +43,27 @@ def check_model_dir(path: str) -> None:
         raise ValueError(
             f"{path!r} has no .safetensors weights.{hint} Convert them with a trusted tool and save with "
             "save_pretrained(..., safe_serialization=True)."
+        )
+
+
+#: What makes a folder a saved ``diffusers`` pipeline (its components in subfolders).
+PIPELINE_INDEX = "model_index.json"
+
+
+def _check_pipeline_dir(path: str) -> None:
+    """A pipeline folder's components with weights must hold safetensors weights, and none pickled ones."""
+    pickled = [
+        os.path.relpath(f, path) for s in PICKLE_SUFFIXES for f in glob.glob(os.path.join(path, "*", f"*{s}"))
+    ]
+    if pickled or not glob.glob(os.path.join(path, "*", "*.safetensors")):
+        hint = (
+            f" It holds pickled weights ({', '.join(sorted(pickled))}), which are never loaded."
+            if pickled
+            else ""
+        )
+        raise ValueError(
+            f"pipeline folder {path!r} needs safetensors weights in its component folders only.{hint} Save it "
+            "with pipe.save_pretrained(..., safe_serialization=True)."
         )
 
 
@@ -119,10 +145,15 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 
 
 def load_dataset_file(path: str):
-    """A ``datasets.Dataset`` from a .json/.jsonl/.csv/.parquet file or a ``save_to_disk`` folder."""
+    """A ``datasets.Dataset`` from a .json/.jsonl/.csv/.parquet file, a ``save_to_disk`` folder or an image
+    folder (``imagefolder`` layout: one subfolder of images per class, named by its class number: columns
+    ``image``, ``label``). In a file, an ``image`` column of strings
+    holds image paths, relative to the file's folder (empty: no image), loaded as images."""
     import datasets
 
     if os.path.isdir(path):
+        if not any(os.path.isfile(os.path.join(path, f)) for f in ("state.json", "dataset_dict.json")):
+            return _image_folder(path)
         loaded = datasets.load_from_disk(path)
         return loaded["train"] if isinstance(loaded, datasets.DatasetDict) else loaded
     if not os.path.isfile(path):
@@ -133,4 +164,46 @@ def load_dataset_file(path: str):
         raise ValueError(
             f"Unsupported dataset file {path!r}: use .json, .jsonl, .csv, .parquet or a saved dataset."
         )
-    return datasets.load_dataset(builder, data_files=path, split="train")
+    return _image_paths(datasets.load_dataset(builder, data_files=path, split="train"), os.path.dirname(path))
+
+
+def _image_folder(path: str) -> Any:
+    """An ``imagefolder`` folder: ``image`` and ``label`` per image in ``path/<class>/``. Subfolders named by
+    integers give those integers as labels (``forget/3/`` is class 3, whatever other classes the folder has);
+    other names are numbered in sorted order."""
+    import datasets
+
+    data = datasets.load_dataset("imagefolder", data_dir=path, split="train", drop_labels=False)
+    names = data.features["label"].names if "label" in data.features else []
+    if not names:
+        raise ValueError(
+            f"image folder {path!r} has no class subfolders: put each class's images in <folder>/<class>/."
+        )
+    if all(name.isdigit() for name in names):
+        ids = [int(name) for name in names]
+        data = data.cast_column("label", datasets.Value("int64")).map(
+            lambda row: {"label": ids[row["label"]]}
+        )
+    return data
+
+
+def _image_paths(data: Any, folder: str) -> Any:
+    """``data`` with an ``image`` column of path strings (relative to ``folder``) cast to images."""
+    import datasets
+
+    feature = data.features.get("image")
+    if getattr(feature, "dtype", None) not in ("string", "large_string"):
+        return data
+
+    def resolve(row: dict) -> dict:
+        name = row["image"]
+        if not name:
+            return {"image": None}
+        full = name if os.path.isabs(name) else os.path.join(folder, name)
+        if not os.path.isfile(full):
+            raise ValueError(
+                f"image {name!r} not found (paths in a data file are relative to its folder {folder!r})."
+            )
+        return {"image": full}
+
+    return data.map(resolve).cast_column("image", datasets.Image())

@@ -42,6 +42,8 @@ class DenoisingKind(ModelKind):
     clean_key: ClassVar[str] = "pixel_values"
     #: the ``diffusers`` class of the kind's models (a saved folder's ``config.json`` ``_class_name``)
     diffusers_class: ClassVar[str] = ""
+    #: the UNet attribute its setup is kept in (``configure_unet``, ``configure_pipeline``)
+    setup_attribute: ClassVar[str] = ""
 
     # -- recognising and loading -----------------------------------------------------------------------
     def recognises(self, model: torch.nn.Module) -> bool:
@@ -68,6 +70,34 @@ class DenoisingKind(ModelKind):
 
     def configure_loaded(self, model: torch.nn.Module, path: str) -> None:
         """Attach what was saved beside the weights (the scheduler, the diffusion arguments); nothing here."""
+
+    # -- runs (hf-unlearn run) -------------------------------------------------------------------------
+    def load_processing_class(self, path: str, trust_remote_code: bool = False) -> None:
+        """None: a UNet's data needs no tokenizer (a pipeline's text encoder and tokenizer travel with it)."""
+        return None
+
+    def trainer_class(self) -> type:
+        from .trainer import DiffusionUnlearningTrainer
+
+        return DiffusionUnlearningTrainer
+
+    def align_references(self, model: torch.nn.Module, references: Any) -> None:
+        """The trained UNet's setup (scheduler, ``DiffusionArguments``, a pipeline's frozen encoders) attached to
+        the original and golden UNets too: the same forward process and evaluation draws for all."""
+        from ..data.common import unwrap_model
+
+        setup = self.setup_of(model)
+        for reference in references:
+            if reference is not None:
+                object.__setattr__(unwrap_model(reference), self.setup_attribute, setup)
+
+    def trainer_kwargs(self, given: dict, settings: dict | None = None) -> dict:
+        """``given`` (``noise_scheduler``, ``diffusion_args``: the scenario's or the folder's) with the user's
+        ``DiffusionArguments`` fields (``settings``, a recipe's ``diffusion`` mapping) replacing the given ones."""
+        from .args import DiffusionArguments
+
+        args = given.get("diffusion_args") or DiffusionArguments()
+        return {**given, "diffusion_args": with_settings(args, settings)}
 
     def setup_of(self, model: torch.nn.Module) -> Any:
         raise NotImplementedError
@@ -141,6 +171,21 @@ class DenoisingKind(ModelKind):
         """No ``task_type`` (a plain module for PEFT); LoRA on the attention projections (self- and
         cross-attention), as diffusers' training scripts."""
         return {"target_modules": ["to_q", "to_k", "to_v", "to_out.0"]}
+
+
+def with_settings(args: Any, settings: dict | None) -> Any:
+    """``DiffusionArguments`` ``args`` with the fields of ``settings`` replaced; ``ValueError`` naming the
+    fields for an unknown one."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(args)}
+    unknown = sorted(set(settings or {}) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown diffusion setting(s) {unknown}: the diffusion mapping takes DiffusionArguments fields "
+            f"({', '.join(sorted(known))})."
+        )
+    return replace(args, **(settings or {}))
 
 
 def mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from .args import DiffusionSetup, configure_unet, diffusion_setup, saved_setup
+from ..kinds.base import RunModel
+from .args import SETUP_ATTRIBUTE, DiffusionSetup, configure_unet, diffusion_setup, saved_setup
 from .data import DiffusionCollator, DiffusionPreparer
 from .denoising import _MIX, DenoisingKind, SplitsLikeATensor, mse
 
@@ -49,6 +50,7 @@ class ClassConditionalUNetKind(DenoisingKind):
 
     name = "class_conditional_unet"
     diffusers_class = "UNet2DModel"
+    setup_attribute = SETUP_ATTRIBUTE
     input_keys = ("pixel_values", "labels", "index")
     # the Hub has no class-conditional generation tag; diffusers' own DDPM/DiT cards use this one
     pipeline_tag = "unconditional-image-generation"
@@ -122,6 +124,15 @@ class ClassConditionalUNetKind(DenoisingKind):
         (``diffusion_args.json``) saved beside the weights (``DiffusionUnlearningTrainer.save_model``), when
         there; else the defaults."""
         configure_unet(model, *saved_setup(path))
+
+    def load_run_model(self, path: str, trust_remote_code: bool = False) -> RunModel:
+        """The UNet of folder ``path``, with the scheduler and ``DiffusionArguments`` saved beside it (else the
+        defaults) as its trainer's ``noise_scheduler`` and ``diffusion_args``."""
+        model = self.load(path)
+        setup = diffusion_setup(model)
+        return RunModel(
+            model, trainer_kwargs={"noise_scheduler": setup.scheduler, "diffusion_args": setup.args}
+        )
 
     def build_preparer(
         self, model: torch.nn.Module, tokenizer: Any = None, max_length: int | None = None, seed: int = 0

@@ -82,6 +82,51 @@ def is_pipeline(obj: Any) -> bool:
     return all(hasattr(obj, name) for name in ("unet", "vae", "text_encoder", "tokenizer", "components"))
 
 
+PIPELINE_INDEX = "model_index.json"
+
+
+def is_pipeline_folder(path: str, unet_class: str = "UNet2DConditionModel") -> bool:
+    """Whether folder ``path`` holds a saved ``diffusers`` pipeline (``model_index.json``) whose ``unet`` is a
+    ``unet_class`` (read without loading it)."""
+    import json
+    import os
+
+    try:
+        with open(os.path.join(path, PIPELINE_INDEX)) as f:
+            unet = json.load(f).get("unet")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(unet, list) and len(unet) == 2 and unet[1] == unet_class
+
+
+def load_pipeline(path: str) -> Any:
+    """The text-to-image pipeline saved in folder ``path`` (``DiffusionPipeline.from_pretrained``: local files,
+    safetensors only, the pipeline class its ``model_index.json`` names from ``diffusers`` itself, no custom
+    code), its UNet in eval mode. A safety checker the index names without safetensors weights in its folder is
+    left out (training does not use it; the saved pipeline then has none)."""
+    import glob
+    import json
+    import os
+
+    from diffusers import DiffusionPipeline
+
+    with open(os.path.join(path, PIPELINE_INDEX)) as f:
+        components = json.load(f)
+    options = {}
+    checker = os.path.join(path, "safety_checker")
+    if "safety_checker" in components and not glob.glob(os.path.join(checker, "*.safetensors")):
+        # the safety checker filters generated images: training has no use for it; without its weights, none
+        options = {"safety_checker": None, "requires_safety_checker": False}
+    pipe = DiffusionPipeline.from_pretrained(path, use_safetensors=True, local_files_only=True, **options)
+    if not is_pipeline(pipe):
+        raise ValueError(
+            f"{path!r} holds a {type(pipe).__name__}: hf_unlearn unlearns from a text-to-image pipeline with a "
+            "UNet, a VAE, a text encoder and a tokenizer (a StableDiffusionPipeline)."
+        )
+    pipe.unet.eval()
+    return pipe
+
+
 def configure_pipeline(
     pipe: Any, noise_scheduler: Any = None, diffusion_args: DiffusionArguments | None = None
 ) -> PipelineSetup:

@@ -15,8 +15,19 @@ from typing import Any
 
 import torch
 
+from ..kinds.base import RunModel
+from .args import saved_setup
 from .denoising import DenoisingKind, SplitsLikeATensor, mse
-from .pipeline import PipelineSetup, PromptCollator, PromptPreparer, pipeline_setup
+from .pipeline import (
+    PIPELINE_ATTRIBUTE,
+    PipelineSetup,
+    PromptCollator,
+    PromptPreparer,
+    configure_pipeline,
+    is_pipeline_folder,
+    load_pipeline,
+    pipeline_setup,
+)
 
 
 @dataclass
@@ -44,6 +55,7 @@ class TextConditionedUNetKind(DenoisingKind):
 
     name = "text_conditioned_unet"
     diffusers_class = "UNet2DConditionModel"
+    setup_attribute = PIPELINE_ATTRIBUTE
     input_keys = ("latents", "encoder_hidden_states", "labels", "index")
     clean_key = "latents"
     pipeline_tag = "text-to-image"
@@ -80,6 +92,38 @@ class TextConditionedUNetKind(DenoisingKind):
         from .clip_metrics import text_suite_metrics
 
         return text_suite_metrics(inputs, pipeline_setup(inputs.model).args.eval_seed)
+
+    def card_metadata(self, adapter: bool = False) -> dict[str, Any]:
+        """``diffusers`` even after LoRA: the run saves the whole pipeline with the adapters merged."""
+        return {"pipeline_tag": self.pipeline_tag, "library_name": self.library_name}
+
+    # -- folders and runs ----------------------------------------------------------------------------
+    def recognises_folder(self, path: str) -> bool:
+        """A saved ``UNet2DConditionModel`` folder, or a pipeline folder (``model_index.json``) around one."""
+        return super().recognises_folder(path) or is_pipeline_folder(path, self.diffusers_class)
+
+    def load(self, path: str, trust_remote_code: bool = False, **kwargs: Any) -> torch.nn.Module:
+        """A pipeline folder: its UNet, configured with its pipeline (``configure_pipeline``, with the
+        ``DiffusionArguments`` saved at the folder's top, if any), in eval mode; a bare UNet folder: the UNet
+        (``configure_pipeline`` it with its pipeline before measuring it)."""
+        if not is_pipeline_folder(path, self.diffusers_class):
+            return super().load(path, trust_remote_code=trust_remote_code, **kwargs)
+        pipe = load_pipeline(path)
+        configure_pipeline(pipe, diffusion_args=saved_setup(path)[1])
+        return pipe.unet
+
+    def load_run_model(self, path: str, trust_remote_code: bool = False) -> RunModel:
+        """The pipeline of folder ``path``: its UNet is unlearned, the trainer is given the whole pipeline (and
+        saves it), with the ``DiffusionArguments`` saved at the folder's top, if any."""
+        if not is_pipeline_folder(path, self.diffusers_class):
+            raise ValueError(
+                f"{path!r} holds a bare UNet2DConditionModel: a text-conditioned UNet is unlearned with its "
+                "pipeline; give the pipeline's folder (the one with model_index.json)."
+            )
+        pipe = load_pipeline(path)
+        return RunModel(
+            pipe.unet, trainer_input=pipe, trainer_kwargs={"diffusion_args": saved_setup(path)[1]}
+        )
 
     def build_preparer(
         self, model: torch.nn.Module, tokenizer: Any = None, max_length: int | None = None, seed: int = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .base import (
     ModelKind,
+    RunModel,
     get_model_kind,
     kind_for_folder,
     kind_for_task,
@@ -37,6 +38,7 @@ __all__ = [
     "ClassifierKind",
     "ImageClassifierKind",
     "ModelKind",
+    "RunModel",
     "TextClassifierKind",
     "get_model_kind",
     "kind_for_folder",

@@ -122,21 +122,24 @@ def peft_config_of(run_args: RunArguments, kind: Any):
 
     kind = kind if isinstance(kind, ModelKind) else get_model_kind(kind)
     defaults = kind.lora_defaults()
+    default_targets = defaults.pop("target_modules", None)  # the user's, when named, replace them
     return LoraConfig(
         r=run_args.lora_r,
         lora_alpha=run_args.lora_alpha,
         lora_dropout=run_args.lora_dropout,
-        target_modules=run_args.lora_target_modules or defaults.pop("target_modules", None),
+        target_modules=run_args.lora_target_modules or default_targets,
         **defaults,
     )
 
 
 def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = False):
-    """Run ``UnlearningTrainer`` on the job; returns ``(trainer, seconds)``. ``quiet`` keeps the Trainer's
-    progress bar and log dicts off the terminal (they still reach ``report_to`` and the log history)."""
+    """Run the trainer of the job's model kind (``UnlearningTrainer``, or a kind's subclass such as
+    ``DiffusionUnlearningTrainer``, with the kind's extra arguments) on the job; returns ``(trainer, seconds)``.
+    ``quiet`` keeps the Trainer's progress bar and log dicts off the terminal (they still reach ``report_to`` and
+    the log history)."""
     from transformers import PrinterCallback, ProgressCallback
 
-    from ..trainer import UnlearningTrainer
+    from ..kinds import get_model_kind
 
     needs_heldout = config.forget_loss_cap_from_eval is not None or config.stopping != "none"
     if needs_heldout and job.test is None:
@@ -145,8 +148,10 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
             + missing_heldout(job)
         )
     resolve_label_corruption(job, config)  # the user's setting, else the scenario's: stopping and RCD alike
-    trainer = UnlearningTrainer(
-        job.model,
+    # the kind's trainer and its extra arguments (a diffusion model's scheduler and DiffusionArguments)
+    kind = get_model_kind(job.model)
+    trainer = kind.trainer_class()(
+        job.model if job.trainer_input is None else job.trainer_input,
         config,
         forget_dataset=job.forget,
         retain_dataset=job.retain,
@@ -154,7 +159,9 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
         peft_config=peft_config_of(run_args, job.model),
         # the held-out set, needed only for the forget-loss cap and the stopping rule
         eval_dataset=job.test if needs_heldout else None,
+        **kind.trainer_kwargs(job.trainer_kwargs, run_args.diffusion),
     )
+    kind.align_references(job.model, (job.original, job.golden))  # measured as the trained model
     if quiet:
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)

@@ -26,6 +26,26 @@ def _source_names() -> str:
     return ", ".join(repr(name) for name in sorted(SOURCES))
 
 
+def settings_mapping(value: Any, name: str) -> dict | None:
+    """A mapping option's value: a mapping as it is (a recipe's block), a YAML/JSON string parsed into one (the
+    command line); ``ValueError`` for anything else."""
+    if value is None or isinstance(value, dict):
+        return value or None
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(value) if isinstance(value, str) else value
+    except yaml.YAMLError:
+        parsed = value
+    if parsed in (None, ""):
+        return None
+    if not isinstance(parsed, dict):
+        raise ValueError(
+            f"{name} must be a mapping of setting: value (e.g. '{{esd_eta: 2.0}}'), got {value!r}."
+        )
+    return parsed
+
+
 @dataclass
 class RunArguments:
     """What to unlearn from what: a built-in scenario, or a local model directory with dataset files."""
@@ -109,6 +129,13 @@ class RunArguments:
         "as OpenUnlearning's collator does (a tokenizer without a pad token pads with EOS, so EOS inside a "
         "sequence is masked too): use it to match OpenUnlearning's published numbers.",
     )
+    diffusion: str | None = option(
+        None,
+        "Diffusion models: DiffusionArguments fields as a mapping (a recipe's `diffusion:` block, or on the command "
+        "line YAML/JSON such as '{esd_eta: 2.0, anchor_prompt: a dog}', which updates the recipe's mapping key "
+        "by key): min_timestep, max_timestep, eval_seed, esd_eta, null_class, anchor_class, num_classes, "
+        "anchor_prompt (docs/diffusion.md).",
+    )
     overwrite_output_dir: bool = option(
         False,
         "Allow writing into a non-empty output_dir (resuming from a checkpoint in it needs no such permission).",
@@ -118,6 +145,7 @@ class RunArguments:
     )
 
     def __post_init__(self) -> None:
+        self.diffusion = settings_mapping(self.diffusion, "diffusion")
         if self.attacks:  # unknown names fail before anything is trained
             from ..metrics.attacks import parse_attacks
 

@@ -39,6 +39,10 @@ class LoadedJob:
     utility: dict = field(default_factory=dict)  # extra model-utility splits (TOFU: real authors...)
     muse: dict = field(default_factory=dict)  # MUSE's evaluation sets (evaluate_unlearning's muse_datasets)
     data_source: dict | None = None  # where the data came from: the report's "data" (job_datasets)
+    # what the kind's trainer is given instead of ``model`` (a text-to-image pipeline around its UNet), if anything
+    trainer_input: Any = None
+    # the kind's trainer's extra keyword arguments (a diffusion model's noise_scheduler and diffusion_args)
+    trainer_kwargs: dict = field(default_factory=dict)
 
 
 def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> LoadedJob:
@@ -47,15 +51,21 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
         return scenario_job(run_args, seed, progress)
     if not run_args.model_name_or_path:
         raise ValueError("Give either scenario or model_name_or_path.")
-    from ..loading import check_model_dir, load_model, load_tokenizer
+    from ..kinds import kind_for_folder
+    from ..loading import check_model_dir, load_model
 
     check_model_dir(run_args.model_name_or_path)
-    tokenizer = load_tokenizer(run_args.model_name_or_path)
+    # the model kind of the folder reads its processing class and model (a diffusers UNet: no tokenizer; a
+    # pipeline folder: the pipeline, whose UNet is unlearned)
+    kind = kind_for_folder(run_args.model_name_or_path)
+    trust = run_args.trust_remote_code
+    tokenizer = kind.load_processing_class(run_args.model_name_or_path, trust_remote_code=trust)
     forget, retain, test, evaluation_sets = job_datasets(run_args, tokenizer)
-    model = load_model(run_args.model_name_or_path, trust_remote_code=run_args.trust_remote_code)
+    loaded = kind.load_run_model(run_args.model_name_or_path, trust_remote_code=trust)
+    model = loaded.model
     golden = None
     if run_args.golden_model_path:
-        golden = load_model(run_args.golden_model_path, trust_remote_code=run_args.trust_remote_code)
+        golden = load_model(run_args.golden_model_path, trust_remote_code=trust)
     from ..data import infer_task
 
     original = copy.deepcopy(model)
@@ -71,6 +81,8 @@ def load_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Lo
         task=infer_task(model),
         info={"scenario": None, "base_model": run_args.model_name_or_path},
         make_model=lambda: copy.deepcopy(original),
+        trainer_input=loaded.trainer_input,
+        trainer_kwargs=loaded.trainer_kwargs,
     )
 
 
@@ -93,8 +105,9 @@ def scenario_job(run_args: RunArguments, seed: int = 0, progress: bool = True) -
         info=scenario_info(sc),
         make_model=sc.original_model,
         defaults=scenario_defaults(sc),
-        evaluation=dict(sc.evaluation),
+        evaluation=sc.evaluation_options(),
         heldout_label_corruption=sc.heldout_label_corruption,
+        trainer_kwargs=sc.trainer_kwargs(),
     )
 
 

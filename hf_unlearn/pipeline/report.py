@@ -160,6 +160,9 @@ def hyperparameters(config: Any, run_args: RunArguments, trainer: Any = None) ->
     lora = {k: v for k, v in asdict(run_args).items() if k.startswith("lora_")}
     if run_args.lora_r > 0:
         values["lora"] = lora
+    # the user's DiffusionArguments fields (every field: diffusion_args.json beside the model)
+    if getattr(run_args, "diffusion", None):
+        values["diffusion"] = dict(run_args.diffusion)
     if trainer is not None:  # what ran, next to max_steps (a stopping rule can end a run early)
         values["steps_run"] = trainer.state.global_step
     return values

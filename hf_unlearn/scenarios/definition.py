@@ -214,3 +214,11 @@ class Scenario:
     def golden_model(self) -> torch.nn.Module:
         """A fresh instance of the golden model (same init and recipe, retain set only), in eval mode."""
         return self._load(self.golden_dir)
+
+    def trainer_kwargs(self) -> dict:
+        """The extra keyword arguments of the trainer of the scenario's model kind (``hf-unlearn run``); none."""
+        return {}
+
+    def evaluation_options(self) -> dict:
+        """``evaluate_unlearning`` keyword arguments of a run on this scenario: ``evaluation``."""
+        return dict(self.evaluation)

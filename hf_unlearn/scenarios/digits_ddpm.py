@@ -54,6 +54,21 @@ class DiffusionScenario(Scenario):
 
         return DiffusionArguments(null_class=self.config.get("null_class"), num_classes=N_CLASSES)
 
+    def trainer_kwargs(self) -> dict:
+        """``DiffusionUnlearningTrainer``'s ``noise_scheduler`` and ``diffusion_args`` (``hf-unlearn run``)."""
+        return {"noise_scheduler": self.noise_scheduler(), "diffusion_args": self.diffusion_args()}
+
+    def evaluation_options(self) -> dict:
+        """``evaluate_unlearning``'s judge options: the scenario's judge and its processor, and the generation
+        settings (samples per class, DDIM steps), so that a run reports the generation metrics."""
+        generation = self.generation or {}
+        options = {"judge_model": self.judge_model(), "judge_processor": self.judge_processor()}
+        if "num_samples_per_class" in generation:
+            options["generation_samples"] = generation["num_samples_per_class"]
+        if "num_inference_steps" in generation:
+            options["generation_steps"] = generation["num_inference_steps"]
+        return {**self.evaluation, **options}
+
     def judge_model(self):
         """The judge classifier (a ``transformers`` ResNet), in eval mode."""
         from ..loading import load_model
