@@ -207,7 +207,8 @@ def test_clear_errors_for_a_unet_without_classes_and_for_wrong_rows(tmp_path, di
     cases = [
         ([{"text": "a", "label": 0}], "needs \\{'image', 'label'\\}"),
         ([{"image": forget[0]["image"], "label": 7}], "label 7 is not one of the UNet's classes"),
-        ([{"image": forget[0]["image"].astype(np.float32), "label": 0}], "uint8"),
+        ([{"image": forget[0]["image"].astype(np.float32), "label": 0}], "integer array of pixel values"),
+        ([{"image": forget[0]["image"].astype(np.int64) + 300, "label": 0}], "integer array of pixel values"),
         ([{"pixel_values": np.zeros((2, 8, 8)), "label": 0}], "2 channels"),
     ]
     for rows, message in cases:
@@ -283,3 +284,26 @@ def test_evaluate_unlearning_measures_a_unet_through_its_kind(digits):
         assert key in first and np.isfinite(first[key]), key
     assert first["forget/loss"] != first["golden/forget/loss"]
     assert "forget/accuracy" not in first and "forget/kl_to_golden" not in first  # no classes, no logits
+
+
+def test_sequential_requests_train_the_unet_with_its_kinds_trainer(tmp_path, digits):
+    """``unlearn_sequentially`` builds the kind's trainer (``DiffusionUnlearningTrainer``) and passes its arguments:
+    the given scheduler's timesteps and ``DiffusionArguments`` reach every request, and the weights change."""
+    from hf_unlearn.diffusion import DiffusionArguments
+    from hf_unlearn.diffusion.args import diffusion_setup
+    from hf_unlearn.pipeline import unlearn_sequentially
+
+    forget, retain = digits
+    unet = tiny_unet()
+    before = state_copy(unet)
+    scheduler = DDPMScheduler(num_train_timesteps=50)
+    args = DiffusionArguments(eval_seed=7)
+    config = make_config(tmp_path, method="grad_diff", learning_rate=1e-3, max_steps=2)
+    result = unlearn_sequentially(
+        unet, config, [forget[:6], forget[6:]], retain, evaluate=False,
+        trainer_kwargs={"noise_scheduler": scheduler, "diffusion_args": args},
+    )  # fmt: skip
+    assert result.steps == [2, 2]
+    setup = diffusion_setup(result.model)
+    assert setup.scheduler.config.num_train_timesteps == 50 and setup.args.eval_seed == 7
+    assert any(not torch.equal(before[k], v) for k, v in result.model.state_dict().items())

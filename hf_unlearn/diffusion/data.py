@@ -118,10 +118,14 @@ def _image_tensor(image: Any, name: str, i: int) -> torch.Tensor:
     if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL
         image = image.convert("L" if image.mode in ("1", "L", "I", "F") else "RGB")
     array = np.asarray(image)
+    # a datasets.Dataset stores a uint8 array as lists of Python ints (read back as int64): integers in 0-255 are
+    # pixel values as well; floats are refused (0-1 or 0-255 cannot be told apart)
+    if np.issubdtype(array.dtype, np.integer) and array.size and array.min() >= 0 and array.max() <= 255:
+        array = array.astype(np.uint8)
     if array.dtype != np.uint8:
         raise ValueError(
-            f"{name}[{i}]: 'image' must be a PIL image or a uint8 array (0-255), got dtype {array.dtype}; "
-            "convert it, or pass 'pixel_values' already scaled to [-1, 1]."
+            f"{name}[{i}]: 'image' must be a PIL image or an integer array of pixel values (0-255), got dtype "
+            f"{array.dtype}; convert it, or pass 'pixel_values' already scaled to [-1, 1]."
         )
     if array.ndim == 2:
         array = array[:, :, None]

@@ -118,6 +118,7 @@ def unlearn_sequentially(
     evaluate: bool = True,
     evaluation: dict | None = None,
     relearning: Any = None,
+    trainer_kwargs: dict | None = None,
     quiet: bool = True,
     on_request: Callable[[int, dict], None] | None = None,
 ) -> SequentialResult:
@@ -141,6 +142,8 @@ def unlearn_sequentially(
         relearning: a ``RelearnConfig``: after each request, the relearning convergence delay of that request's
             forget set for the model and for that point's golden model (``current/rcd/*``,
             ``current/golden/rcd/*``; the target is the original's loss or accuracy on it). None (default): none.
+        trainer_kwargs: further keyword arguments of the model kind's trainer (``noise_scheduler``,
+            ``diffusion_args`` of a diffusion UNet's ``DiffusionUnlearningTrainer``).
         quiet: keep the Trainer's progress bar and log lines off the terminal.
         on_request: called as ``on_request(i, metrics)`` after request ``i`` (1-based), e.g. to print a line.
 
@@ -163,6 +166,7 @@ def unlearn_sequentially(
             processing_class,
             peft_config,
             quiet,
+            trainer_kwargs or {},
         )
         result.seconds.append(time.perf_counter() - start)
         result.steps.append(steps)
@@ -205,18 +209,21 @@ def _request_config(config: Any, index: int) -> Any:
     return request
 
 
-def _unlearn_one(model, config, forget, retain, test, processing_class, peft_config, quiet: bool):
-    """One request: an ``UnlearningTrainer`` run on ``model``; returns ``(model, steps)``, LoRA merged."""
+def _unlearn_one(
+    model, config, forget, retain, test, processing_class, peft_config, quiet: bool, trainer_kwargs: dict
+):
+    """One request: a run of the model kind's trainer (``UnlearningTrainer`` or its subclass) on ``model``;
+    returns ``(model, steps)``, LoRA merged."""
     from transformers import PrinterCallback, ProgressCallback
 
-    from ..trainer import UnlearningTrainer
+    from ..kinds import get_model_kind
 
     needs_heldout = config.forget_loss_cap_from_eval is not None or config.stopping != "none"
     if needs_heldout and test is None:
         raise ValueError(
             "forget_loss_cap_from_eval and stopping='heldout' need test_dataset (held-out data)."
         )
-    trainer = UnlearningTrainer(
+    trainer = get_model_kind(model).trainer_class()(
         model,
         config,
         forget_dataset=forget,
@@ -224,6 +231,7 @@ def _unlearn_one(model, config, forget, retain, test, processing_class, peft_con
         processing_class=processing_class,
         peft_config=peft_config,
         eval_dataset=test if needs_heldout else None,
+        **trainer_kwargs,
     )
     if quiet:
         trainer.remove_callback(PrinterCallback)

@@ -137,6 +137,7 @@ def run_sequential(run_args: RunArguments, config: Any) -> dict:
         golden=golden,
         original_model=job.original,
         peft_config=peft_config_of(run_args, job.model),
+        trainer_kwargs=get_model_kind(job.model).trainer_kwargs(job.trainer_kwargs, run_args.diffusion),
         evaluate=run_args.evaluate,
         evaluation=evaluation_options(job, run_args),
         quiet=not progress,
