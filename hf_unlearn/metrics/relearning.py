@@ -321,7 +321,14 @@ class _Protocol:
                             curve.append(checkpoint_row)
                 last_eval = step
                 row = curve[-1]
-                bar.set_postfix(loss=f"{row['loss']:.4g}", acc=f"{row['accuracy']:.3g}", refresh=False)
+                shown = {
+                    "loss": row["loss"],
+                    "acc": row.get("accuracy"),
+                    "gen_acc": row.get("generation_accuracy"),
+                }
+                bar.set_postfix(  # what the kind measures (no accuracy for a diffusion model's loss target)
+                    {k: f"{v:.4g}" for k, v in shown.items() if v is not None and v == v}, refresh=False
+                )
         bar.close()
         return RelearnResult(
             steps=curve[-1]["step"],
