@@ -237,6 +237,8 @@ def test_cli_runs_forget_files_one_after_another_with_a_golden_each(tmp_path, mi
         table[1]["union/forget/accuracy"]
     )
     assert (out / "model.safetensors").is_file()
+    assert not any("rcd" in key for row in table for key in row)  # relearn: false
+    assert "## Sequential requests" in (card := (out / "README.md").read_text()) and "current/rcd" not in card
     bad = dict(lines, golden_model_path=dirs["golden"], output_dir=str(tmp_path / "bad"))
     assert main(["run", _recipe(tmp_path, bad)]) == 2
     assert "1 models for 2 requests" in capsys.readouterr().err

@@ -17,11 +17,10 @@ def evaluate_models(
     order = list(models)
     if "golden" in models:
         models = {"golden": models["golden"], **{k: v for k, v in models.items() if k != "golden"}}
-    from ..metrics import RelearnConfig, evaluate_unlearning, relearning_convergence_delay
+    from ..metrics import evaluate_unlearning, relearning_convergence_delay
 
     metrics, relearn = {}, {}
-    protocol = {field: getattr(run_args, option) for option, field in RELEARN_FIELDS.items()}
-    relearn_config = RelearnConfig(**protocol, seed=seed, progress_bar=progress)
+    config = relearn_config(run_args, seed, progress)
     options = evaluation_options(job, run_args, seed)
     for name, model in models.items():
         row = {}
@@ -48,7 +47,7 @@ def evaluate_models(
                 golden_model=job.golden if name != "golden" else None,
                 golden_result=job.golden_relearn,
                 processing_class=job.tokenizer,
-                config=relearn_config,
+                config=config,
                 heldout_dataset=job.test if job.heldout_relearn is None else None,
                 heldout_result=job.heldout_relearn,
                 heldout_label_corruption=job.heldout_label_corruption or "none",
@@ -60,6 +59,15 @@ def evaluate_models(
             row.update(rcd_columns(name, result))
         metrics[name] = row
     return {name: metrics[name] for name in order}, {name: relearn[name] for name in order if name in relearn}
+
+
+def relearn_config(run_args: RunArguments, seed: int = 0, progress: bool = True) -> Any:
+    """The run's RCD protocol: a ``RelearnConfig`` from its ``relearn_*`` options (``RELEARN_FIELDS``), seeded
+    with the run's seed."""
+    from ..metrics import RelearnConfig
+
+    protocol = {field: getattr(run_args, option) for option, field in RELEARN_FIELDS.items()}
+    return RelearnConfig(**protocol, seed=seed, progress_bar=progress)
 
 
 def _keep_reference_runs(job: LoadedJob, name: str, result: Any) -> None:

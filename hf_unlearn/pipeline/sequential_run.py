@@ -12,11 +12,9 @@ import copy
 import os
 from typing import Any
 
+from ..reporting.sequential import LINE_METRICS
 from .arguments import RunArguments
 from .job import LoadedJob
-
-#: the forget metric of a request's printed line, by preference (the kind's own choice first, when it has one)
-LINE_METRICS = ("forget/rouge_l_recall", "forget/accuracy", "forget/token_accuracy", "forget/loss")
 
 
 def forget_files(run_args: RunArguments) -> list[str]:
@@ -107,6 +105,13 @@ def request_line(i: int, k: int, row: dict, kind: Any = None) -> str:
         retain = "retain/" + metric.split("/", 1)[1]
         if retain in row:
             parts.append(f"{retain} {row[retain]:.3f}")
+    if "current/rcd/steps" in row:
+        golden = row.get("current/golden/rcd/steps")
+        ratio = row.get("current/rcd/ratio_to_golden")
+        rcd = f"current/rcd/steps {row['current/rcd/steps']}" + (
+            f" (golden {golden})" if golden is not None else ""
+        )
+        parts.append(rcd + (f", ratio_to_golden {ratio:.2f}" if ratio is not None else ""))
     return "; ".join(parts)
 
 
@@ -114,7 +119,7 @@ def run_sequential(run_args: RunArguments, config: Any) -> dict:
     """``hf-unlearn run`` with sequential requests: unlearn them in order, save the final model, evaluate it
     (as a one-shot run, on the union), and write the report (``sequential``: the per-request table) and card."""
     from . import check_output_dir, peft_config_of, resolve_label_corruption
-    from .evaluation import evaluate_models, evaluation_options
+    from .evaluation import evaluate_models, evaluation_options, relearn_config
     from .report import build_report, write_outputs
     from .sequential import union, unlearn_sequentially
 
@@ -139,7 +144,8 @@ def run_sequential(run_args: RunArguments, config: Any) -> dict:
         peft_config=peft_config_of(run_args, job.model),
         trainer_kwargs=get_model_kind(job.model).trainer_kwargs(job.trainer_kwargs, run_args.diffusion),
         evaluate=run_args.evaluate,
-        evaluation=evaluation_options(job, run_args),
+        evaluation=evaluation_options(job, run_args, config.seed),
+        relearning=relearn_config(run_args, config.seed, progress) if run_args.relearn else None,
         quiet=not progress,
         on_request=lambda i, row: print(request_line(i, len(requests), row, kind), flush=True),
     )

@@ -132,6 +132,7 @@ def _template_fields(report: dict) -> dict:
     from .headline import DEFINITIONS, headline_keys
     from .palette import ordered
     from .robustness import robustness_tables
+    from .sequential import sequential_table
 
     rows = report.get("metrics", {})
     rows = {name: rows[name] for name in ordered(list(rows))}
@@ -146,6 +147,13 @@ def _template_fields(report: dict) -> dict:
             rows, [k for k in keys if not _repeats_golden(k, rows) and not k.startswith("attack/")]
         ),
         "robustness": robustness_tables(rows, _fmt),
+        "sequential": sequential_table(
+            report.get("sequential"), _fmt, getattr(_kind(report), "primary_forget_metrics", ())
+        ),
+        "sequential_k": (report.get("sequential") or {}).get("k"),
+        "sequential_rcd": any(
+            "current/rcd/steps" in r for r in (report.get("sequential") or {}).get("table", [])
+        ),
         "model_name": report.get("model_name", f"unlearned-{report.get('method', 'model')}"),
         "method": report.get("method"),
         "base": _base_text(report),
