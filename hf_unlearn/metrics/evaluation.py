@@ -16,6 +16,7 @@ import torch
 
 from ..data.collate import check_attention_mask
 from ..kinds import get_model_kind
+from ..weights.unsharded import unsharded_copy
 from ._passes import prepare
 from ._stats import MIN_K_FRACTION, SplitStats, _min_k_scores, collect_stats  # noqa: F401 (importable from here)
 from ._weights import weight_distance
@@ -203,12 +204,15 @@ def evaluate_unlearning(
         options={name: value for name, value in judged.items() if value is not None},
     )
     metrics.update(kind.suite_metrics(suite))
+    # FSDP2-sharded models: distances of the full weights (gathered on every process)
+    weights = unsharded_copy(model) if golden_model is not None or original_model is not None else None
     for key, other in (("golden", golden_model), ("original", original_model)):
         if other is not None:
             try:
-                metrics[f"distance/l2_to_{key}"] = weight_distance(model, other)
+                metrics[f"distance/l2_to_{key}"] = weight_distance(weights, unsharded_copy(other))
             except ValueError as err:
                 logger.warning("distance/l2_to_%s left out: %s", key, err)
+    del weights
     if attacks:
         from .attacks import attack_metrics
 

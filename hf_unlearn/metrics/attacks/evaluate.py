@@ -19,6 +19,8 @@ when the same ``Attack`` objects evaluate further models (``hf-unlearn run`` eva
 Under several processes (``accelerate launch``, ``torchrun``) every process applies each attack to its own copy
 and evaluates its share of the forget set, and the shares are gathered (``metrics._passes``): one result, on
 every process. An attack that trains (``Attack.trains``: ``relearn_partial``) has rank 0's copy broadcast first.
+An FSDP2-sharded model (DTensor parameters) is gathered first (``weights.unsharded.unsharded_copy``, on every
+process): the attacks act on the full weights, never on a shard's rows, and give one process's numbers.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ...weights.unsharded import unsharded_copy
 from . import Attack, get_attack
 
 
@@ -85,18 +88,22 @@ def attack_metrics(
     )
     models = {"": model, "golden/": golden_model, "original/": original_model}
     models = {prefix: m for prefix, m in models.items() if m is not None}
+    # FSDP2-sharded models: every attack acts on the full weights (gathered on every process), as in one process
+    plain = {prefix: unsharded_copy(m) for prefix, m in models.items()}
     out: dict[str, float] = {}
     for attack in tqdm([_NoAttack(), *resolved], desc="attacks", disable=not progress, leave=False):
         attack_data, eval_data = attack.split(forget_dataset)
         values = {
-            prefix: measure.cached(attack, m, attack_data, eval_data, reuse=prefix != "")
-            for prefix, m in models.items()
+            prefix: measure.cached(
+                attack, plain[prefix], attack_data, eval_data, prefix != "", models[prefix]
+            )
+            for prefix in models
         }
         out.update(_keys(attack.name, values, kind))
         if eval_data is not forget_dataset and golden_model is not None:
             identity = _NoAttack(eval_data)
             before = {
-                p: measure.cached(identity, models[p], None, eval_data, reuse=p != "")
+                p: measure.cached(identity, plain[p], None, eval_data, p != "", models[p])
                 for p in ("", "golden/")
             }
             gap = _gap(before, kind)
@@ -134,10 +141,18 @@ class _Measure:
         self.attention_mask = attention_mask
 
     def cached(
-        self, attack: Attack, model: torch.nn.Module, attack_data: Any, eval_data: Any, reuse: bool
+        self,
+        attack: Attack,
+        model: torch.nn.Module,
+        attack_data: Any,
+        eval_data: Any,
+        reuse: bool,
+        key: torch.nn.Module | None = None,
     ) -> dict:
         """The metrics of ``attack`` applied to ``model``; with ``reuse`` (golden, original), from an earlier call
-        with the same attack settings, model and data when there was one."""
+        with the same attack settings, model (``key``: the model ``model`` is an unsharded copy of) and data when
+        there was one."""
+        key = model if key is None else key
         rows, collator = self._rows(model, eval_data, "forget_dataset")
         test = self._rows(model, self.test, "test_dataset") if self.test is not None else None
         data_key = (
@@ -148,15 +163,15 @@ class _Measure:
         settings = (type(attack).__name__, attack.name, repr(sorted(attack.options().items())))
         store = _CACHE.setdefault(settings, weakref.WeakKeyDictionary()) if reuse else None
         data_key = (*data_key, _weights_key(model))  # a model changed in place is measured again
-        if store is not None and data_key in store.get(model, {}):
-            return store[model][data_key]
+        if store is not None and data_key in store.get(key, {}):
+            return store[key][data_key]
         attacked = attack.apply(model, attack_data, self.tokenizer)
         if attack.trains:
             _broadcast_from_main(attacked)
         values = self._metrics(attacked, rows, collator, test)
         del attacked
         if store is not None:
-            store.setdefault(model, {})[data_key] = values
+            store.setdefault(key, {})[data_key] = values
         return values
 
     def _settings(self) -> tuple:
