@@ -81,6 +81,21 @@ class RunHooks:
         """The model card's ``pipeline_tag`` and ``library_name`` (``peft`` for an adapter)."""
         return {"pipeline_tag": self.pipeline_tag, "library_name": "peft" if adapter else self.library_name}
 
+    def card_figures(
+        self,
+        models: dict[str, torch.nn.Module],
+        output_dir: str,
+        seed: int = 0,
+        options: dict | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Figures of the run's ``models`` (``{"unlearned": ..., "golden": ..., "original": ...}``, those present)
+        that the kind draws into ``output_dir`` for the model card, beside the metric plots: the file names
+        written (a diffusion model's sample grids, the same noise for every model, seeded by ``seed``).
+        ``options``: the run's ``evaluate_unlearning`` options (``generation_steps``); ``data``: the run's raw
+        ``forget`` and ``retain`` sets. None by default."""
+        return []
+
     def lora_defaults(self) -> dict[str, Any]:
         """The ``LoraConfig`` fields this kind needs besides the rank, alpha and dropout (``task_type``,
         ``modules_to_save``; ``target_modules`` where PEFT has no default for the architecture, used unless
