@@ -280,3 +280,27 @@ def test_a_pipeline_folder_without_the_safety_checkers_weights_loads_without_it(
     (folder / "safety_checker" / "config.json").write_text("{}")
     loaded = kind_for_folder(str(folder)).load_run_model(str(folder))
     assert loaded.trainer_input.safety_checker is None and loaded.model is loaded.trainer_input.unet
+
+
+def test_a_bad_diffusion_setting_fails_before_anything_is_loaded(tmp_path, capsys):
+    """The ``diffusion`` mapping's keys are checked when the recipe is parsed (``RunArguments``): the model folder
+    and data below do not exist, yet the error is the setting's, in one line naming every field."""
+    fields = (
+        "anchor_class, anchor_prompt, esd_eta, eval_seed, max_timestep, min_timestep, null_class, num_classes"
+    )
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(
+        f"model_name_or_path: {tmp_path / 'missing'}\nforget_dataset: {tmp_path / 'nothing'}\n"
+        f"output_dir: {tmp_path / 'out'}\nmethod: esd\ndiffusion:\n  esd_eta: 2.0\n  anchor_clas: 1\n"
+    )
+    with pytest.raises(
+        ValueError, match=rf"unknown diffusion setting\(s\) \['anchor_clas'\]: .*\({fields}\)\.$"
+    ):
+        parse_recipe([str(recipe)])
+    # the command line's mapping too, through `hf-unlearn run`'s one-line errors
+    flags = ["--model_name_or_path", str(tmp_path / "missing"), "--forget_dataset", str(tmp_path / "nothing"),
+             "--output_dir", str(tmp_path / "out"), "--diffusion", "{esd_eat: 2.0}"]  # fmt: skip
+    assert main(["run", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "unknown diffusion setting(s) ['esd_eat']" in err[-1] and fields in err[-1]
+    assert not any("missing" in line for line in err) and not (tmp_path / "out").exists()

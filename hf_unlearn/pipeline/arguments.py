@@ -151,6 +151,10 @@ class RunArguments:
 
     def __post_init__(self) -> None:
         self.diffusion = settings_mapping(self.diffusion, "diffusion")
+        if self.diffusion:  # unknown DiffusionArguments fields fail before anything is loaded
+            from ..diffusion.args import check_settings  # imports no diffusers
+
+            check_settings(self.diffusion)
         if self.attacks:  # unknown names fail before anything is trained
             from ..metrics.attacks import parse_attacks
 
