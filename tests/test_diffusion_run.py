@@ -100,10 +100,43 @@ def test_a_unet_folder_with_image_folders_runs_the_digits_recipe(tmp_path, unet_
     assert np.isfinite(unlearned["forget/loss"]) and "rcd/steps" in unlearned
     card = (out / "README.md").read_text()
     assert "library_name: diffusers" in card and "pipeline_tag: unconditional-image-generation" in card
+    assert_sample_grids(out, card, report, ["unlearned", "golden", "original"], rows="0,1,2")
+    # the same noise for every model: the original's grid drawn again from its folder is the run's, pixel for
+    # pixel (seed: the recipe's 0); the golden UNet's (other weights) differs
+    from hf_unlearn.diffusion.sampling import save_class_grids
+    from hf_unlearn.kinds import kind_for_folder
+
+    again = tmp_path / "again"
+    again.mkdir()
+    save_class_grids(
+        {"original": kind_for_folder(unet_job["model"]).load(unet_job["model"])}, str(again), seed=0
+    )
+    assert np.array_equal(
+        grid_pixels(again / "samples_original.png"), grid_pixels(out / "samples_original.png")
+    )
+    assert not np.array_equal(
+        grid_pixels(out / "samples_golden.png"), grid_pixels(out / "samples_original.png")
+    )
     # the original's weights are untouched, the unlearned ones moved
     before = load_file(os.path.join(unet_job["model"], "diffusion_pytorch_model.safetensors"))
     after = load_file(out / "diffusion_pytorch_model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def grid_pixels(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def assert_sample_grids(out, card: str, report: dict, models: list[str], rows: str) -> None:
+    """A run's ``samples_<model>.png`` grids exist for ``models`` (only them), one row per class or prompt (the
+    PNG's ``classes`` text: ``rows``), listed in the report's plots and shown by the card."""
+    grids = sorted(f for f in os.listdir(out) if f.startswith("samples_") and f.endswith(".png"))
+    assert grids == sorted(f"samples_{name}.png" for name in models)
+    for grid in grids:
+        assert grid in report["plots"] and f"![{grid}]({grid})" in card
+        with Image.open(out / grid) as image:
+            assert image.text["classes"] == rows and image.text["Title"].startswith(grid[8:-4])
 
 
 def write_prompt_files(root, task) -> dict:
@@ -150,6 +183,12 @@ def test_the_stable_diffusion_recipes_run_on_a_tiny_pipeline_folder(tmp_path, na
     assert all(np.isfinite(unlearned[k]) for k in ("forget/loss", "retain/loss", "test/loss", "mia/auc"))
     card = (out / "README.md").read_text()
     assert "library_name: diffusers" in card and "pipeline_tag: text-to-image" in card
+    # one row per distinct forget prompt, then per kept prompt (no golden pipeline here: no golden grid)
+    assert_sample_grids(out, card, report, ["unlearned", "original"], rows="0,1,2,3,4,5")
+    with Image.open(out / "samples_unlearned.png") as image:
+        assert (
+            image.text["Title"] == "unlearned: a cat | a photo of a cat | a dog | a red car | a tree | a bird"
+        )
     before, after = (
         StableDiffusionPipeline.from_pretrained(folder),
         StableDiffusionPipeline.from_pretrained(out),
@@ -177,6 +216,9 @@ def test_run_on_a_small_digits_ddpm_build_reports_the_generation_metrics(tmp_pat
     report = json.loads((out / "unlearning_report.json").read_text())
     assert report["scenario"] == "digits-ddpm" and report["method"] == "ieu"
     assert json.loads((out / "diffusion_args.json").read_text())["null_class"] == 10
+    # the card's sample grids: the scenario's ten digits (not its null class), one row each
+    card = (out / "README.md").read_text()
+    assert_sample_grids(out, card, report, ["unlearned", "golden", "original"], rows="0,1,2,3,4,5,6,7,8,9")
     for name in ("original", "golden", "unlearned"):
         row = report["metrics"][name]
         assert 0 <= row["forget/generation_accuracy"] <= 1 and 0 <= row["retain/generation_accuracy"] <= 1
@@ -238,3 +280,27 @@ def test_a_pipeline_folder_without_the_safety_checkers_weights_loads_without_it(
     (folder / "safety_checker" / "config.json").write_text("{}")
     loaded = kind_for_folder(str(folder)).load_run_model(str(folder))
     assert loaded.trainer_input.safety_checker is None and loaded.model is loaded.trainer_input.unet
+
+
+def test_a_bad_diffusion_setting_fails_before_anything_is_loaded(tmp_path, capsys):
+    """The ``diffusion`` mapping's keys are checked when the recipe is parsed (``RunArguments``): the model folder
+    and data below do not exist, yet the error is the setting's, in one line naming every field."""
+    fields = (
+        "anchor_class, anchor_prompt, esd_eta, eval_seed, max_timestep, min_timestep, null_class, num_classes"
+    )
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(
+        f"model_name_or_path: {tmp_path / 'missing'}\nforget_dataset: {tmp_path / 'nothing'}\n"
+        f"output_dir: {tmp_path / 'out'}\nmethod: esd\ndiffusion:\n  esd_eta: 2.0\n  anchor_clas: 1\n"
+    )
+    with pytest.raises(
+        ValueError, match=rf"unknown diffusion setting\(s\) \['anchor_clas'\]: .*\({fields}\)\.$"
+    ):
+        parse_recipe([str(recipe)])
+    # the command line's mapping too, through `hf-unlearn run`'s one-line errors
+    flags = ["--model_name_or_path", str(tmp_path / "missing"), "--forget_dataset", str(tmp_path / "nothing"),
+             "--output_dir", str(tmp_path / "out"), "--diffusion", "{esd_eat: 2.0}"]  # fmt: skip
+    assert main(["run", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "unknown diffusion setting(s) ['esd_eat']" in err[-1] and fields in err[-1]
+    assert not any("missing" in line for line in err) and not (tmp_path / "out").exists()

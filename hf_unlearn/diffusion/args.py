@@ -5,7 +5,7 @@ what a UNet carries for its model kind (its noise scheduler and these arguments)
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -53,6 +53,19 @@ class DiffusionArguments:
 
     def to_json_string(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def check_settings(settings: dict | None) -> None:
+    """``ValueError`` (one line, naming every field) when ``settings`` (a recipe's ``diffusion`` mapping) has a key
+    that is not a ``DiffusionArguments`` field. Checked when ``RunArguments`` is built, before anything loads;
+    importing this module imports no ``diffusers``."""
+    known = sorted(f.name for f in fields(DiffusionArguments))
+    unknown = sorted(set(settings or {}) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown diffusion setting(s) {unknown}: the diffusion mapping takes DiffusionArguments fields "
+            f"({', '.join(known)})."
+        )
 
 
 @dataclass

@@ -175,16 +175,10 @@ class DenoisingKind(ModelKind):
 
 def with_settings(args: Any, settings: dict | None) -> Any:
     """``DiffusionArguments`` ``args`` with the fields of ``settings`` replaced; ``ValueError`` naming the
-    fields for an unknown one."""
-    from dataclasses import fields
+    fields for an unknown one (``args.check_settings``)."""
+    from .args import check_settings
 
-    known = {f.name for f in fields(args)}
-    unknown = sorted(set(settings or {}) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown diffusion setting(s) {unknown}: the diffusion mapping takes DiffusionArguments fields "
-            f"({', '.join(sorted(known))})."
-        )
+    check_settings(settings)
     return replace(args, **(settings or {}))
 
 

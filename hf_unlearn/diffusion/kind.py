@@ -23,6 +23,9 @@ from .denoising import _MIX, DenoisingKind, SplitsLikeATensor, mse
 
 logger = logging.getLogger(__name__)
 
+#: DDIM steps of a run's sample grids (the card's figures) when the run sets no ``generation_steps``
+GRID_STEPS = 25
+
 
 @dataclass
 class Denoising(SplitsLikeATensor):
@@ -118,6 +121,21 @@ class ClassConditionalUNetKind(DenoisingKind):
 
         setup = diffusion_setup(inputs.model)
         return judged_suite_metrics(inputs, setup.scheduler, setup.args.eval_seed)
+
+    def card_figures(
+        self,
+        models: dict[str, torch.nn.Module],
+        output_dir: str,
+        seed: int = 0,
+        options: dict | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """``samples_<name>.png`` for each model: 8 DDIM samples of every class, one row per class, the same noise
+        for every model (``sampling.save_class_grids``; ``generation_steps`` of ``options``, default 25)."""
+        from .sampling import save_class_grids
+
+        steps = (options or {}).get("generation_steps") or GRID_STEPS
+        return save_class_grids(models, output_dir, seed=seed, num_inference_steps=steps)
 
     def configure_loaded(self, model: torch.nn.Module, path: str) -> None:
         """``configure_unet`` with the scheduler (``scheduler_config.json``) and ``DiffusionArguments``

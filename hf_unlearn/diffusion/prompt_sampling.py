@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import torch
 
 from .pipeline import pipeline_setup
-from .sampling import ddim_scheduler
+from .sampling import ddim_scheduler, save_sample_grid
 
-__all__ = ["DEFAULT_GUIDANCE_SCALE", "sample_prompts"]
+__all__ = ["DEFAULT_GUIDANCE_SCALE", "sample_prompts", "save_prompt_grids"]
 
 #: ``StableDiffusionPipeline``'s default classifier-free guidance scale
 DEFAULT_GUIDANCE_SCALE = 7.5
@@ -95,3 +95,32 @@ def _decode(setup, latents: torch.Tensor) -> torch.Tensor:
     scale = float(getattr(vae.config, "scaling_factor", 1.0))
     images = vae.decode(latents.to(parameter.device, parameter.dtype) / scale).sample
     return images.float().clamp(-1, 1).cpu()
+
+
+def save_prompt_grids(
+    models: dict[str, torch.nn.Module],
+    output_dir: str,
+    prompts: Sequence[str],
+    *,
+    seed: int = 0,
+    num_inference_steps: int = 25,
+    per_prompt: int = 4,
+) -> list[str]:
+    """``samples_<name>.png`` in ``output_dir`` for each named pipeline UNet of ``models``: ``per_prompt``
+    samples of each of ``prompts``, one row per prompt in order (``sample_prompts``: the same latent noise for
+    every model; the prompts in the PNG's title). Returns the file names, in the order of ``models``; none
+    without prompts."""
+    import os
+
+    prompts = list(prompts)
+    if not prompts:
+        return []
+    repeated = [prompt for prompt in prompts for _ in range(per_prompt)]
+    rows = [row for row in range(len(prompts)) for _ in range(per_prompt)]
+    files = []
+    for name, unet in models.items():
+        images = sample_prompts(unet, repeated, num_inference_steps=num_inference_steps, seed=seed)
+        file = f"samples_{name}.png"
+        save_sample_grid(images, rows, os.path.join(output_dir, file), title=f"{name}: {' | '.join(prompts)}")
+        files.append(file)
+    return files

@@ -14,7 +14,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["class_labels_for", "ddim_scheduler", "sample_images", "save_sample_grid"]
+__all__ = [
+    "class_labels_for",
+    "ddim_scheduler",
+    "sample_images",
+    "save_class_grid",
+    "save_class_grids",
+    "save_sample_grid",
+]
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -138,3 +145,57 @@ def save_sample_grid(
         info.add_text("Title", title)
     picture.save(path, pnginfo=info)
     return path
+
+
+def save_class_grid(
+    unet: torch.nn.Module,
+    path: str,
+    classes: Sequence[int],
+    *,
+    per_class: int = 8,
+    noise_scheduler: Any = None,
+    num_inference_steps: int = 25,
+    seed: int = 0,
+    title: str | None = None,
+) -> str:
+    """Sample ``per_class`` images of each of ``classes`` from a class-conditional ``unet`` (``sample_images``:
+    DDIM, image ``i`` from noise ``(seed, i)``, so every UNet sampled with one seed starts from the same noise) and
+    save them as a PNG grid with one row per class (``save_sample_grid``). Returns ``path``."""
+    labels = class_labels_for(classes, per_class)
+    images = sample_images(
+        unet, labels, noise_scheduler=noise_scheduler, num_inference_steps=num_inference_steps, seed=seed
+    )
+    return save_sample_grid(images, labels, path, title=title)
+
+
+def save_class_grids(
+    models: dict[str, torch.nn.Module],
+    output_dir: str,
+    *,
+    seed: int = 0,
+    num_inference_steps: int = 25,
+    per_class: int = 8,
+) -> list[str]:
+    """``samples_<name>.png`` in ``output_dir`` for each named class-conditional UNet of ``models``
+    (``save_class_grid`` with the UNet's own scheduler and classes, ``configure_unet``; the same noise for every
+    model). Returns the file names, in the order of ``models``."""
+    import os
+
+    from .args import diffusion_setup
+
+    files = []
+    for name, unet in models.items():
+        setup = diffusion_setup(unet)
+        file = f"samples_{name}.png"
+        save_class_grid(
+            unet,
+            os.path.join(output_dir, file),
+            setup.classes,
+            per_class=per_class,
+            noise_scheduler=setup.scheduler,
+            num_inference_steps=num_inference_steps,
+            seed=seed,
+            title=name,
+        )
+        files.append(file)
+    return files

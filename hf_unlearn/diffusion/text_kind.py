@@ -29,6 +29,11 @@ from .pipeline import (
     pipeline_setup,
 )
 
+#: a run's sample grids (the card's figures): DDIM steps when the run sets no ``generation_steps``, and at most
+#: this many distinct forget prompts and as many kept prompts, one row each
+GRID_STEPS = 25
+GRID_PROMPTS = 4
+
 
 @dataclass
 class PromptDenoising(SplitsLikeATensor):
@@ -96,6 +101,26 @@ class TextConditionedUNetKind(DenoisingKind):
     def card_metadata(self, adapter: bool = False) -> dict[str, Any]:
         """``diffusers`` even after LoRA: the run saves the whole pipeline with the adapters merged."""
         return {"pipeline_tag": self.pipeline_tag, "library_name": self.library_name}
+
+    def card_figures(
+        self,
+        models: dict[str, torch.nn.Module],
+        output_dir: str,
+        seed: int = 0,
+        options: dict | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """``samples_<name>.png`` for each model: 4 samples of each of the first distinct forget prompts and kept
+        (retain) prompts (up to ``GRID_PROMPTS`` of each), one row per prompt, decoded by the pipeline's VAE, the
+        same latent noise for every model (``prompt_sampling.save_prompt_grids``; ``generation_steps`` of
+        ``options``, default 25). None without prompts."""
+        from .prompt_sampling import save_prompt_grids
+
+        data = data or {}
+        forget = _distinct(_column(data.get("forget"), "prompt"), GRID_PROMPTS)
+        kept = _distinct([p for p in _column(data.get("retain"), "prompt") if p not in forget], GRID_PROMPTS)
+        steps = (options or {}).get("generation_steps") or GRID_STEPS
+        return save_prompt_grids(models, output_dir, forget + kept, seed=seed, num_inference_steps=steps)
 
     # -- folders and runs ----------------------------------------------------------------------------
     def recognises_folder(self, path: str) -> bool:
@@ -171,3 +196,20 @@ class TextConditionedUNetKind(DenoisingKind):
         with torch.no_grad():
             target = self._predict(pred.model, pred, pred.setup.anchor)
         return mse(pred.prediction, target)
+
+
+def _column(data: Any, key: str) -> list:
+    """The ``key`` values of a raw dataset (a ``datasets.Dataset``, a dict of lists or a list of dicts; None:
+    none)."""
+    if data is None:
+        return []
+    if hasattr(data, "column_names"):
+        return list(data[key]) if key in data.column_names else []
+    if isinstance(data, dict):
+        return list(data.get(key) or [])
+    return [row[key] for row in data if isinstance(row, dict) and key in row]
+
+
+def _distinct(values: list, limit: int) -> list[str]:
+    """The first ``limit`` distinct non-empty strings of ``values``, in order."""
+    return [v for v in dict.fromkeys(v for v in values if isinstance(v, str) and v)][:limit]

@@ -7,16 +7,20 @@ card metadata and its LoRA defaults. The trainer, the set-up passes, stopping, t
 ask the kind instead of comparing task strings. A new kind is a ``ModelKind`` subclass registered with
 ``register_model_kind``: nothing else in the package needs an edit for ``ft``, ``ga``, ``grad_diff`` and
 ``ieu`` (methods that need only per-example losses) to train it.
+
+The hooks ``hf-unlearn run`` and the model card ask (loading a run's model folder, the kind's trainer and its
+arguments, the card's metadata and figures, LoRA defaults) live in ``run_hooks.py`` (``RunHooks``, inherited).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from ..data.common import unwrap_model
+from .run_hooks import RunHooks, RunModel  # noqa: F401 (RunModel: importable from here, as before)
 
 
 @dataclass(frozen=True)
@@ -40,25 +44,7 @@ class ForwardContext:
     frozen: bool = False
 
 
-@dataclass
-class RunModel:
-    """What ``hf-unlearn run`` loads from a model folder (``ModelKind.load_run_model``).
-
-    Attributes:
-        model: the module that is unlearned (and measured, copied as the original, relearned by RCD).
-        trainer_input: what the kind's trainer is given instead of ``model``, if anything (a text-to-image
-            pipeline whose UNet is ``model``: the trainer saves the whole pipeline).
-        trainer_kwargs: the kind's trainer's extra keyword arguments read from the folder (a diffusion
-            model's noise scheduler and ``DiffusionArguments``), before the user's settings
-            (``ModelKind.trainer_kwargs``).
-    """
-
-    model: Any
-    trainer_input: Any = None
-    trainer_kwargs: dict = field(default_factory=dict)
-
-
-class ModelKind:
+class ModelKind(RunHooks):
     """One kind of model. Subclasses set the class attributes and override what differs.
 
     Attributes:
@@ -300,55 +286,6 @@ class ModelKind:
         """The keys that summarize a result of this kind (``rows``: the reported metrics, for kinds whose
         summary depends on what was measured)."""
         return list(self.short_keys if short else self.headline_keys)
-
-    # -- runs (hf-unlearn run) ----------------------------------------------------------------------
-    def load_processing_class(self, path: str, trust_remote_code: bool = False) -> Any:
-        """The processing class saved with the model in folder ``path`` (its tokenizer or image processor), which
-        the run's data files are read with; None for kinds without one."""
-        from ..loading import load_tokenizer
-
-        return load_tokenizer(path, trust_remote_code=trust_remote_code)
-
-    def load_run_model(self, path: str, trust_remote_code: bool = False) -> RunModel:
-        """What a run unlearns from folder ``path``: by default the model ``loading.load_model`` loads (a PEFT
-        adapter folder on its base), given to the trainer as it is, with no extra trainer arguments."""
-        from ..loading import load_model
-
-        return RunModel(load_model(path, trust_remote_code=trust_remote_code))
-
-    def trainer_class(self) -> type:
-        """The trainer a run of this kind uses (``UnlearningTrainer`` or a subclass taking the same arguments
-        plus ``trainer_kwargs``)."""
-        from ..trainer import UnlearningTrainer
-
-        return UnlearningTrainer
-
-    def trainer_kwargs(self, given: dict, settings: dict | None = None) -> dict:
-        """The trainer's extra keyword arguments of a run: ``given`` (from the scenario or the model folder:
-        ``LoadedJob.trainer_kwargs``) with the user's kind settings applied (``RunArguments.diffusion``: only
-        diffusion models have any; other kinds refuse them)."""
-        if settings:
-            raise ValueError(
-                f"the diffusion settings {sorted(settings)} are for diffusers models, not {self.name} models: "
-                "remove the diffusion mapping from the recipe."
-            )
-        return dict(given)
-
-    def align_references(self, model: torch.nn.Module, references: Any) -> None:
-        """Give the reference models of a run (``references``: the original, the golden model; None skipped) what
-        the trained ``model`` carries besides its weights, once its trainer is built, so that every model is
-        measured alike (a diffusion UNet's scheduler, timesteps and evaluation draws); nothing by default."""
-
-    # -- cards and adapters --------------------------------------------------------------------------
-    def card_metadata(self, adapter: bool = False) -> dict[str, Any]:
-        """The model card's ``pipeline_tag`` and ``library_name`` (``peft`` for an adapter)."""
-        return {"pipeline_tag": self.pipeline_tag, "library_name": "peft" if adapter else self.library_name}
-
-    def lora_defaults(self) -> dict[str, Any]:
-        """The ``LoraConfig`` fields this kind needs besides the rank, alpha and dropout (``task_type``,
-        ``modules_to_save``; ``target_modules`` where PEFT has no default for the architecture, used unless
-        the user names them)."""
-        return {}
 
 
 def _hashable(value: Any) -> Any:

@@ -42,6 +42,7 @@ __all__ = [
     "SequentialResult",
     "RunArguments",
     "build_report",
+    "card_figures",
     "check_output_dir",
     "evaluate_models",
     "evaluation_options",
@@ -180,6 +181,25 @@ def save_unlearned(trainer: Any, job: LoadedJob, output_dir: str) -> None:
             job.tokenizer.save_pretrained(output_dir)
 
 
+def card_figures(job: LoadedJob, models: dict[str, Any], run_args: RunArguments, config: Any) -> list[str]:
+    """The figures the model kind draws for the card into ``config.output_dir`` (``ModelKind.card_figures``: a
+    diffusion model's sample grids of the unlearned, golden and original models, seeded by the run's seed); none
+    with ``run_args.sample_grids`` off."""
+    if not run_args.sample_grids:
+        return []
+    from ..kinds import get_model_kind
+
+    order = [name for name in ("unlearned", "golden", "original") if name in models]
+    kind = get_model_kind(job.model)
+    return kind.card_figures(
+        {name: models[name] for name in order},
+        config.output_dir,
+        seed=config.seed,
+        options=job.evaluation,  # the scenario's generation settings (generation_steps)
+        data={"forget": job.forget, "retain": job.retain},
+    )
+
+
 def run(run_args: RunArguments, config: Any) -> dict:
     """``hf-unlearn run``: unlearn, save the model, evaluate, write the report and card. Returns the report."""
     config.resume_from_checkpoint = resume_checkpoint(config)  # before any loading: a bad value fails fast
@@ -196,11 +216,9 @@ def run(run_args: RunArguments, config: Any) -> dict:
     progress = progress and main_process
     metrics, relearn = evaluate_models(job, models, run_args, seed=config.seed, progress=progress)
     if main_process:
-        report = write_outputs(
-            config.output_dir,
-            build_report(job, config, run_args, metrics, relearn, seconds, trainer),
-            relearn,
-        )
+        report = build_report(job, config, run_args, metrics, relearn, seconds, trainer)
+        report["plots"] = card_figures(job, models, run_args, config)
+        report = write_outputs(config.output_dir, report, relearn)
         if config.push_to_hub:
             from ..reporting import card as hub
 

@@ -136,6 +136,11 @@ class RunArguments:
         "by key): min_timestep, max_timestep, eval_seed, esd_eta, null_class, anchor_class, num_classes, "
         "anchor_prompt (docs/diffusion.md).",
     )
+    sample_grids: bool = option(
+        True,
+        "Diffusion models: draw a grid of samples of the unlearned, golden and original models into the card "
+        "(samples_<model>.png: one row per class, or per forget / kept prompt; the same noise for every model).",
+    )
     overwrite_output_dir: bool = option(
         False,
         "Allow writing into a non-empty output_dir (resuming from a checkpoint in it needs no such permission).",
@@ -146,6 +151,10 @@ class RunArguments:
 
     def __post_init__(self) -> None:
         self.diffusion = settings_mapping(self.diffusion, "diffusion")
+        if self.diffusion:  # unknown DiffusionArguments fields fail before anything is loaded
+            from ..diffusion.args import check_settings  # imports no diffusers
+
+            check_settings(self.diffusion)
         if self.attacks:  # unknown names fail before anything is trained
             from ..metrics.attacks import parse_attacks
 

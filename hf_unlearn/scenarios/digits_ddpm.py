@@ -111,19 +111,18 @@ class DiffusionScenario(Scenario):
 
     def save_grid(self, unet, path: str, per_class: int = 8, seed: int = 0, title: str | None = None) -> str:
         """A PNG of ``per_class`` samples of every class (one row per class, the same noise for every model)."""
-        from ..diffusion.generation_metrics import sample_classes
-        from ..diffusion.sampling import save_sample_grid
+        from ..diffusion.sampling import save_class_grid
 
-        steps = (self.generation or {}).get("num_inference_steps", 25)
-        images, labels = sample_classes(
+        return save_class_grid(
             unet,
+            path,
             range(N_CLASSES),
-            per_class,
+            per_class=per_class,
             noise_scheduler=self.noise_scheduler(),
-            num_inference_steps=steps,
+            num_inference_steps=(self.generation or {}).get("num_inference_steps", 25),
             seed=seed,
+            title=title,
         )
-        return save_sample_grid(images, labels, path, title=title)
 
 
 class DigitsDDPM(ScenarioBuilder):
