@@ -49,6 +49,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import model_kind
+from ..weights.unsharded import is_fsdp2_sharded, on_plain_copies
 from ._heldout import heldout_note, learn_heldout
 from ._passes import eval_mode, make_batches, model_device, prepare
 from ._weights import WeightTracker
@@ -80,7 +81,11 @@ def relearning_convergence_delay(
 
     Args:
         model: the unlearned model (sequence classifier or causal LM, full weights or PEFT). It is not
-            modified, and its train/eval mode is kept: a deep copy on the same device is relearned.
+            modified, and its train/eval mode is kept: a deep copy on the same device is relearned. An
+            FSDP2-sharded model (``fully_shard``; and a sharded original or golden model) is gathered into a plain
+            copy on every process (``weights.unsharded.on_plain_copies``: every process must call this), rank 0
+            relearns it and every process returns rank 0's result. Plain models under several processes (DDP)
+            are relearned by every process on its own, with no collective.
         forget_dataset: the forget set, in any format ``UnlearningTrainer`` accepts.
         original_model: the model before unlearning; sets the recovery target (its forget-set accuracy or loss)
             and the weight-space origin. Not modified. Note that ``peft.get_peft_model`` modifies the model it
@@ -116,6 +121,48 @@ def relearning_convergence_delay(
         raise ValueError(
             f"heldout_label_corruption must be one of {list(LABEL_CORRUPTIONS)}, got {heldout_label_corruption!r}."
         )
+    options = {
+        "processing_class": processing_class,
+        "golden_result": golden_result,
+        "heldout_dataset": heldout_dataset,
+        "heldout_result": heldout_result,
+        "heldout_label_corruption": heldout_label_corruption,
+        "judge_model": judge_model,
+        "judge_processor": judge_processor,
+    }
+    models = (model, original_model, golden_model)
+    if not any(m is not None and is_fsdp2_sharded(m) for m in models):
+        return _delay(models, forget_dataset, config, set(), **options)
+
+    def on_copies(*plain: torch.nn.Module | None) -> RelearnResult:
+        # copies made here and used once are relearned in place (no second full copy); the original never is
+        owned = {
+            id(c)
+            for c, m in zip(plain, models)
+            if c is not m and c is not plain[1] and sum(x is c for x in plain) == 1
+        }
+        return _delay(plain, forget_dataset, config, owned, **options)
+
+    return on_plain_copies(on_copies, *models)
+
+
+def _delay(
+    models: tuple,
+    forget_dataset: Any,
+    config: RelearnConfig,
+    owned: set[int],
+    *,
+    processing_class: Any,
+    golden_result: RelearnResult | None,
+    heldout_dataset: Any,
+    heldout_result: RelearnResult | None,
+    heldout_label_corruption: str,
+    judge_model: torch.nn.Module | None,
+    judge_processor: Any,
+) -> RelearnResult:
+    """``relearning_convergence_delay`` of ``models = (model, original, golden)``, none of them sharded;
+    ``owned``: the ids of the models that may be relearned in place (copies made by the caller)."""
+    model, original_model, golden_model = models
     rows, collator, kind = prepare(
         model, forget_dataset, processing_class, "forget_dataset", config.max_length
     )
@@ -143,7 +190,7 @@ def relearning_convergence_delay(
                 "The original model has %s 0 on the forget set: every model recovers in 0 steps.", target
             )
 
-    protocol = _Protocol(rows, collator, kind, target, threshold, reference, config, score)
+    protocol = _Protocol(rows, collator, kind, target, threshold, reference, config, score, frozenset(owned))
     result = protocol.run(model, original_model, "relearning")
     resolution = 1 if config.refine else config.eval_every
     if heldout_result is not None or heldout_dataset is not None:
@@ -244,6 +291,7 @@ class _Protocol:
     reference: dict
     config: RelearnConfig
     score: Any = None  # the kind's own target: model -> value (``ModelKind.relearn_scorer``)
+    owned: frozenset = frozenset()  # ids of the models that are copies made for this run: relearned in place
 
     def recovered(self, metrics: dict) -> bool:
         if self.target == "loss":
@@ -251,9 +299,10 @@ class _Protocol:
         return metrics[self.target] >= self.threshold
 
     def run(self, model: torch.nn.Module, original: torch.nn.Module, desc: str) -> RelearnResult:
+        """Relearn a deep copy of ``model`` (``model`` itself when it is one of ``owned``)."""
         config = self.config
         device = model_device(model)
-        learner = copy.deepcopy(model)
+        learner = model if id(model) in self.owned else copy.deepcopy(model)
         kind = model_kind(model)
         params = [p for p in learner.parameters() if p.requires_grad]
         if not params:

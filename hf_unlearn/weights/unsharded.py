@@ -5,16 +5,24 @@ channel) and the weight distances of ``evaluate_unlearning``.
 
 FSDP2 (``fully_shard``) refuses ``copy.deepcopy``; ``unsharded_copy`` gathers every DTensor parameter
 (``full_tensor()``, a collective: every process calls it, in the same order) and rebuilds the module tree with
-the plain classes underneath FSDP's, without FSDP's hooks."""
+the plain classes underneath FSDP's, without FSDP's hooks.
+
+``on_plain_copies`` runs a computation that trains (the relearning convergence delay) once, on rank 0's plain
+copies, and hands its result to every process: the processes report one number even where training is not
+bit-identical across devices, and the others do not spend the compute."""
 
 from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
 from .distributed import is_dtensor, reshard
+
+T = TypeVar("T")
 
 #: the hook tables of an ``nn.Module`` that FSDP2 registers into (its entries are dropped from the copy)
 _HOOK_TABLES = (
@@ -51,6 +59,38 @@ def unsharded_copy(model: torch.nn.Module) -> torch.nn.Module:
         value = p.full_tensor() if is_dtensor(p) else p
         full[id(p)] = torch.nn.Parameter(value.detach().clone(), requires_grad=p.requires_grad)
     return copy.deepcopy(_rebuild(model, full, {}))
+
+
+def on_plain_copies(fn: Callable[..., T], *models: torch.nn.Module | None) -> T:
+    """``fn(*plain)``, where ``plain`` are ``unsharded_copy`` of ``models`` (None stays None; a model passed twice
+    is gathered once, into one copy), computed by rank 0 alone and broadcast to every process; rank 0's exception
+    is raised on every process (as its builtin class, else ``RuntimeError``). Every process must call it with
+    the same models in the same order (the gathers are collectives); without a process group, ``fn(*plain)``."""
+    import torch.distributed as dist
+
+    copies: dict[int, torch.nn.Module] = {}
+    for m in models:  # the same order on every process
+        if m is not None and id(m) not in copies:
+            copies[id(m)] = unsharded_copy(m)
+    plain = [None if m is None else copies[id(m)] for m in models]
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return fn(*plain)
+    outcome, error = None, None
+    if dist.get_rank() == 0:
+        try:
+            outcome = fn(*plain)
+        except Exception as caught:  # handed to the other processes, which would wait for rank 0 forever
+            error = caught
+    del plain, copies
+    cls = type(error) if error is not None and type(error).__module__ == "builtins" else RuntimeError
+    box = [(outcome, None if error is None else (cls, f"on rank 0: {error}"))]
+    dist.broadcast_object_list(box, src=0)
+    if error is not None:
+        raise error
+    outcome, failed = box[0]
+    if failed is not None:
+        raise failed[0](failed[1])
+    return outcome
 
 
 def _plain_class(cls: type) -> type:
