@@ -270,7 +270,7 @@ def _merged_params(peft_model):
 
 
 def test_rcd_on_lora_model_trains_adapters_only_and_leaves_input_unchanged(qa, monkeypatch):
-    import hf_unlearn.metrics.relearning as relearning
+    import hf_unlearn.metrics._relearn_protocol as protocol
 
     model, original = _lora_lm(qa)
     torch.manual_seed(1)
@@ -279,13 +279,13 @@ def test_rcd_on_lora_model_trains_adapters_only_and_leaves_input_unchanged(qa, m
             if "lora_B" in name:
                 p.normal_(0.0, 0.3)
     captured = []
-    make = relearning._make_optimizer
+    make = protocol._make_optimizer
 
     def spy(params, config):
         captured.extend(params)
         return make(params, config)
 
-    monkeypatch.setattr(relearning, "_make_optimizer", spy)
+    monkeypatch.setattr(protocol, "_make_optimizer", spy)
     before = state_copy(model)
     model.eval()
     config = RelearnConfig(learning_rate=1e-2, max_steps=3, alpha=0.0, target="loss", progress_bar=False)
