@@ -109,12 +109,7 @@ class _Protocol:
 
         def train_step(step: int) -> None:
             batch = self.collator([self.rows[i] for i in stream.indices(step)])
-            loss = kind.per_example_losses(learner, batch, device).mean()
-            loss.backward()
-            if config.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            relearn_step(learner, kind, batch, device, params, optimizer, config)
             tracker.step()
 
         rng_devices = [device] if device.type == "cuda" else []
@@ -170,6 +165,24 @@ class _Protocol:
             reference=dict(self.reference),
             config=asdict(config),
         )
+
+
+def relearn_step(
+    learner: torch.nn.Module,
+    kind: Any,
+    batch: dict,
+    device: torch.device,
+    params: list[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    config: RelearnConfig,
+) -> None:
+    """One fine-tuning step of ``learner`` on ``batch``: the mean of the kind's per-example losses, gradients
+    clipped to ``config.max_grad_norm`` (if set), then the optimizer step."""
+    kind.per_example_losses(learner, batch, device).mean().backward()
+    if config.max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _make_optimizer(params: list[torch.Tensor], config: RelearnConfig) -> torch.optim.Optimizer:

@@ -140,7 +140,7 @@ def fine_tune_copy(model: torch.nn.Module, rows: list[dict], collator: Any, conf
     with RCD's protocol (``RelearnConfig``: optimizer, learning rate, seeded batches, clipping); eval mode."""
     from ...kinds import get_model_kind
     from .._passes import model_device
-    from ..relearning import _BatchStream, _make_optimizer
+    from .._relearn_protocol import _BatchStream, _make_optimizer, relearn_step
 
     learner = plain_copy(model)
     params = list(learner.parameters())
@@ -157,12 +157,7 @@ def fine_tune_copy(model: torch.nn.Module, rows: list[dict], collator: Any, conf
             range(config.max_steps), desc="relearn_partial", disable=not config.progress_bar, leave=False
         ):
             batch = collator([rows[i] for i in stream.indices(step)])
-            loss = kind.per_example_losses(learner, batch, device).mean()
-            loss.backward()
-            if config.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            relearn_step(learner, kind, batch, device, params, optimizer, config)
     learner.eval()
     for p in params:
         p.requires_grad_(False)
