@@ -136,3 +136,91 @@ def concept_task(seed: int = 0, n_forget: int = 6, n_retain: int = 12) -> Any:
 
     forget = [{"prompt": ("a cat", "a photo of a cat")[i % 2]} for i in range(n_forget)]
     return TextTask(retain=rows(n_retain), forget=forget, test=rows(n_retain // 2), info={"seed": seed})
+
+
+#: prompt families of ``concept_image_task``'s concepts (each prompt at most ``MAX_TOKENS - 2`` letters and
+#: digits, so that the tiny tokenizer keeps it whole)
+CONCEPT_PROMPTS = {
+    "cat": ("a cat", "the cat", "cat pic", "kitty"),
+    "dog": ("a dog", "the dog", "dog pic", "puppy"),
+    "car": ("a red car", "the car", "car pic"),
+    "tree": ("a tree", "the tree", "tree pic"),
+    "bird": ("a bird", "the bird", "bird pic"),
+}
+
+
+def concept_image(concept: str, rng: Any) -> Any:
+    """One seeded 16x16 RGB uint8 image of ``concept`` (a key of ``CONCEPT_PROMPTS``): cat, orange and black
+    vertical stripes; dog, brown and white horizontal stripes; car, a red block on grey; tree, a green disc on
+    sky blue; bird, a yellow and blue checkerboard; each with a random phase or position, colour jitter and
+    pixel noise."""
+    import numpy as np
+
+    if concept not in CONCEPT_PROMPTS:
+        raise ValueError(f"unknown concept {concept!r}: pick one of {sorted(CONCEPT_PROMPTS)}.")
+    y, x = np.mgrid[0:16, 0:16]
+    dy, dx = rng.integers(0, 8, size=2)
+    if concept == "cat":
+        mask = ((x + dx) // 2) % 2 == 0
+        colours = ([230, 130, 30], [20, 20, 20])
+    elif concept == "dog":
+        mask = ((y + dy) // 3) % 2 == 0
+        colours = ([120, 70, 30], [235, 235, 225])
+    elif concept == "car":
+        mask = (y >= 4 + dy) & (y < 10 + dy) & (x >= dx) & (x < dx + 9)
+        colours = ([220, 25, 25], [128, 128, 128])
+    elif concept == "tree":
+        mask = (y - 4 - dy) ** 2 + (x - 4 - dx) ** 2 <= 16
+        colours = ([30, 150, 40], [140, 200, 245])
+    else:
+        mask = ((x + dx) // 4 + (y + dy) // 4) % 2 == 0
+        colours = ([240, 220, 40], [40, 60, 200])
+    fore, back = (np.array(c) + rng.integers(-20, 21, 3) for c in colours)
+    out = np.where(mask[..., None], fore, back) + rng.integers(-10, 11, (16, 16, 3))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def concept_rows(concept: str, n: int, rng: Any) -> list[dict]:
+    """``n`` rows ``{"prompt", "image"}`` of ``concept``: its prompts in turn, a fresh ``concept_image`` each."""
+    prompts = CONCEPT_PROMPTS[concept]
+    return [{"prompt": prompts[i % len(prompts)], "image": concept_image(concept, rng)} for i in range(n)]
+
+
+def concept_image_task(seed: int = 0, forget: str = "cat", n_train: int = 16, n_test: int = 8) -> Any:
+    """A concept-erasure task with images of every concept (``CONCEPT_PROMPTS``), seeded: forget rows
+    ``n_train`` of ``forget``, retain rows ``n_train`` of each other concept, test rows ``n_test`` held-out
+    images of each other concept; ``info["forget_test"]``: ``n_test`` held-out images of ``forget``."""
+    import numpy as np
+
+    from .fixtures import TextTask
+
+    rng = np.random.default_rng(seed)
+    kept = [c for c in CONCEPT_PROMPTS if c != forget]
+    if len(kept) == len(CONCEPT_PROMPTS):
+        raise ValueError(f"unknown concept {forget!r}: pick one of {sorted(CONCEPT_PROMPTS)}.")
+    train = {c: concept_rows(c, n_train, rng) for c in CONCEPT_PROMPTS}
+    test = {c: concept_rows(c, n_test, rng) for c in CONCEPT_PROMPTS}
+    return TextTask(
+        retain=[row for c in kept for row in train[c]],
+        forget=train[forget],
+        test=[row for c in kept for row in test[c]],
+        info={"seed": seed, "forget": forget, "kept": kept, "forget_test": test[forget]},
+    )
+
+
+def fit_latent_scale(pipe: Any, images: list) -> float:
+    """Set ``pipe.vae``'s ``scaling_factor`` to ``1 / std`` of the unscaled latent means of ``images`` (uint8
+    ``[H, W, 3]`` arrays of the VAE's input size), as Stable Diffusion's 0.18215 was chosen, so that the latents
+    the UNet denoises have unit standard deviation (the untrained tiny VAE's are near 0.05 at 0.18215); returns
+    the factor."""
+    import numpy as np
+    import torch
+
+    if not images:
+        raise ValueError("fit_latent_scale needs at least one image.")
+    pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        latents = pipe.vae.encode(pixels).latent_dist.mean
+    factor = float(1 / latents.std())
+    pipe.vae.register_to_config(scaling_factor=factor)
+    return factor
