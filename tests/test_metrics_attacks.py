@@ -86,6 +86,26 @@ def test_gpt2_conv1d_is_quantized_per_output_column_and_the_model_is_unchanged(q
     assert model.lm_head.weight is model.transformer.wte.weight
 
 
+def test_convolutions_are_quantized_per_output_channel_over_input_and_kernel():
+    """A UNet's (and a ResNet's) Conv2d weights ``[out, in, kh, kw]``: one scale per output channel over its
+    flattened ``in x kh x kw`` values, per group of them with ``group_size``; the original is unchanged."""
+    from hf_unlearn.tiny import tiny_unet
+
+    unet = tiny_unet(num_classes=3, seed=0)
+    before = state_copy(unet)
+    for group in (None, 4):
+        attacked = quantize_model(unet, 4, group)
+        conv = next(m for m in unet.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+        name = next(n for n, m in unet.named_modules() if m is conv)
+        got = attacked.get_submodule(name).weight.detach()
+        flat = conv.weight.detach().numpy().reshape(conv.weight.shape[0], -1)
+        expected = reference_quantize(flat, 4, group).reshape(conv.weight.shape)
+        np.testing.assert_allclose(got.numpy(), expected, atol=1e-6)
+        assert not torch.equal(got, conv.weight)
+    for name, value in unet.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
 def test_8_bit_keeps_the_forget_loss_and_4_bit_moves_it_more(qa):
     from hf_unlearn.metrics import per_example_losses
 

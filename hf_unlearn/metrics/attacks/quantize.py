@@ -1,7 +1,8 @@
 """Weight-only fake quantization: quantize, then dequantize back into the weight's dtype.
 
 For a weight ``W`` with output channels as rows (``nn.Linear``: ``[out, in]``; GPT-2's ``Conv1D`` stores
-``[in, out]`` and is transposed first), ``b`` bits and ``q_max = 2^(b-1) - 1``, each output channel (or, with
+``[in, out]`` and is transposed first; a convolution's ``[out, in / groups, *kernel]`` is flattened to
+``[out, in / groups * prod(kernel)]``, as in CNN and UNet weight-only quantization), ``b`` bits and ``q_max = 2^(b-1) - 1``, each output channel (or, with
 ``group_size = g``, each run of ``g`` consecutive input positions of it) gets its own scale::
 
     s = max |w| / q_max          (over the channel or group)
@@ -54,6 +55,11 @@ def _quantizable() -> tuple[type, ...]:
     return torch.nn.Linear, Conv1D
 
 
+#: convolutions (ResNet image classifiers, diffusion UNets): one scale per output channel over its flattened
+#: input channels x kernel positions
+CONVOLUTIONS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+
+
 def plain_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A deep copy of ``model`` without wrappers (DDP, ``torch.compile``), a PEFT model merged into its base."""
     while True:
@@ -73,7 +79,8 @@ def plain_copy(model: torch.nn.Module) -> torch.nn.Module:
 def quantize_model(
     model: torch.nn.Module, bits: int, group_size: int | None = None, skip_modules: tuple[str, ...] = ()
 ) -> torch.nn.Module:
-    """A copy of ``model`` with every ``nn.Linear`` / ``Conv1D`` weight fake-quantized (``fake_quantize``);
+    """A copy of ``model`` with every ``nn.Linear`` / ``Conv1D`` / convolution weight fake-quantized
+    (``fake_quantize``);
     biases, embeddings and norms stay as they are. ``skip_modules``: module names (or name suffixes, e.g.
     ``"lm_head"``) left in full precision. A weight tied to an embedding is quantized in the linear layer only
     (the copy's tie is undone)."""
@@ -81,20 +88,23 @@ def quantize_model(
     copied = plain_copy(model)
     count = 0
     for name, module in copied.named_modules():
-        if not isinstance(module, (linear, conv1d)) or any(
+        if not isinstance(module, (linear, conv1d, *CONVOLUTIONS)) or any(
             name == s or name.endswith("." + s) for s in skip_modules
         ):
             continue
         weight = module.weight
         if isinstance(module, conv1d):  # [in, out]: the output channel is a column
             new = fake_quantize(weight.t(), bits, group_size).t().contiguous()
+        elif isinstance(module, CONVOLUTIONS):  # [out, in / groups, *kernel]: a row per output channel
+            new = fake_quantize(weight.flatten(1), bits, group_size).view_as(weight)
         else:
             new = fake_quantize(weight, bits, group_size)
         module.weight = torch.nn.Parameter(new, requires_grad=weight.requires_grad)
         count += 1
     if count == 0:
         logger.warning(
-            "quantize: %s has no nn.Linear / Conv1D weight; the copy is unchanged.", type(model).__name__
+            "quantize: %s has no nn.Linear / Conv1D / convolution weight; the copy is unchanged.",
+            type(model).__name__,
         )
     return copied
 
