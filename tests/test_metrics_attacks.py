@@ -321,3 +321,29 @@ def test_run_and_eval_with_attacks_end_to_end(tmp_path, mislabeled, capsys):
     )
     assert main(["run", recipe, "--attacks", "quantize_3bit", "--overwrite_output_dir"]) == 2
     assert "unknown attack 'quantize_3bit'" in capsys.readouterr().err
+
+
+def test_keys_for_a_class_conditional_unet_through_its_kind():
+    """Attacks on a diffusion UNet measure the kind's forget metric (the denoising loss at fixed draws), for the
+    model and golden under the same attack."""
+    from sklearn.datasets import load_digits
+
+    from hf_unlearn.tiny import tiny_unet
+
+    data = load_digits()
+    rows = [{"image": (x.reshape(8, 8) * 15.9).astype(np.uint8), "label": int(y)}
+            for x, y in zip(data.data, data.target) if y < 3]  # fmt: skip
+    forget, retain = [r for r in rows if r["label"] == 0][:12], [r for r in rows if r["label"] != 0][:24]
+    model, golden = tiny_unet(num_classes=3, seed=0), tiny_unet(num_classes=3, seed=1)
+    out = evaluate_unlearning(
+        model, forget_dataset=forget, retain_dataset=retain, golden_model=golden,
+        attacks=["quantize_4bit", "relearn_partial"],
+    )  # fmt: skip
+    for name in ("quantize_4bit", "relearn_partial"):
+        for key in (
+            f"attack/{name}/forget/loss",
+            f"attack/{name}/golden/forget/loss",
+            f"attack/{name}/gap_to_golden",
+        ):
+            assert key in out and np.isfinite(out[key]), key
+    assert out["attack/quantize_4bit/forget/loss"] != out["attack/none/forget/loss"]
