@@ -95,8 +95,8 @@ def fill(report: common.Report, per_seed: dict) -> None:
         "Each seed rebuilds the scenario (original, golden, judge) with that seed; 50 DDIM samples of 25 steps "
         "per class; RCD: relearning steps to the original's forget denoising loss x 1.1, over golden's.",
         "time / retraining: the method's unlearning seconds (train(), 100 steps, which includes the Trainer's "
-        "end-of-training garbage collection) over the golden model's training seconds, same process and threads. "
-        "The seeds ran while other jobs shared the 2 cores, which is why the ratios spread.",
+        "end-of-training garbage collection) over the golden model's training seconds, same process and threads; "
+        "ratios taken while other jobs share the cores spread (the load at the start is in the header).",
     ]
 
 
