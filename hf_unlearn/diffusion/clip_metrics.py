@@ -192,10 +192,13 @@ def score_prompt_samples(
     labels: ConceptLabels,
     probabilities: torch.Tensor | None = None,
     clip: tuple[Any, Any] | None = None,
+    image_embeddings: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """The metrics of generated ``images`` under their ``prompts``: judged accuracies from ``probabilities``
-    (``[N, len(labels.names)]``) and CLIP scores with ``clip`` = ``(model, processor)``."""
-    is_forget = torch.tensor([p in set(forget_prompts) for p in prompts], dtype=torch.bool)
+    (``[N, len(labels.names)]``) and CLIP scores with ``clip`` = ``(model, processor)`` (``image_embeddings``:
+    the images' CLIP embeddings when already computed)."""
+    forget_set = set(forget_prompts)
+    is_forget = torch.tensor([p in forget_set for p in prompts], dtype=torch.bool)
     out: dict[str, float] = {}
     if probabilities is not None:
         top = probabilities.argmax(-1)
@@ -214,7 +217,8 @@ def score_prompt_samples(
             out["retain/generation_accuracy"] = sum(hits) / len(hits)
     if clip is not None:
         model, processor = clip
-        image_embeddings = clip_image_embeddings(model, processor, images)
+        if image_embeddings is None:
+            image_embeddings = clip_image_embeddings(model, processor, images)
         distinct = list(dict.fromkeys(prompts))
         text = dict(zip(distinct, clip_text_embeddings(model, processor, distinct)))
         per_sample = clip_scores(image_embeddings, torch.stack([text[p] for p in prompts]))
@@ -231,15 +235,17 @@ def _judge_probabilities(
     judge: Any,
     judge_processor: Any,
     clip: tuple[Any, Any] | None,
+    image_embeddings: torch.Tensor | None,
 ) -> torch.Tensor | None:
-    """The judge's probabilities over ``labels.names``: the classifier's, else CLIP zero-shot's, else None."""
+    """The judge's probabilities over ``labels.names``: the classifier's, else CLIP zero-shot's (on the images'
+    ``image_embeddings``), else None."""
     if judge is not None:
         return judge_images(judge, images, judge_processor)[0]
     if clip is None:
         return None
     model, processor = clip
     label_embeddings = clip_text_embeddings(model, processor, labels.names)
-    return zero_shot_probabilities(model, clip_image_embeddings(model, processor, images), label_embeddings)
+    return zero_shot_probabilities(model, image_embeddings, label_embeddings)
 
 
 def classifier_label_names(judge: Any) -> list[str]:
@@ -309,8 +315,11 @@ def prompt_generation_metrics(
                 stack.enter_context(eval_mode(model))
         for prefix, model in models:
             images = sample_prompts(model, prompts, batch_size=batch_size, progress=progress, **sampling)
-            probabilities = _judge_probabilities(images, labels, judge, judge_processor, clip)
-            metrics = score_prompt_samples(images, prompts, forget_prompts, labels, probabilities, clip)
+            embedded = clip_image_embeddings(*clip, images) if clip is not None else None  # once per model
+            probabilities = _judge_probabilities(images, labels, judge, judge_processor, clip, embedded)
+            metrics = score_prompt_samples(
+                images, prompts, forget_prompts, labels, probabilities, clip, embedded
+            )
             out.update({prefix + key: value for key, value in metrics.items()})
     return out
 

@@ -60,6 +60,11 @@ def _quantizable() -> tuple[type, ...]:
 CONVOLUTIONS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 
 
+def skipped(name: str, skip_modules: tuple[str, ...]) -> bool:
+    """Whether module ``name`` is one of ``skip_modules`` (a full name, or a suffix after a dot: ``"lm_head"``)."""
+    return any(name == s or name.endswith("." + s) for s in skip_modules)
+
+
 def plain_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A deep copy of ``model`` without wrappers (DDP, ``torch.compile``), a PEFT model merged into its base."""
     while True:
@@ -88,9 +93,7 @@ def quantize_model(
     copied = plain_copy(model)
     count = 0
     for name, module in copied.named_modules():
-        if not isinstance(module, (linear, conv1d, *CONVOLUTIONS)) or any(
-            name == s or name.endswith("." + s) for s in skip_modules
-        ):
+        if not isinstance(module, (linear, conv1d, *CONVOLUTIONS)) or skipped(name, skip_modules):
             continue
         weight = module.weight
         if isinstance(module, conv1d):  # [in, out]: the output channel is a column

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from . import Attack, register_attack
-from .quantize import _quantizable, plain_copy
+from . import register_attack
+from .quantize import QuantizeAttack, _quantizable, plain_copy, skipped
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _conv1d_to_linear(model: torch.nn.Module) -> None:
         setattr(model.get_submodule(parent_name) if parent_name else model, child, linear)
 
 
-class TorchaoQuantizeAttack(Attack):
+class TorchaoQuantizeAttack(QuantizeAttack):
     """Weight-only quantization of every ``nn.Linear`` / ``Conv1D`` weight with torchao.
 
     Args:
@@ -77,12 +77,7 @@ class TorchaoQuantizeAttack(Attack):
     ):
         if bits not in (4, 8):
             raise ValueError(f"torchao quantization takes bits=8 or bits=4, got {bits!r}.")
-        if group_size is not None and group_size < 1:
-            raise ValueError(
-                f"group_size must be >= 1 or None (one scale per output channel), got {group_size}."
-            )
-        self.bits, self.group_size, self.skip_modules = bits, group_size, tuple(skip_modules)
-        self.name = name or f"torchao_int{bits}"
+        super().__init__(bits, group_size, skip_modules, name or f"torchao_int{bits}")
 
     def apply(
         self, model: torch.nn.Module, attack_data: Any = None, processing_class: Any = None
@@ -93,8 +88,7 @@ class TorchaoQuantizeAttack(Attack):
         linears = [
             (name, m)
             for name, m in copied.named_modules()
-            if isinstance(m, torch.nn.Linear)
-            and not any(name == s or name.endswith("." + s) for s in self.skip_modules)
+            if isinstance(m, torch.nn.Linear) and not skipped(name, self.skip_modules)
         ]
         if not linears:
             logger.warning(
@@ -135,9 +129,6 @@ class TorchaoQuantizeAttack(Attack):
             return quantization.Int8WeightOnlyConfig(granularity=granularity, set_inductor_config=False)
         granularity = PerAxis(0) if group_size is None else PerGroup(group_size)
         return quantization.IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=granularity)
-
-    def options(self) -> dict[str, Any]:
-        return {"bits": self.bits, "group_size": self.group_size, "skip_modules": self.skip_modules}
 
 
 @register_attack("torchao_int8")
