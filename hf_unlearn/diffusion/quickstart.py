@@ -134,7 +134,7 @@ def _write_row(
 def _unlearn(sc: Any, method: str, output_dir: str, seed: int) -> tuple[Any, float]:
     """A ``DiffusionUnlearningTrainer`` run of ``method`` on the scenario's original; ``(trainer, seconds)``."""
     from ..config import UnlearningConfig
-    from .trainer import DiffusionUnlearningTrainer
+    from ..pipeline.training import kind_trainer
 
     config = UnlearningConfig(
         output_dir=output_dir,
@@ -145,18 +145,14 @@ def _unlearn(sc: Any, method: str, output_dir: str, seed: int) -> tuple[Any, flo
         method=method,
         **sc.unlearning_defaults,
     )
-    trainer = DiffusionUnlearningTrainer(
+    trainer = kind_trainer(  # quiet: the log dicts stay in the log history, off the terminal
         sc.original_model(),
         config,
-        forget_dataset=sc.forget,
-        retain_dataset=sc.retain,
-        noise_scheduler=sc.noise_scheduler(),
-        diffusion_args=sc.diffusion_args(),
+        forget=sc.forget,
+        retain=sc.retain,
+        trainer_kwargs={"noise_scheduler": sc.noise_scheduler(), "diffusion_args": sc.diffusion_args()},
+        quiet=True,
     )
-    from transformers import PrinterCallback, ProgressCallback
-
-    trainer.remove_callback(PrinterCallback)  # the log dicts stay in the log history, off the terminal
-    trainer.remove_callback(ProgressCallback)
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started

@@ -138,34 +138,30 @@ def unlearn(job: LoadedJob, config: Any, run_args: RunArguments, quiet: bool = F
     ``DiffusionUnlearningTrainer``, with the kind's extra arguments) on the job; returns ``(trainer, seconds)``.
     ``quiet`` keeps the Trainer's progress bar and log dicts off the terminal (they still reach ``report_to`` and
     the log history)."""
-    from transformers import PrinterCallback, ProgressCallback
-
     from ..kinds import get_model_kind
+    from .training import kind_trainer, needs_heldout
 
-    needs_heldout = config.forget_loss_cap_from_eval is not None or config.stopping != "none"
-    if needs_heldout and job.test is None:
+    if needs_heldout(config) and job.test is None:
         raise ValueError(
             "forget_loss_cap_from_eval and stopping='heldout' measure the model on held-out data: "
             + missing_heldout(job)
         )
     resolve_label_corruption(job, config)  # the user's setting, else the scenario's: stopping and RCD alike
-    # the kind's trainer and its extra arguments (a diffusion model's scheduler and DiffusionArguments)
     kind = get_model_kind(job.model)
-    trainer = kind.trainer_class()(
-        job.model if job.trainer_input is None else job.trainer_input,
+    trainer = kind_trainer(
+        job.model,
         config,
-        forget_dataset=job.forget,
-        retain_dataset=job.retain,
+        forget=job.forget,
+        retain=job.retain,
+        test=job.test,
         processing_class=job.tokenizer,
         peft_config=peft_config_of(run_args, job.model),
-        # the held-out set, needed only for the forget-loss cap and the stopping rule
-        eval_dataset=job.test if needs_heldout else None,
-        **kind.trainer_kwargs(job.trainer_kwargs, run_args.diffusion),
+        trainer_input=job.trainer_input,
+        # a diffusion model's scheduler and DiffusionArguments, with the run's diffusion settings
+        trainer_kwargs=kind.trainer_kwargs(job.trainer_kwargs, run_args.diffusion),
+        quiet=quiet,
     )
     kind.align_references(job.model, (job.original, job.golden))  # measured as the trained model
-    if quiet:
-        trainer.remove_callback(PrinterCallback)
-        trainer.remove_callback(ProgressCallback)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_checkpoint(config))
     return trainer, time.perf_counter() - start

@@ -214,28 +214,23 @@ def _unlearn_one(
 ):
     """One request: a run of the model kind's trainer (``UnlearningTrainer`` or its subclass) on ``model``;
     returns ``(model, steps)``, LoRA merged."""
-    from transformers import PrinterCallback, ProgressCallback
+    from .training import kind_trainer, needs_heldout
 
-    from ..kinds import get_model_kind
-
-    needs_heldout = config.forget_loss_cap_from_eval is not None or config.stopping != "none"
-    if needs_heldout and test is None:
+    if needs_heldout(config) and test is None:
         raise ValueError(
             "forget_loss_cap_from_eval and stopping='heldout' need test_dataset (held-out data)."
         )
-    trainer = get_model_kind(model).trainer_class()(
+    trainer = kind_trainer(
         model,
         config,
-        forget_dataset=forget,
-        retain_dataset=retain,
+        forget=forget,
+        retain=retain,
+        test=test,
         processing_class=processing_class,
         peft_config=peft_config,
-        eval_dataset=test if needs_heldout else None,
-        **trainer_kwargs,
+        trainer_kwargs=trainer_kwargs,
+        quiet=quiet,
     )
-    if quiet:
-        trainer.remove_callback(PrinterCallback)
-        trainer.remove_callback(ProgressCallback)
     trainer.train()
     model = trainer.accelerator.unwrap_model(trainer.model)
     if hasattr(model, "merge_and_unload"):  # the next request trains a fresh adapter on these weights

@@ -57,7 +57,8 @@ def unsharded_copy(model: torch.nn.Module) -> torch.nn.Module:
     full: dict[int, torch.nn.Parameter] = {}
     for p in model.parameters():  # the same order on every process: the gathers pair up
         value = p.full_tensor() if is_dtensor(p) else p
-        full[id(p)] = torch.nn.Parameter(value.detach().clone(), requires_grad=p.requires_grad)
+        # no clone: the deep copy below copies every tensor once
+        full[id(p)] = torch.nn.Parameter(value.detach(), requires_grad=p.requires_grad)
     return copy.deepcopy(_rebuild(model, full, {}))
 
 
