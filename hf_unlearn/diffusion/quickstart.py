@@ -204,16 +204,14 @@ class _Evaluator:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
 
     def _rcd(self, name: str, model: Any) -> dict:
-        from ..metrics import RelearnConfig, relearning_convergence_delay
+        from ..metrics import relearning_convergence_delay
+        from ..pipeline import RunArguments
+        from ..pipeline.evaluation import relearn_config
+        from ..scenarios import get_builder
 
-        protocol = self.sc_relearning()
-        config = RelearnConfig(
-            learning_rate=protocol.get("relearn_learning_rate", 1e-3),
-            max_steps=protocol.get("relearn_max_steps", 100),
-            target="loss",
-            seed=self.seed,
-            progress_bar=False,
-        )
+        # the scenario's relearning protocol, as `hf-unlearn run --scenario` builds it
+        run_args = RunArguments(scenario=self.sc.name, **get_builder(self.sc.name).relearning)
+        config = relearn_config(run_args, self.seed, progress=False)
         if name == "golden":
             self.golden_rcd = self.rcd[name] = relearning_convergence_delay(
                 model, self.sc.forget, original_model=self.original, config=config
@@ -224,11 +222,6 @@ class _Evaluator:
         )
         out = {"rcd/steps": result.steps, "rcd/ratio_to_golden": result.ratio_to_golden}
         return {k: v for k, v in out.items() if v is not None}  # missing, not None (the original's ratio)
-
-    def sc_relearning(self) -> dict:
-        from ..scenarios import get_builder
-
-        return get_builder(self.sc.name).relearning
 
 
 def _summary(row: dict) -> str:
