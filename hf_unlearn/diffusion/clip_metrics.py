@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -307,12 +306,9 @@ def prompt_generation_metrics(
     sampling = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale, "seed": seed}
     out: dict[str, float] = {}
     models = [("", unet)] + ([("golden/", golden_unet)] if golden_unet is not None else [])
-    with ExitStack() as stack:
-        from ..metrics._passes import eval_mode
+    from ..metrics._passes import eval_modes
 
-        for model in (unet, golden_unet, judge, clip[0] if clip else None):
-            if model is not None:
-                stack.enter_context(eval_mode(model))
+    with eval_modes(unet, golden_unet, judge, clip[0] if clip else None):
         for prefix, model in models:
             images = sample_prompts(model, prompts, batch_size=batch_size, progress=progress, **sampling)
             embedded = clip_image_embeddings(*clip, images) if clip is not None else None  # once per model

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -261,7 +260,7 @@ def judged_suite_metrics(inputs: Any, noise_scheduler: Any, seed: int) -> dict[s
     the kept ones the retain set's other labels, the real images the retain set's images of the kept classes;
     ``golden_model`` sampled from the same noise. Models in eval mode (their modes restored); empty without a
     judge."""
-    from ..metrics._passes import eval_mode
+    from ..metrics._passes import eval_modes
 
     options = inputs.options
     judge = options.get("judge_model")
@@ -270,10 +269,7 @@ def judged_suite_metrics(inputs: Any, noise_scheduler: Any, seed: int) -> dict[s
     forgotten = sorted({int(row["labels"]) for row in inputs.rows["forget"]})
     kept = sorted({int(row["labels"]) for row in inputs.rows["retain"]} - set(forgotten))
     real = [row["pixel_values"] for row in inputs.rows["retain"] if int(row["labels"]) in kept]
-    with ExitStack() as stack:
-        for model in (inputs.model, inputs.golden_model, judge):
-            if model is not None:
-                stack.enter_context(eval_mode(model))
+    with eval_modes(inputs.model, inputs.golden_model, judge):
         return generation_metrics(
             inputs.model,
             judge,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -27,6 +27,16 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+@contextmanager
+def eval_modes(*models: torch.nn.Module | None) -> Iterator[None]:
+    """``eval_mode`` of every model given (None skipped), their training flags restored afterwards."""
+    with ExitStack() as stack:
+        for model in models:
+            if model is not None:
+                stack.enter_context(eval_mode(model))
+        yield
 
 
 def prepare(
