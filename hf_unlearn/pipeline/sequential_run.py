@@ -72,11 +72,11 @@ def _file_requests(files: list[str], job: LoadedJob, k: int, seed: int) -> list:
 
         return [job.forget] + [load_dataset_file(path) for path in files[1:]]
     from ..data import to_dataset
-    from ..metrics.attacks.relearn import GROUP_COLUMNS
+    from ..metrics.attacks.relearn import group_column_of
     from ..scenarios.sequential import split_requests
 
     forget = to_dataset(job.forget, "forget_dataset")
-    group = next((c for c in GROUP_COLUMNS if c in forget.column_names), None)
+    group = group_column_of(forget.column_names, "auto")
     return [forget.select(rows) for rows in split_requests(forget, k, seed, group)]
 
 

@@ -42,7 +42,7 @@ def partial_split(
     from ...data.common import to_dataset
 
     dataset = to_dataset(forget_dataset, "forget_dataset")
-    column = _group_column(dataset.column_names, group_column)
+    column = group_column_of(dataset.column_names, group_column)
     groups = [str(v) for v in dataset[column]] if column else [str(i) for i in range(len(dataset))]
     names = list(dict.fromkeys(groups))  # in order of first appearance
     if len(names) < 2:
@@ -55,7 +55,9 @@ def partial_split(
     return attack, held_out
 
 
-def _group_column(columns: list[str], group_column: str | None) -> str | None:
+def group_column_of(columns: list[str], group_column: str | None) -> str | None:
+    """The column that groups rows (a person's questions): ``group_column`` itself, the first of
+    ``GROUP_COLUMNS`` present for ``"auto"``, or None (split by row)."""
     if group_column is None:
         return None
     if group_column == "auto":
