@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..loading import PIPELINE_INDEX
 from .args import DiffusionArguments, timestep_range
 from .data import TASK, DiffusionPreparer, _image_tensor, _rows_of
 
@@ -80,9 +81,6 @@ class PipelineSetup:
 def is_pipeline(obj: Any) -> bool:
     """Whether ``obj`` is a text-to-image ``diffusers`` pipeline (a UNet, a VAE, a text encoder, a tokenizer)."""
     return all(hasattr(obj, name) for name in ("unet", "vae", "text_encoder", "tokenizer", "components"))
-
-
-PIPELINE_INDEX = "model_index.json"
 
 
 def is_pipeline_folder(path: str, unet_class: str = "UNet2DConditionModel") -> bool:

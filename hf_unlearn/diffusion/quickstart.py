@@ -150,7 +150,7 @@ def _unlearn(sc: Any, method: str, output_dir: str, seed: int) -> tuple[Any, flo
         config,
         forget=sc.forget,
         retain=sc.retain,
-        trainer_kwargs={"noise_scheduler": sc.noise_scheduler(), "diffusion_args": sc.diffusion_args()},
+        trainer_kwargs=sc.trainer_kwargs(),
         quiet=True,
     )
     started = time.perf_counter()
@@ -168,8 +168,8 @@ class _Evaluator:
 
     def __init__(self, sc: Any, seed: int, relearning: bool):
         self.sc, self.seed, self.relearning = sc, seed, relearning
-        self.judge, self.scheduler, self.args = sc.judge_model(), sc.noise_scheduler(), sc.diffusion_args()
-        self.processor = sc.judge_processor()
+        self.scheduler, self.args = sc.noise_scheduler(), sc.diffusion_args()
+        self.options = sc.evaluation_options()  # the judge and the generation settings, as a run's
         self.original = sc.original_model()
         labels = sc.test["label"]
         self.heldout = sc.test.select([i for i, y in enumerate(labels) if y in sc.forget_classes])
@@ -183,17 +183,13 @@ class _Evaluator:
         from .args import configure_unet
 
         configure_unet(model, self.scheduler, self.args)
-        generation = self.sc.generation or {}
         return evaluate_unlearning(
             model,
             forget_dataset=self.sc.forget,
             retain_dataset=self.sc.retain,
             test_dataset=self.heldout,
-            judge_model=self.judge,
-            judge_processor=self.processor,
-            generation_samples=generation.get("num_samples_per_class"),
-            generation_steps=generation.get("num_inference_steps"),
             batch_size=EVAL_BATCH_SIZE,
+            **self.options,
         )
 
     def evaluate(self, name: str, model: Any, output_dir: str) -> dict:
